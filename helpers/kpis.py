@@ -1,0 +1,237 @@
+"""KPI metrics, the KPI contract and scoring with bootstrap intervals.
+
+Step 1 declares the contract; step 4 evaluates against exactly it; step 5 turns it
+into alerts and the CI gate. All scores come from ``sklearn.metrics``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn import metrics as skm
+
+from helpers.errors import PlaybookError
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    direction: str  # "higher" or "lower"
+    problem_type: str
+    low: float
+    high: float
+    needs: str  # "label", "proba" or "features" (clustering)
+    meaning: str
+
+
+_INF = float("inf")
+METRICS: dict[str, Metric] = {m.name: m for m in [
+    Metric("accuracy", "higher", "classification", 0, 1, "label", "share of all predictions that are right"),
+    Metric("balanced_accuracy", "higher", "classification", 0, 1, "label", "mean recall over classes: accuracy that ignores class imbalance"),
+    Metric("precision", "higher", "classification", 0, 1, "label", "of the rows flagged positive, the share that really are"),
+    Metric("recall", "higher", "classification", 0, 1, "label", "of the real positives, the share the model finds"),
+    Metric("f1", "higher", "classification", 0, 1, "label", "harmonic mean of precision and recall"),
+    Metric("roc_auc", "higher", "classification", 0, 1, "proba", "chance a random positive is ranked above a random negative"),
+    Metric("average_precision", "higher", "classification", 0, 1, "proba", "area under the precision-recall curve"),
+    Metric("log_loss", "lower", "classification", 0, _INF, "proba", "penalty for confident wrong probabilities"),
+    Metric("r2", "higher", "regression", -_INF, 1, "label", "share of the target's variance explained"),
+    Metric("mae", "lower", "regression", 0, _INF, "label", "mean absolute error, in target units"),
+    Metric("rmse", "lower", "regression", 0, _INF, "label", "root mean squared error, in target units (punishes large errors)"),
+    Metric("mape", "lower", "regression", 0, _INF, "label", "mean absolute percentage error (as a fraction)"),
+    Metric("silhouette", "higher", "clustering", -1, 1, "features", "how much closer rows are to their own cluster than to the next"),
+    Metric("davies_bouldin", "lower", "clustering", 0, _INF, "features", "average similarity of each cluster to its closest one"),
+]}
+
+
+def validate_kpis(kpis: Mapping[str, Any], problem_type: str | None) -> dict[str, float]:
+    """Check KPI names, thresholds and fit with the problem type; return {metric: float}."""
+    if not isinstance(kpis, Mapping) or not kpis:
+        raise PlaybookError("kpis must be a non-empty mapping {metric: threshold}.",
+                            "e.g. kpis: {recall: 0.7, precision: 0.5}.")
+    out = {}
+    for name, threshold in kpis.items():
+        metric = METRICS.get(name)
+        if metric is None:
+            raise PlaybookError(f"Unknown KPI metric {name!r}.",
+                                f"choose from {', '.join(METRICS)}.")
+        if problem_type and metric.problem_type != problem_type:
+            fitting = [m for m, v in METRICS.items() if v.problem_type == problem_type]
+            raise PlaybookError(f"KPI {name!r} is a {metric.problem_type} metric; it does not fit a {problem_type} problem.",
+                                f"use one of {', '.join(fitting)}.")
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not np.isfinite(threshold):
+            raise PlaybookError(f"KPI {name!r} has threshold {threshold!r}, which is not a number.",
+                                "give a number, e.g. recall: 0.7.")
+        if not metric.low <= threshold <= metric.high:
+            raise PlaybookError(f"KPI {name!r} threshold {threshold} is outside the metric's range [{metric.low}, {metric.high}].",
+                                f"choose a threshold between {metric.low} and {metric.high}.")
+        out[name] = float(threshold)
+    return out
+
+
+@dataclass
+class KpiContract:
+    """What success means: thresholds with directions, positive label and averaging."""
+
+    problem_type: str
+    kpis: dict[str, float]
+    positive_label: Any = None
+    average: str = "macro"
+    classes: list = field(default_factory=list)
+
+    def direction(self, metric: str) -> str:
+        return METRICS[metric].direction
+
+    def passed(self, metric: str, value: float | None) -> bool | None:
+        if value is None or not np.isfinite(value):
+            return None
+        target = self.kpis[metric]
+        return bool(value >= target) if self.direction(metric) == "higher" else bool(value <= target)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["kpis"] = [{"metric": m, "target": t, "direction": self.direction(m)} for m, t in self.kpis.items()]
+        d["positive_label"] = _jsonable(self.positive_label)
+        d["classes"] = [_jsonable(c) for c in self.classes]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> KpiContract:
+        kpis = d["kpis"]
+        if isinstance(kpis, list):
+            kpis = {k["metric"]: float(k["target"]) for k in kpis}
+        return cls(d["problem_type"], dict(kpis), d.get("positive_label"), d.get("average", "macro"),
+                   list(d.get("classes", [])))
+
+    @property
+    def is_binary(self) -> bool:
+        return self.problem_type == "classification" and len(self.classes) == 2
+
+
+def _jsonable(v: Any) -> Any:
+    return v.item() if isinstance(v, np.generic) else v
+
+
+def resolve_positive_label(y: pd.Series, requested: Any) -> Any:
+    """The class precision and recall refer to: the requested one, else the minority class."""
+    classes = list(pd.unique(y.dropna()))
+    if requested is not None:
+        for c in classes:
+            if str(c) == str(requested):
+                return _jsonable(c)
+        raise PlaybookError(f"positive_label {requested!r} is not a class of the target (classes: {', '.join(map(str, classes[:10]))}).",
+                            "set positive_label to one of the target's classes, or None for the minority class.")
+    counts = y.value_counts()
+    return _jsonable(counts.index[-1])
+
+
+def score(metric: str, contract: KpiContract, y_true, y_pred=None, proba=None, X=None, labels=None) -> float:
+    """Score one KPI. ``proba``: positive-class probabilities (binary) or an (n, k) array."""
+    m = METRICS[metric]
+    if m.problem_type == "clustering":
+        return _cluster_score(metric, X, labels)
+    if m.problem_type == "regression":
+        y_true = np.asarray(y_true, dtype=float)
+        y_pred = np.asarray(y_pred, dtype=float)
+        return float({
+            "r2": skm.r2_score, "mae": skm.mean_absolute_error,
+            "rmse": lambda a, b: np.sqrt(skm.mean_squared_error(a, b)),
+            "mape": skm.mean_absolute_percentage_error,
+        }[metric](y_true, y_pred))
+    return _classification_score(metric, contract, np.asarray(y_true, dtype=object), y_pred, proba)
+
+
+def _classification_score(metric, contract: KpiContract, y_true, y_pred, proba) -> float:
+    binary = contract.is_binary
+    pos = contract.positive_label
+    avg = contract.average
+    if m_needs_labels(metric):
+        y_pred = np.asarray(y_pred, dtype=object)
+        if metric == "accuracy":
+            return float(skm.accuracy_score(y_true, y_pred))
+        if metric == "balanced_accuracy":
+            return float(skm.balanced_accuracy_score(y_true, y_pred))
+        fn = {"precision": skm.precision_score, "recall": skm.recall_score, "f1": skm.f1_score}[metric]
+        if binary:
+            return float(fn(y_true, y_pred, pos_label=pos, average="binary", zero_division=0))
+        return float(fn(y_true, y_pred, average=avg, labels=contract.classes, zero_division=0))
+    proba = np.asarray(proba, dtype=float)
+    if binary:
+        is_pos = (y_true == pos).astype(int)
+        p = proba if proba.ndim == 1 else proba[:, list(contract.classes).index(pos)]
+        if metric == "roc_auc":
+            return float(skm.roc_auc_score(is_pos, p)) if 0 < is_pos.sum() < len(is_pos) else float("nan")
+        if metric == "average_precision":
+            return float(skm.average_precision_score(is_pos, p))
+        return float(skm.log_loss(is_pos, np.clip(p, 1e-15, 1 - 1e-15), labels=[0, 1]))
+    classes = list(contract.classes)
+    if metric == "roc_auc":
+        present = set(pd.unique(y_true))
+        if len(present) < len(classes):
+            return float("nan")
+        return float(skm.roc_auc_score(y_true, proba, multi_class="ovr", average=avg if avg != "micro" else "macro", labels=classes))
+    if metric == "average_precision":
+        onehot = (y_true[:, None] == np.asarray(classes, dtype=object)[None, :]).astype(int)
+        return float(skm.average_precision_score(onehot, proba, average=avg))
+    return float(skm.log_loss(y_true, np.clip(proba, 1e-15, 1), labels=classes))
+
+
+def m_needs_labels(metric: str) -> bool:
+    return METRICS[metric].needs == "label"
+
+
+def _cluster_score(metric: str, X, labels) -> float:
+    labels = np.asarray(labels)
+    if len(np.unique(labels)) < 2:
+        return float("nan")
+    if metric == "silhouette":
+        return float(skm.silhouette_score(X, labels, sample_size=min(len(labels), 2000), random_state=0))
+    return float(skm.davies_bouldin_score(X, labels))
+
+
+def score_all(contract: KpiContract, y_true, y_pred=None, proba=None, X=None, labels=None) -> dict[str, float]:
+    return {m: score(m, contract, y_true, y_pred, proba, X, labels) for m in contract.kpis}
+
+
+def bootstrap_interval(fn: Callable[[np.ndarray], float], n: int, *, n_boot: int = 200,
+                       seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval of ``fn(indices)`` over ``n`` rows resampled with replacement."""
+    rng = np.random.default_rng(seed)
+    stats = []
+    for _ in range(n_boot):
+        value = fn(rng.integers(0, n, n))
+        if np.isfinite(value):
+            stats.append(value)
+    if not stats:
+        return (float("nan"), float("nan"))
+    alpha = (1 - level) / 2
+    return (float(np.quantile(stats, alpha)), float(np.quantile(stats, 1 - alpha)))
+
+
+def kpi_intervals(contract: KpiContract, y_true, y_pred=None, proba=None, *, n_boot: int = 200,
+                  seed: int = 0) -> pd.DataFrame:
+    """Point value and bootstrap 95% interval of every supervised KPI, with pass/fail."""
+    y_true = np.asarray(y_true, dtype=object if contract.problem_type == "classification" else float)
+    y_pred = None if y_pred is None else np.asarray(y_pred, dtype=y_true.dtype)
+    proba = None if proba is None else np.asarray(proba, dtype=float)
+    rows = []
+    for metric in contract.kpis:
+        def fn(idx, metric=metric):
+            return score(metric, contract, y_true[idx], None if y_pred is None else y_pred[idx],
+                         None if proba is None else proba[idx])
+        value = fn(np.arange(len(y_true)))
+        lo, hi = bootstrap_interval(fn, len(y_true), n_boot=n_boot, seed=seed)
+        rows.append({"metric": metric, "target": contract.kpis[metric], "direction": contract.direction(metric),
+                     "achieved": value, "ci_low": lo, "ci_high": hi, "passed": contract.passed(metric, value)})
+    return pd.DataFrame(rows)
+
+
+def load_contract(run, *, needed_by: str | None = None) -> KpiContract:
+    """The KPI contract step 1 recorded in the run (a clear error if step 1 has not run)."""
+    from helpers.paths import STEP_NOTEBOOKS
+
+    summary = run.read_summary(STEP_NOTEBOOKS[0], needed_by=needed_by)
+    return KpiContract.from_dict(summary["contract"])

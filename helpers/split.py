@@ -1,0 +1,114 @@
+"""The one train/test split every step uses.
+
+Each row gets a key at load: the id or group column when given, else a hash of the
+normalised row (case and whitespace folded), so cleaning never moves a row and
+duplicates stay on one side. Keys are ranked by a seeded hash within each class
+(exact stratification, deterministic); a time column gives a time-ordered split.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pandas as pd
+
+from helpers.errors import PlaybookError
+
+
+def _normalise(value) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
+        return ""
+    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
+        return repr(float(value))
+    text = " ".join(str(value).split()).lower()
+    try:  # numbers stored as text key like numbers, so coercing them moves nothing
+        return repr(float(text.replace(",", "")))
+    except ValueError:
+        return text
+
+
+def row_keys(frame: pd.DataFrame, *, id_column: str | None = None, group_column: str | None = None,
+             exclude: tuple[str, ...] = ()) -> pd.Series:
+    """One key per row: the group, else the id, else a hash of the normalised row."""
+    for col in (group_column, id_column):
+        if col:
+            if col not in frame.columns:
+                raise PlaybookError(f"Column {col!r} (id/group column) is not in the data.",
+                                    f"use one of: {', '.join(map(str, frame.columns[:20]))}.")
+            return frame[col].map(_normalise).rename("row_key")
+    cols = [c for c in frame.columns if c not in exclude]
+    normalised = frame[cols].map(_normalise)
+    joined = normalised.apply(lambda r: "\x1f".join(r), axis=1) if len(frame) else pd.Series([], dtype=str)
+    return joined.map(lambda s: hashlib.sha1(s.encode()).hexdigest()).rename("row_key")
+
+
+def _keyed_hash(keys: pd.Series, seed: int) -> pd.Series:
+    salt = f"{seed}:".encode()
+    return keys.map(lambda k: int.from_bytes(hashlib.sha256(salt + str(k).encode()).digest()[:8], "big"))
+
+
+def strata(y: pd.Series | None, problem_type: str, n_bins: int = 5) -> pd.Series:
+    """Strata for the split: the class, quantile bins of a numeric target, or one stratum."""
+    if y is None or problem_type == "clustering":
+        return pd.Series("all", index=y.index if y is not None else None)
+    if problem_type == "regression":
+        values = pd.to_numeric(y, errors="coerce")
+        ranks = values.rank(method="first")
+        return pd.qcut(ranks, q=min(n_bins, max(1, values.notna().sum())), labels=False, duplicates="drop").astype(str)
+    return y.astype(str)
+
+
+def assign_test(frame: pd.DataFrame, *, target: str | None, problem_type: str, test_size: float, seed: int,
+                id_column: str | None = None, group_column: str | None = None,
+                time_column: str | None = None) -> pd.Series:
+    """Boolean mask (indexed like ``frame``): True for rows on the held-out test side."""
+    if not 0 < test_size < 1:
+        raise PlaybookError(f"test_size is {test_size}; it must be between 0 and 1 (exclusive).", "use e.g. 0.2.")
+    exclude = tuple(c for c in (target,) if c)
+    keys = row_keys(frame, id_column=id_column, group_column=group_column, exclude=exclude)
+    if time_column:
+        return _time_split(frame, keys, time_column, test_size)
+    y = frame[target] if target else None
+    labels = strata(y, problem_type) if y is not None else pd.Series("all", index=frame.index)
+    # a key's stratum is the first one seen for it, so a key never straddles the split
+    key_table = pd.DataFrame({"key": keys, "stratum": labels, "n": 1})
+    per_key = key_table.groupby("key", sort=False).agg(stratum=("stratum", "first"), n=("n", "size"))
+    per_key["hash"] = _keyed_hash(per_key.index.to_series(), seed)
+    test_keys: set = set()
+    for _, block in per_key.groupby("stratum", sort=True):
+        block = block.sort_values("hash")
+        wanted = round(test_size * block["n"].sum())
+        taken = block["n"].cumsum()
+        test_keys.update(block.index[taken <= wanted])
+    mask = keys.isin(test_keys).rename("is_test")
+    if mask.all() or not mask.any():
+        raise PlaybookError(f"The split put {'every' if mask.all() else 'no'} row on the test side ({len(frame)} rows, {keys.nunique()} keys).",
+                            "use more rows, more groups, or a different test_size.")
+    return mask
+
+
+def _time_split(frame: pd.DataFrame, keys: pd.Series, time_column: str, test_size: float) -> pd.Series:
+    if time_column not in frame.columns:
+        raise PlaybookError(f"time_column {time_column!r} is not in the data.", "set it to an existing column or None.")
+    times = pd.to_datetime(frame[time_column], errors="coerce")
+    if times.isna().mean() > 0.5:
+        times = pd.to_numeric(frame[time_column], errors="coerce")
+    if times.isna().all():
+        raise PlaybookError(f"time_column {time_column!r} holds no dates or numbers.", "point it at a date or time column.")
+    # a key's time is its latest row; the latest keys (by time) form the test side
+    key_time = pd.Series(times.to_numpy(), index=keys.to_numpy()).groupby(level=0).max().sort_values(kind="stable")
+    cutoff_index = int(round(len(key_time) * (1 - test_size)))
+    cutoff_index = min(max(cutoff_index, 1), len(key_time) - 1)
+    cutoff = key_time.iloc[cutoff_index]
+    test_keys = set(key_time.index[key_time >= cutoff])
+    return keys.isin(test_keys).rename("is_test")
+
+
+def split_summary(mask: pd.Series, y: pd.Series | None) -> dict:
+    """Sizes and per-class shares on each side, for summaries and the report."""
+    out = {"train_rows": int((~mask).sum()), "test_rows": int(mask.sum())}
+    if y is not None and y.nunique() <= 50:
+        out["train_balance"] = y[~mask].value_counts(normalize=True).round(4).to_dict()
+        out["test_balance"] = y[mask].value_counts(normalize=True).round(4).to_dict()
+    return out

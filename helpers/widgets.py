@@ -1,0 +1,111 @@
+"""Interactive explorers and the parameter panel, with a static rendering for batch runs.
+
+Every explorer follows one pattern (``explorer``): controls, a short text readout in
+an ``HTML`` widget with the stable CSS class ``playbook-readout``, and a figure. The
+update function reads precomputed or cached results; it never refits a model. In
+batch runs (``interactive=False``) the same update function renders static
+readouts and figures for a few representative settings, so reports show real output.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import matplotlib.pyplot as plt
+import pandas as pd
+from IPython.display import HTML, Markdown, display
+
+READOUT_CLASS = "playbook-readout"
+ExplorerUpdate = Callable[..., tuple[str, Any]]  # (**control values) -> (readout text, figure or None)
+
+
+def _ipywidgets():
+    import ipywidgets  # imported lazily: batch runs never need it
+
+    return ipywidgets
+
+
+def readout_html(text: str) -> str:
+    """The readout's HTML: escaped text (user strings never become markup)."""
+    return f"<div class='{READOUT_CLASS}-text'>{html.escape(text)}</div>"
+
+
+class Explorer:
+    """Controls + readout + figure, wired to one update function (testable without a browser)."""
+
+    def __init__(self, title: str, controls: Mapping[str, Any], update: ExplorerUpdate):
+        w = _ipywidgets()
+        self.title = title
+        self.controls = dict(controls)
+        self.update = update
+        self.readout = w.HTML(layout=w.Layout(min_height="2em"))
+        self.readout.add_class(READOUT_CLASS)
+        self.output = w.Output()
+        self.last_text = ""
+        for control in self.controls.values():
+            control.observe(self._on_change, names="value")
+        header = w.HTML(f"<b>{html.escape(title)}</b>")
+        row = w.HBox(list(self.controls.values()), layout=w.Layout(flex_flow="row wrap"))
+        self.widget = w.VBox([header, row, self.readout, self.output])
+        self.widget.add_class("playbook-explorer")
+        self.refresh()
+
+    def values(self) -> dict[str, Any]:
+        return {name: control.value for name, control in self.controls.items()}
+
+    def refresh(self) -> str:
+        text, fig = self.update(**self.values())
+        self.last_text = text
+        self.readout.value = readout_html(text)
+        self.output.clear_output(wait=True)
+        if fig is not None:
+            with self.output:
+                display(fig)
+            plt.close(fig)
+        return text
+
+    def _on_change(self, _change) -> None:
+        self.refresh()
+
+
+def explorer(title: str, controls: Callable[[], Mapping[str, Any]], update: ExplorerUpdate, *,
+             interactive: bool, static_cases: Sequence[Mapping[str, Any]]) -> Explorer | None:
+    """Show an explorer (interactive) or its static rendering for ``static_cases`` (batch).
+
+    ``controls`` is a function returning the widgets, so batch runs create none.
+    """
+    if interactive:
+        ex = Explorer(title, controls(), update)
+        display(ex.widget)
+        return ex
+    display(Markdown(f"**{title}** (static view of the interactive explorer)"))
+    for case in static_cases:
+        text, fig = update(**case)
+        settings = ", ".join(f"{k} = {v}" for k, v in case.items())
+        display(HTML(f"<p><i>{html.escape(settings)}</i></p>" + readout_html(text)))
+        if fig is not None:
+            display(fig)
+            plt.close(fig)
+    return None
+
+
+# --- parameter panel ----------------------------------------------------------------
+
+
+def values_table(values: Mapping[str, Any]) -> pd.DataFrame:
+    """A compact table of parameter values in force (the batch rendering of the panel)."""
+    return pd.DataFrame({"parameter": list(values), "value": [repr(v) for v in values.values()]}).set_index("parameter")
+
+
+def parameter_panel(step: str, params: Mapping[str, Any], *, interactive: bool):
+    """The panel of a step's parameters; in batch runs a static table of the values."""
+    if not interactive:
+        display(values_table(params))
+        return None
+    from helpers.panel import ParameterPanel
+
+    panel = ParameterPanel(step, params)
+    display(panel.widget)
+    return panel
