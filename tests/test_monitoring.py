@@ -1,0 +1,168 @@
+"""Drift measures, false alarms, simulated batches and the retraining policy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from helpers import monitoring as mon
+from helpers.errors import PlaybookError
+from helpers.kpis import KpiContract
+
+
+@pytest.fixture(scope="module")
+def reference() -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    n = 4000
+    return pd.DataFrame({"x": rng.normal(0, 1, n), "w": rng.exponential(2.0, n),
+                         "c": rng.choice(["a", "b", "c"], size=n, p=[0.5, 0.3, 0.2])})
+
+
+def test_psi_of_identical_data_is_about_zero(reference):
+    assert mon.psi_numeric(reference["x"], reference["x"]) == pytest.approx(0.0, abs=1e-9)
+    assert mon.psi_categorical(reference["c"], reference["c"]) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_psi_of_a_same_distribution_sample_is_stable(reference):
+    rng = np.random.default_rng(1)
+    value = mon.psi_numeric(reference["x"], rng.normal(0, 1, 2000))
+    assert value < 0.02
+    assert mon.psi_band(value) == "stable"
+
+
+def test_a_one_sd_mean_shift_crosses_the_significant_band(reference):
+    rng = np.random.default_rng(2)
+    value = mon.psi_numeric(reference["x"], rng.normal(1.0, 1, 2000))
+    assert value > 0.25
+    assert mon.psi_band(value) == "significant"
+    assert mon.psi_band(0.15) == "moderate"
+
+
+def test_categorical_shift_and_unseen_categories_raise_psi(reference):
+    shifted = np.random.default_rng(3).choice(["a", "b", "c", "new"], size=2000, p=[0.2, 0.3, 0.2, 0.3])
+    assert mon.psi_categorical(reference["c"], shifted) > 0.25
+
+
+def test_ks_and_chi2_detect_a_shift_and_not_a_resample(reference):
+    rng = np.random.default_rng(4)
+    _, p_same = mon.ks_test(reference["x"], rng.normal(0, 1, 500))
+    _, p_shift = mon.ks_test(reference["x"], rng.normal(0.5, 1, 500))
+    assert p_same > 0.01 and p_shift < 1e-6
+    _, p_chi = mon.chi2_test(np.array([500.0, 300, 200]), np.array([100.0, 300, 600]))
+    assert p_chi < 1e-6
+
+
+def test_detector_scores_every_feature_and_alerts_only_on_the_drifted_one(reference):
+    det = mon.DriftDetector(["x", "w"], ["c"]).fit(reference)
+    rng = np.random.default_rng(5)
+    batch = pd.DataFrame({"x": rng.normal(1.5, 1, 800), "w": rng.exponential(2.0, 800),
+                          "c": rng.choice(["a", "b", "c"], size=800, p=[0.5, 0.3, 0.2])})
+    table = det.score(batch).set_index("feature")
+    assert list(table.index) == ["x", "w", "c"]
+    assert list(table["test"]) == ["ks", "ks", "chi2"]
+    assert table.loc["x", "alert"] and table.loc["x", "band"] == "significant"
+    assert not table.loc["w", "alert"] and not table.loc["c", "alert"]
+
+
+def test_detector_refuses_a_reference_without_the_features(reference):
+    with pytest.raises(PlaybookError, match="lacks the columns zz"):
+        mon.DriftDetector(["x", "zz"], []).fit(reference)
+
+
+def test_false_alarm_rate_on_undrifted_data_is_near_the_nominal_level(reference):
+    rates = mon.false_alarm_rates(reference, ["x"], ["c"], batch_size=300, n_trials=200, alpha=0.05, seed=0)
+    rates = rates.set_index("feature")
+    assert rates.loc["x", "nominal"] == 0.05
+    # binomial sd of a 5% rate over 200 trials is 1.5 points: allow about 3 sd
+    assert 0.0 < rates.loc["x", "test_alarm_rate"] < 0.10
+    assert rates.loc["c", "test_alarm_rate"] < 0.10
+    assert rates.loc["x", "psi_alarm_rate"] == 0.0  # PSI 0.25 is far above sampling noise at 300 rows
+
+
+@pytest.fixture(scope="module")
+def labelled() -> pd.DataFrame:
+    rng = np.random.default_rng(6)
+    n = 1000
+    x = rng.normal(0, 1, n)
+    y = np.where(rng.random(n) < 1 / (1 + np.exp(-2 * x)), "yes", "no")
+    return pd.DataFrame({"x": x, "c": rng.choice(["a", "b"], size=n), "y": y})
+
+
+def test_simulation_is_seeded_and_follows_its_schedule(labelled):
+    kw = dict(target="y", problem_type="classification", n_batches=6, magnitude=1.0, feature="x", seed=3,
+              batch_size=400, positive_label="yes")
+    batches, schedule = mon.simulate_batches(labelled, **kw)
+    again, _ = mon.simulate_batches(labelled, **kw)
+    assert len(batches) == 6 and all(len(b) == 400 for b in batches)
+    pd.testing.assert_frame_equal(batches[-1], again[-1])
+    assert schedule.loc[0, "drift"] == "none"
+    assert "concept drift" in schedule.iloc[-1]["drift"] and "label-prior shift" in schedule.iloc[-1]["drift"]
+    assert batches[-1]["x"].mean() > batches[0]["x"].mean() + 0.5  # covariate shift moved x up
+    none, _ = mon.simulate_batches(labelled, **{**kw, "magnitude": 0.0})
+    assert abs(none[-1]["x"].mean() - labelled["x"].mean()) < 0.2
+
+
+def test_batches_from_data_cut_in_time_order():
+    frame = pd.DataFrame({"t": ["2024-03-01", "2024-01-01", "2024-02-01", "2024-04-01"], "v": [3, 1, 2, 4]})
+    batches = mon.batches_from_data(frame, time_column="t", n_batches=2)
+    assert [list(b["v"]) for b in batches] == [[1, 2], [3, 4]]
+    with pytest.raises(PlaybookError, match="no time column 'when'"):
+        mon.batches_from_data(frame, time_column="when", n_batches=2)
+
+
+def _contract() -> KpiContract:
+    return KpiContract("classification", {"recall": 0.7, "roc_auc": 0.8}, "yes", classes=["no", "yes"])
+
+
+def test_tracking_gives_kpis_drift_and_alerts(labelled):
+    contract = _contract()
+    det = mon.DriftDetector(["x"], ["c"]).fit(labelled)
+
+    def predictor(X):
+        p = 1 / (1 + np.exp(-2 * X["x"].to_numpy()))
+        return np.where(p >= 0.5, "yes", "no"), p
+
+    ref_pred = predictor(labelled)[1]
+    batches, _ = mon.simulate_batches(labelled, target="y", problem_type="classification", n_batches=4,
+                                      magnitude=2.0, feature="x", seed=0, batch_size=300, positive_label="yes")
+    results = [mon.track_batch(b, features=["x", "c"], predictor=predictor, detector=det, contract=contract,
+                               target="y", reference_pred=ref_pred, n_boot=20) for b in batches]
+    kpi, drift = mon.timeline(results)
+    assert set(kpi["metric"]) == {"recall", "roc_auc"} and set(kpi["batch"]) == {1, 2, 3, 4}
+    assert (kpi["ci_low"] <= kpi["achieved"]).all() and (kpi["achieved"] <= kpi["ci_high"]).all()
+    alerts = mon.alerts_table(kpi, drift)
+    assert 1 not in set(alerts.loc[alerts["kind"] == "drift", "batch"])
+    assert ((alerts["batch"] == 4) & (alerts["feature"] == "x")).any()
+    assert (alerts["kind"] == "prediction drift").any()
+
+
+def test_policy_fires_after_k_consecutive_breaches_and_restarts():
+    policy = mon.RetrainingPolicy(k=2, drift_threshold=0.25, important_features=["x"])
+    breached = [False, True, False, True, True, True, True]
+    decisions = policy.decide(breached, [{"x": 0.0}] * 7)
+    assert [d["retrain"] for d in decisions] == [False, False, False, False, True, False, True]
+    assert "2 batches in a row" in decisions[4]["reason"]
+
+
+def test_policy_fires_on_drift_of_important_features_only():
+    policy = mon.RetrainingPolicy(k=3, drift_threshold=0.25, important_features=["x"])
+    decisions = policy.decide([None, None], [{"x": 0.1, "c": 0.9}, {"x": 0.4, "c": 0.0}])
+    assert [d["retrain"] for d in decisions] == [False, True]
+    assert "important feature x" in decisions[1]["reason"]
+    assert decisions[0]["reason"] == "no trigger"
+
+
+def test_compare_models_promotes_only_a_clearly_better_challenger():
+    contract = _contract()
+    rng = np.random.default_rng(0)
+    y = np.where(rng.random(400) < 0.4, "yes", "no")
+    good = (np.where(rng.random(400) < 0.95, y, "no"), None)
+    bad = (np.where(rng.random(400) < 0.6, y, "no"), None)
+    better = mon.compare_models(contract, "recall", y, bad, good, margin=0.01, n_boot=50)
+    assert better["promote"] and better["gain"] > 0.2 and better["gain_ci_low"] > 0
+    assert better["verdict"].startswith("promote")
+    same = mon.compare_models(contract, "recall", y, good, good, margin=0.01, n_boot=50)
+    assert not same["promote"] and same["gain"] == 0
+    worse = mon.compare_models(contract, "recall", y, good, bad, margin=0.01, n_boot=50)
+    assert not worse["promote"] and worse["verdict"].startswith("keep champion")
