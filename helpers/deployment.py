@@ -1,0 +1,447 @@
+"""Step 5a: the model package, schema validation, chunked prediction, the KPI gate, CI and model card.
+
+The package is the champion's folder ``models/vN/``: step 4's ``model.skops`` and
+``model_meta.json``, plus what serving needs and step 5 adds: ``schema.json`` (step 2's
+input schema), ``cleaning.json`` (step 2's data fixes), ``requirements.lock.txt`` (step
+3's lock, else captured here) and ``package.json`` (file list with SHA-256). Models are
+loaded only through ``helpers.modelio.load_model`` (trusted types kept in code).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from helpers import artifacts, modelio
+from helpers.artifacts import Run
+from helpers.errors import PlaybookError
+from helpers.paths import STEP_NOTEBOOKS
+
+STEP = STEP_NOTEBOOKS[4]
+PACKAGE_FILES = ("model.skops", "model_meta.json", "schema.json", "cleaning.json", "requirements.lock.txt")
+LOCK_NAME = "requirements.lock.txt"
+
+
+# --- the package ------------------------------------------------------------------------------
+
+
+def champion_dir(run: Run) -> Path:
+    """The champion's model folder, from the manifest (a clear error if step 4 has not run)."""
+    champion = run.read_manifest().get("champion")
+    if not champion:
+        run.read_summary(STEP_NOTEBOOKS[3], needed_by=STEP)  # raises "run step 4 first"
+        raise PlaybookError(f"The run {run.path} has no champion model in its manifest.",
+                            "re-run step 4 (model development): it saves the model and names the champion.")
+    path = run.path / champion["path"]
+    return path if path.is_dir() else path.parent
+
+
+def current_lock() -> str:
+    """A requirements lock of the running environment (name==version per installed package)."""
+    from importlib import metadata
+
+    pins = sorted({f"{d.metadata['Name']}=={d.version}" for d in metadata.distributions() if d.metadata["Name"]},
+                  key=str.lower)
+    return f"# captured by step 5 from Python {sys.version.split()[0]}\n" + "\n".join(pins) + "\n"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_package(run: Run, *, schema: Mapping[str, Any] | None = None,
+                  cleaning: Mapping[str, Any] | None = None) -> Path:
+    """Complete the champion's folder into a servable package; return its path.
+
+    ``schema``/``cleaning`` default to what step 2 recorded in the run.
+    """
+    folder = champion_dir(run)
+    if schema is None:
+        from helpers import data
+
+        schema = data.load_schema(run)
+    if cleaning is None:
+        from helpers.prepared import load_prepared
+
+        cleaning = load_prepared(run, needed_by=STEP).cleaning
+    artifacts.write_json(folder / "schema.json", schema)
+    artifacts.write_json(folder / "cleaning.json", cleaning)
+    lock = run.artifacts / STEP_NOTEBOOKS[2] / LOCK_NAME  # step 3's lock, when step 3 ran
+    if lock.exists():
+        with artifacts.atomic_path(folder / LOCK_NAME) as tmp:
+            shutil.copyfile(lock, tmp)
+    else:
+        artifacts.write_text(folder / LOCK_NAME, current_lock())
+    files = [{"file": name, "bytes": (folder / name).stat().st_size, "sha256": _sha256(folder / name),
+              "source": _source(name, lock.exists())} for name in PACKAGE_FILES if (folder / name).exists()]
+    artifacts.write_json(folder / "package.json", {"files": files})
+    return folder
+
+
+def _source(name: str, step3_lock: bool) -> str:
+    return {"model.skops": "step 4 (skops model file)", "model_meta.json": "step 4 (features, classes, threshold, KPIs)",
+            "schema.json": "step 2 (input schema)", "cleaning.json": "step 2 (data fixes)",
+            LOCK_NAME: "step 3 (environment lock)" if step3_lock else "step 5 (captured environment)"}[name]
+
+
+def package_contents(folder: Path) -> pd.DataFrame:
+    """The package's files with size, SHA-256 prefix and where each comes from."""
+    index = artifacts.read_json(folder / "package.json")
+    table = pd.DataFrame(index["files"])
+    table["sha256"] = table["sha256"].str[:12]
+    return table
+
+
+@dataclass
+class Package:
+    """A loaded model package: the fitted pipeline and everything serving needs."""
+
+    model: Any
+    meta: dict[str, Any]
+    schema: dict[str, Any]
+    cleaning: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+    @property
+    def features(self) -> list[str]:
+        return list(self.meta["features"])
+
+    @property
+    def columns(self) -> dict[str, dict[str, Any]]:
+        return {c["name"]: c for c in self.schema.get("columns", [])}
+
+
+def load_package(folder: str | os.PathLike) -> Package:
+    """Load a package folder (model through ``modelio.load_model`` only)."""
+    folder = Path(folder)
+    if not (folder / "model_meta.json").exists() or not (folder / "schema.json").exists():
+        raise PlaybookError(f"{folder} is not a complete model package (model_meta.json or schema.json missing).",
+                            "run step 5 (deployment) on this run: it writes the package.")
+    model = modelio.load_model(folder / "model.skops")
+    cleaning = artifacts.read_json(folder / "cleaning.json") if (folder / "cleaning.json").exists() else {}
+    return Package(model, artifacts.read_json(folder / "model_meta.json"), artifacts.read_json(folder / "schema.json"),
+                   cleaning, folder)
+
+
+def package_for_run(run: Run) -> Package:
+    folder = champion_dir(run)
+    if not (folder / "schema.json").exists():
+        raise PlaybookError(f"The champion folder {folder} has no schema.json: the model package was not written.",
+                            "run step 5 (05_deployment_and_monitoring) on this run first.")
+    return load_package(folder)
+
+
+# --- validation ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Validation:
+    """What schema validation found in a batch: errors stop prediction, warnings are counted."""
+
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def add_count(self, key: str, n: int) -> None:
+        if n:
+            self.counts[key] = self.counts.get(key, 0) + int(n)
+
+    def table(self) -> pd.DataFrame:
+        rows = [{"severity": "error", "finding": e} for e in self.errors]
+        rows += [{"severity": "warning", "finding": w} for w in self.warnings]
+        rows += [{"severity": "warning", "finding": f"{n} value(s): {k}"} for k, n in self.counts.items()]
+        return pd.DataFrame(rows, columns=["severity", "finding"])
+
+    def raise_errors(self) -> None:
+        if self.errors:
+            raise PlaybookError("The input does not match the model's schema: " + "; ".join(self.errors) + ".",
+                                "fix these columns in the input file (the schema is in the model package's schema.json).")
+
+
+def check_columns(columns: Sequence[str], package: Package) -> Validation:
+    """Missing feature columns are errors; columns the schema does not know are ignored (warning)."""
+    v = Validation()
+    missing = [c for c in package.features if c not in columns]
+    if missing:
+        v.errors.append(f"missing column(s) {', '.join(missing)}")
+    known = set(package.columns) | set(package.features) | {package.meta.get("target"), package.meta.get("id_column")}
+    extra = [c for c in columns if c not in known]
+    if extra:
+        v.warnings.append(f"extra column(s) ignored: {', '.join(map(str, extra))}")
+    id_col = package.meta.get("id_column")
+    if id_col and id_col not in columns:
+        v.warnings.append(f"no identifier column {id_col!r}: predictions are keyed by row number")
+    return v
+
+
+def check_values(frame: pd.DataFrame, package: Package, v: Validation) -> pd.DataFrame:
+    """Type errors; out-of-range values and unseen categories (counted). Returns numeric-coerced features."""
+    out = frame
+    for name in package.meta.get("numeric", []):
+        raw = frame[name]
+        values = raw if pd.api.types.is_numeric_dtype(raw) else pd.to_numeric(raw, errors="coerce")
+        bad = values.isna() & raw.notna() & (raw.astype(str).str.strip() != "")
+        if bad.any():
+            example = raw[bad].iloc[0]
+            v.errors.append(f"column {name} expects numbers but has {int(bad.sum())} non-numeric value(s), e.g. {example!r}")
+        spec = package.columns.get(name, {})
+        lo, hi = spec.get("min"), spec.get("max")
+        if lo is not None:
+            v.add_count(f"{name} below the training range (< {lo:g})", int((values < lo).sum()))
+        if hi is not None:
+            v.add_count(f"{name} above the training range (> {hi:g})", int((values > hi).sum()))
+        if out is frame:
+            out = frame.copy()
+        out[name] = values.astype(float)
+    for name in package.meta.get("categorical", []):
+        known = package.columns.get(name, {}).get("categories")
+        if known:
+            s = frame[name]
+            unseen = s.notna() & ~s.astype(str).isin([str(k) for k in known])
+            v.add_count(f"{name} has categories unseen in training", int(unseen.sum()))
+    return out
+
+
+def validate(frame: pd.DataFrame, package: Package) -> tuple[pd.DataFrame, Validation]:
+    """Apply step 2's data fixes, then check the batch against the schema (errors are not raised)."""
+    v = check_columns(list(frame.columns), package)
+    if v.errors:
+        return frame, v
+    cleaned = apply_fixes(frame, package.cleaning)
+    return check_values(cleaned, package, v), v
+
+
+def apply_fixes(frame: pd.DataFrame, cleaning: Mapping[str, Any]) -> pd.DataFrame:
+    """Step 2's data fixes (spellings, numeric text) on new data; rows are never dropped here."""
+    if not cleaning:
+        return frame
+    from helpers import data
+
+    fixed = data.apply_cleaning(frame, dict(cleaning))
+    if len(fixed) != len(frame):
+        raise PlaybookError(f"Step 2's data fixes changed the number of rows ({len(frame)} -> {len(fixed)}).",
+                            "data.apply_cleaning must keep every row of new data (report this as a bug).")
+    return fixed
+
+
+# --- prediction -------------------------------------------------------------------------------------
+
+
+def model_input(frame: pd.DataFrame, package: Package) -> pd.DataFrame:
+    """Feature table in the dtypes the pipeline was trained on (text categories, float numbers).
+
+    Vectorised (``features.as_model_input`` maps values one by one): prediction runs on
+    millions of rows.
+    """
+    X = frame[package.features].copy()
+    for c in package.meta.get("categorical", []):
+        s = X[c]
+        X[c] = s.astype(str).astype(object).where(s.notna(), np.nan)
+    for c in package.meta.get("numeric", []):
+        X[c] = pd.to_numeric(X[c], errors="coerce").astype(float).replace([np.inf, -np.inf], np.nan)
+    return X
+
+
+def predict_frame(package: Package, frame: pd.DataFrame) -> pd.DataFrame:
+    """Predictions for validated, fixed rows: key column, label (thresholded), probabilities."""
+    meta = package.meta
+    X = model_input(frame, package)
+    id_col = meta.get("id_column")
+    out = pd.DataFrame(index=frame.index)
+    if id_col and id_col in frame.columns:
+        out[id_col] = frame[id_col].to_numpy()
+    else:
+        out["row"] = np.arange(len(frame))
+    ptype = meta.get("problem_type")
+    if ptype == "classification" and hasattr(package.model, "predict_proba"):
+        proba = package.model.predict_proba(X)
+        classes = list(package.model.classes_)
+        out["prediction"] = _labels(proba, classes, meta)
+        if len(classes) == 2 and meta.get("positive_label") is not None:
+            out[f"proba_{meta['positive_label']}"] = proba[:, _class_index(classes, meta["positive_label"])]
+        else:
+            for i, c in enumerate(classes):
+                out[f"proba_{c}"] = proba[:, i]
+    elif ptype == "clustering":
+        out["cluster"] = package.model.predict(X)
+    else:
+        out["prediction"] = package.model.predict(X)
+    return out
+
+
+def _class_index(classes: Sequence[Any], label: Any) -> int:
+    for i, c in enumerate(classes):
+        if str(c) == str(label):
+            return i
+    raise PlaybookError(f"The model's classes {list(classes)} do not include the positive label {label!r}.",
+                        "re-run step 4: the model metadata and the model disagree.")
+
+
+def _labels(proba: np.ndarray, classes: list, meta: Mapping[str, Any]) -> np.ndarray:
+    """Labels from probabilities: the decision threshold on the positive class when binary."""
+    threshold = meta.get("threshold")
+    if len(classes) == 2 and threshold is not None and meta.get("positive_label") is not None:
+        pos = _class_index(classes, meta["positive_label"])
+        return np.where(proba[:, pos] >= threshold, classes[pos], classes[1 - pos])
+    return np.asarray(classes, dtype=object)[proba.argmax(axis=1)]
+
+
+def predict_batch(package: Package, frame: pd.DataFrame) -> tuple[pd.DataFrame, Validation]:
+    """Validate then predict one in-memory batch: the code path of ``playbook predict``."""
+    fixed, v = validate(frame, package)
+    v.raise_errors()
+    return predict_frame(package, fixed), v
+
+
+def read_chunks(path: Path, package: Package, chunk_size: int) -> Iterator[pd.DataFrame]:
+    """The input in chunks of at most ``chunk_size`` rows (CSV or Parquet), bounded memory."""
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_size):
+            yield batch.to_pandas()
+        return
+    if suffix not in (".csv", ".txt", ".tsv"):
+        raise PlaybookError(f"Cannot read {path.name}: the input must be .csv or .parquet.",
+                            "convert the file to CSV or Parquet.")
+    text_cols = {c: str for c in [*package.meta.get("categorical", []), package.meta.get("id_column")] if c}
+    try:
+        yield from pd.read_csv(path, chunksize=chunk_size, dtype=text_cols, sep="\t" if suffix == ".tsv" else ",",
+                               low_memory=False)
+    except pd.errors.EmptyDataError:
+        raise PlaybookError(f"{path} is empty.", "give a file with a header row and data rows.") from None
+
+
+def predict_file(package: Package, input_path: str | os.PathLike, output_path: str | os.PathLike, *,
+                 chunk_size: int = 100_000, overwrite: bool = False) -> dict[str, Any]:
+    """Predict a CSV/Parquet file chunk by chunk into a CSV file (written atomically)."""
+    src, dst = Path(input_path), Path(output_path)
+    if not src.is_file():
+        raise PlaybookError(f"Input file {src} does not exist.", "check the path given to --input.")
+    if dst.exists() and not overwrite:
+        raise PlaybookError(f"Output file {dst} already exists and was not overwritten.",
+                            "choose another --output path, or pass --overwrite to replace it.")
+    if chunk_size < 1:
+        raise PlaybookError(f"chunk_size must be at least 1, got {chunk_size}.", "use e.g. 100000.")
+    started, rows, total = time.perf_counter(), 0, Validation()
+    with artifacts.atomic_path(dst) as tmp:
+        for i, chunk in enumerate(read_chunks(src, package, chunk_size)):
+            if i == 0:
+                head = check_columns(list(chunk.columns), package)
+                head.raise_errors()
+                total.warnings += head.warnings
+            fixed, v = validate(chunk, package)
+            if v.errors:
+                v.errors = [f"{e} (rows {rows + 1}-{rows + len(chunk)})" for e in v.errors]
+                v.raise_errors()
+            for k, n in v.counts.items():
+                total.add_count(k, n)
+            predict_frame(package, fixed).to_csv(tmp, mode="a", header=i == 0, index=False, float_format="%.6g")
+            rows += len(chunk)
+        if rows == 0:
+            raise PlaybookError(f"{src} has no data rows.", "give a file with at least one row.")
+    seconds = time.perf_counter() - started
+    return {"rows": rows, "seconds": seconds, "rows_per_s": rows / seconds if seconds else float("inf"),
+            "output": str(dst), "warnings": total.warnings + [f"{n} value(s): {k}" for k, n in total.counts.items()]}
+
+
+def predict_cli(run_dir: str, input_path: str, output_path: str, chunk_size: int = 100_000,
+                overwrite: bool = False) -> int:
+    """``playbook predict``: validate, predict in chunks, print warnings; 0 on success.
+
+    Bad input raises ``PlaybookError`` (the CLI prints it and exits 2).
+    """
+    run = _existing_run(run_dir)
+    result = predict_file(package_for_run(run), input_path, output_path, chunk_size=chunk_size, overwrite=overwrite)
+    for w in result["warnings"]:
+        print(f"warning: {w}")
+    print(f"Wrote {result['rows']} predictions to {result['output']} "
+          f"({result['rows_per_s']:,.0f} rows/s).")
+    return 0
+
+
+def _existing_run(run_dir: str) -> Run:
+    path = Path(run_dir)
+    if not (path / artifacts.MANIFEST).exists():
+        raise PlaybookError(f"{run_dir} is not a run folder (no {artifacts.MANIFEST}).",
+                            "give the folder of a finished `playbook run` with --run.")
+    return Run(path)
+
+
+# --- the KPI gate -----------------------------------------------------------------------------------
+
+
+def gate(run: Run) -> tuple[int, pd.DataFrame]:
+    """Exit code and scoreboard: 0 every KPI passed, 1 one failed, 2 no measured KPIs."""
+    table = pd.DataFrame(run.read_manifest().get("kpis") or [])
+    if table.empty or "achieved" not in table or table["achieved"].isna().all():
+        return 2, table
+    failed = table["passed"].map(lambda p: p is False or p == 0) | table["achieved"].isna()
+    return (1 if failed.any() else 0), table
+
+
+def gate_message(code: int, table: pd.DataFrame) -> str:
+    if code == 2:
+        return "Gate: no measured KPIs in this run (run step 4 first)."
+    lines = ["metric             target    achieved  95% interval        result"]
+    for r in table.itertuples():
+        ci = f"[{r.ci_low:.3f}, {r.ci_high:.3f}]" if _finite(getattr(r, "ci_low", None)) else "n/a"
+        verdict = "PASS" if r.passed is True else "FAIL"
+        achieved = f"{r.achieved:.3f}" if _finite(r.achieved) else "n/a"
+        lines.append(f"{r.metric:<18} {r.direction[:1]}{r.target:<8g} {achieved:<9} {ci:<19} {verdict}")
+    lines.append("Gate: PASSED (every KPI met)." if code == 0 else "Gate: FAILED (at least one KPI missed).")
+    return "\n".join(lines)
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and np.isfinite(value)
+
+
+def gate_cli(run_dir: str) -> int:
+    """``playbook gate``: print the KPI scoreboard and return the gate's exit code."""
+    code, table = gate(_existing_run(run_dir))
+    print(gate_message(code, table))
+    return code
+
+
+# --- CI workflow and model card -------------------------------------------------------------------
+
+
+def render_workflow(*, project_name: str, python_version: str | None = None) -> str:
+    """The GitHub Actions workflow of this project (rendered from ``ci_workflow.yml.j2``)."""
+    from helpers.documents import render
+
+    version = python_version or f"{sys.version_info.major}.{sys.version_info.minor}"
+    return render("ci_workflow.yml.j2", project_name=project_name, python_version=version)
+
+
+def workflow_stages(text: str) -> pd.DataFrame:
+    """Jobs and steps of a rendered workflow (parsed back with YAML: proves it is valid)."""
+    import yaml
+
+    doc = yaml.safe_load(text)
+    rows = [{"job": job, "step": step.get("name", step.get("uses", "")),
+             "runs": step.get("run", step.get("uses", "")).strip().splitlines()[0]}
+            for job, spec in doc["jobs"].items() for step in spec["steps"]]
+    return pd.DataFrame(rows)
+
+
+def render_model_card(context: Mapping[str, Any]) -> str:
+    from helpers.documents import render
+
+    return render("model_card.md.j2", **context)

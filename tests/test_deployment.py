@@ -1,0 +1,235 @@
+"""Model package, schema validation, chunked prediction, the KPI gate, workflow and model card."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from sklearn.linear_model import LogisticRegression
+from sklearn.neighbors import KNeighborsClassifier
+
+from helpers import artifacts, deployment, modelio
+from helpers.errors import PlaybookError
+from helpers.features import make_preprocessor, with_model
+
+NUMERIC, CATEGORICAL = ["tenure", "charges"], ["contract"]
+
+
+def make_frame(n: int, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    tenure = rng.integers(1, 72, n).astype(float)
+    contract = rng.choice(["monthly", "yearly"], size=n)
+    logit = -0.05 * (tenure - 30) + 1.2 * (contract == "monthly")
+    y = np.where(rng.random(n) < 1 / (1 + np.exp(-logit)), "yes", "no")
+    return pd.DataFrame({"customer_id": [f"C{i}" for i in range(n)], "tenure": tenure,
+                         "charges": rng.normal(60, 15, n).round(2), "contract": contract, "churn": y})
+
+
+SCHEMA = {"schema_version": 1, "target": "churn", "id_column": "customer_id", "columns": [
+    {"name": "customer_id", "kind": "identifier", "dtype": "object", "nullable": False, "min": None, "max": None, "categories": None},
+    {"name": "tenure", "kind": "numeric", "dtype": "float64", "nullable": True, "min": 1.0, "max": 71.0, "categories": None},
+    {"name": "charges", "kind": "numeric", "dtype": "float64", "nullable": True, "min": 0.0, "max": 150.0, "categories": None},
+    {"name": "contract", "kind": "categorical", "dtype": "object", "nullable": True, "min": None, "max": None,
+     "categories": ["monthly", "yearly"]},
+]}
+
+
+def make_run(path, kpis=None, champion=True) -> artifacts.Run:
+    """A run folder holding what steps 1-4 leave for step 5: a fitted champion and its metadata."""
+    run = artifacts.open_run(str(path))
+    train = make_frame(400)
+    model = with_model(make_preprocessor(NUMERIC, CATEGORICAL), LogisticRegression())
+    model.fit(train[NUMERIC + CATEGORICAL], train["churn"])
+    folder = run.models_dir(1)
+    folder.mkdir(parents=True)
+    modelio.save_model(model, folder / "model.skops")
+    meta = {"version": 1, "family": "logistic_regression", "params": {"C": 1.0}, "features": NUMERIC + CATEGORICAL,
+            "numeric": NUMERIC, "categorical": CATEGORICAL, "target": "churn", "problem_type": "classification",
+            "classes": ["no", "yes"], "positive_label": "yes", "threshold": 0.3, "kpis": kpis or [],
+            "id_column": "customer_id", "sensitive_columns": [], "schema_version": 1}
+    artifacts.write_json(folder / "model_meta.json", meta)
+    run.update_manifest(kpis=kpis or [], champion={"version": 1, "path": "models/v1", "family": "logistic_regression"}
+                        if champion else None)
+    return run
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    run = make_run(tmp_path_factory.mktemp("deploy") / "run")
+    deployment.write_package(run, schema=SCHEMA, cleaning={})
+    return run
+
+
+@pytest.fixture(scope="module")
+def package(run):
+    return deployment.package_for_run(run)
+
+
+def test_package_holds_everything_serving_needs(run):
+    table = deployment.package_contents(deployment.champion_dir(run))
+    assert set(table["file"]) == set(deployment.PACKAGE_FILES)
+    lock = (deployment.champion_dir(run) / "requirements.lock.txt").read_text()
+    assert "scikit-learn==" in lock and "captured by step 5" in lock
+    assert table.set_index("file").loc["requirements.lock.txt", "source"] == "step 5 (captured environment)"
+
+
+def test_predict_end_to_end(run, tmp_path, capsys):
+    frame = make_frame(250, seed=1).drop(columns="churn")
+    frame.to_csv(tmp_path / "new.csv", index=False)
+    code = deployment.predict_cli(str(run.path), str(tmp_path / "new.csv"), str(tmp_path / "pred.csv"), chunk_size=100)
+    assert code == 0
+    out = pd.read_csv(tmp_path / "pred.csv")
+    assert len(out) == 250 and list(out.columns) == ["customer_id", "prediction", "proba_yes"]
+    assert list(out["customer_id"]) == list(frame["customer_id"])
+    assert out["proba_yes"].between(0, 1).all()
+    # the decision threshold (0.3) decides the label, not argmax
+    assert ((out["proba_yes"] >= 0.3) == (out["prediction"] == "yes")).all()
+    assert "Wrote 250 predictions" in capsys.readouterr().out
+
+
+def test_chunked_prediction_equals_one_batch(run, package, tmp_path):
+    frame = make_frame(300, seed=2)
+    frame.to_parquet(tmp_path / "new.parquet")
+    deployment.predict_file(package, tmp_path / "new.parquet", tmp_path / "p.csv", chunk_size=64)
+    whole, _ = deployment.predict_batch(package, frame)
+    chunked = pd.read_csv(tmp_path / "p.csv")
+    np.testing.assert_allclose(chunked["proba_yes"], whole["proba_yes"], rtol=1e-5)
+
+
+def test_existing_output_is_not_overwritten_unless_told(run, tmp_path):
+    make_frame(20).to_csv(tmp_path / "new.csv", index=False)
+    (tmp_path / "pred.csv").write_text("keep me")
+    with pytest.raises(PlaybookError, match="already exists and was not overwritten.*--overwrite"):
+        deployment.predict_cli(str(run.path), str(tmp_path / "new.csv"), str(tmp_path / "pred.csv"))
+    assert (tmp_path / "pred.csv").read_text() == "keep me"
+    deployment.predict_cli(str(run.path), str(tmp_path / "new.csv"), str(tmp_path / "pred.csv"), overwrite=True)
+    assert len(pd.read_csv(tmp_path / "pred.csv")) == 20
+
+
+def test_missing_columns_are_an_error_naming_them(run, tmp_path):
+    make_frame(20).drop(columns=["tenure", "contract"]).to_csv(tmp_path / "bad.csv", index=False)
+    with pytest.raises(PlaybookError, match="missing column\\(s\\) tenure, contract"):
+        deployment.predict_cli(str(run.path), str(tmp_path / "bad.csv"), str(tmp_path / "out.csv"))
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_wrong_types_are_an_error_naming_the_column_and_rows(run, tmp_path):
+    frame = make_frame(30).astype({"charges": object})
+    frame.loc[25, "charges"] = "lots"
+    frame.to_csv(tmp_path / "bad.csv", index=False)
+    with pytest.raises(PlaybookError, match="column charges expects numbers.*'lots'.*rows 21-30"):
+        deployment.predict_cli(str(run.path), str(tmp_path / "bad.csv"), str(tmp_path / "out.csv"), chunk_size=10)
+    assert not (tmp_path / "out.csv").exists()  # nothing half-written
+
+
+def test_extra_columns_out_of_range_and_unseen_categories_are_warnings(package, capsys, run, tmp_path):
+    frame = make_frame(40).assign(note="x")
+    frame.loc[:2, "tenure"] = 500.0
+    frame.loc[:4, "contract"] = "weekly"
+    preds, v = deployment.predict_batch(package, frame)
+    assert len(preds) == 40 and not v.errors
+    assert any("extra column(s) ignored: note" in w for w in v.warnings)
+    assert v.counts == {"tenure above the training range (> 71)": 3, "contract has categories unseen in training": 5}
+    frame.to_csv(tmp_path / "warn.csv", index=False)
+    deployment.predict_cli(str(run.path), str(tmp_path / "warn.csv"), str(tmp_path / "o.csv"))
+    out = capsys.readouterr().out
+    assert "warning: 3 value(s): tenure above the training range" in out
+
+
+def test_without_the_id_column_rows_are_numbered(package):
+    preds, v = deployment.predict_batch(package, make_frame(5).drop(columns="customer_id"))
+    assert list(preds["row"]) == [0, 1, 2, 3, 4]
+    assert any("keyed by row number" in w for w in v.warnings)
+
+
+def test_bad_input_files_are_clear_errors(run, tmp_path):
+    with pytest.raises(PlaybookError, match="does not exist"):
+        deployment.predict_cli(str(run.path), str(tmp_path / "nope.csv"), str(tmp_path / "o.csv"))
+    (tmp_path / "x.json").write_text("{}")
+    with pytest.raises(PlaybookError, match="must be .csv or .parquet"):
+        deployment.predict_cli(str(run.path), str(tmp_path / "x.json"), str(tmp_path / "o.csv"))
+    with pytest.raises(PlaybookError, match="not a run folder"):
+        deployment.predict_cli(str(tmp_path), str(tmp_path / "x.json"), str(tmp_path / "o.csv"))
+
+
+def test_a_pickle_in_the_package_is_refused(run, tmp_path):
+    folder = tmp_path / "pkg"
+    folder.mkdir()
+    for name in ("model_meta.json", "schema.json"):
+        (folder / name).write_bytes((deployment.champion_dir(run) / name).read_bytes())
+    (folder / "model.skops").write_bytes(pickle.dumps({"evil": 1}))
+    with pytest.raises(PlaybookError, match="pickle.*refused"):
+        deployment.load_package(folder)
+
+
+def test_a_skops_file_with_an_unexpected_type_is_refused(run, tmp_path):
+    import skops.io as sio
+
+    folder = tmp_path / "pkg2"
+    folder.mkdir()
+    for name in ("model_meta.json", "schema.json"):
+        (folder / name).write_bytes((deployment.champion_dir(run) / name).read_bytes())
+    frame = make_frame(50)
+    ball_tree = KNeighborsClassifier(algorithm="ball_tree").fit(frame[NUMERIC], frame["churn"])
+    sio.dump(ball_tree, folder / "model.skops")  # its BallTree index is not on the trusted list
+    with pytest.raises(PlaybookError, match="not trusted: .*BallTree"):
+        deployment.load_package(folder)
+
+
+def _kpis(passed: list[bool | None]) -> list[dict]:
+    return [{"metric": m, "target": 0.5, "direction": "higher", "achieved": None if p is None else (0.7 if p else 0.3),
+             "ci_low": 0.2, "ci_high": 0.8, "passed": p} for m, p in zip(["recall", "precision"], passed, strict=False)]
+
+
+@pytest.mark.parametrize(("passed", "code", "verdict"), [([True, True], 0, "PASSED"), ([True, False], 1, "FAILED"),
+                                                         ([], 2, "no measured KPIs"), ([None, None], 2, "no measured")])
+def test_gate_exit_codes(tmp_path, capsys, passed, code, verdict):
+    run = artifacts.open_run(str(tmp_path / "r"))
+    run.update_manifest(kpis=_kpis(passed))
+    assert deployment.gate_cli(str(run.path)) == code
+    out = capsys.readouterr().out
+    assert verdict in out
+    if code < 2:
+        assert "recall" in out and "0.700" in out
+
+
+def test_workflow_is_valid_yaml_with_the_expected_stages():
+    text = deployment.render_workflow(project_name='churn "demo": v2', python_version="3.11")
+    doc = yaml.safe_load(text)
+    assert doc["name"] == 'ml-playbook churn "demo": v2'
+    assert list(doc["jobs"]) == ["test", "playbook", "deploy"]
+    assert doc["jobs"]["playbook"]["needs"] == "test"
+    stages = deployment.workflow_stages(text)
+    runs = " ".join(stages["runs"])
+    for command in ("pip install", "pytest", "playbook run -f project.yaml", "playbook gate", "upload-artifact"):
+        assert command in runs
+    assert doc["jobs"]["test"]["steps"][1]["with"]["python-version"] == "3.11"
+
+
+def test_model_card_has_every_section_and_escapes_user_text():
+    context = {"project": "<b>demo</b>", "version": "v1", "family": "logistic_regression", "created_at": "today",
+               "params": {"C": 1.0}, "problem_type": "classification", "target": "churn", "positive_label": "yes",
+               "threshold": 0.3, "features": NUMERIC + CATEGORICAL, "model_path": "models/v1/model.skops",
+               "problem_statement": "Flag <script>x</script> customers", "sensitive_columns": ["gender"],
+               "kpis": _kpis([True, False]), "test_rows": 100, "dataset": "builtin:churn", "train_rows": 400,
+               "training_sha": "abc", "cleaning": ["contract spellings unified"], "group_metric": "recall",
+               "groups": [{"column": "gender", "group": "f", "rows": 50, "value": 0.7, "ci_low": 0.5, "ci_high": 0.9}],
+               "caveats": ["KPI precision missed its target."]}
+    card = deployment.render_model_card(context)
+    for section in ("Model details", "Intended use", "Factors", "Metrics", "Evaluation data", "Training data",
+                    "Quantitative analyses", "Ethical considerations", "Caveats and recommendations"):
+        assert f"## {section}" in card
+    assert "<script>" not in card and "&lt;script&gt;" in card
+    assert "| recall | 0.5 | higher | 0.700 | [0.200, 0.800] | pass |" in card
+    assert "| precision | 0.5 | higher | 0.300 | [0.200, 0.800] | FAIL |" in card
+    assert "| gender | f | 50 | 0.700 |" in card
+    assert "[to be completed by the team]" in card
+
+
+def test_a_run_without_a_champion_says_which_step_to_run(tmp_path):
+    run = artifacts.open_run(str(tmp_path / "empty"))
+    with pytest.raises(PlaybookError, match="04_model_development"):
+        deployment.champion_dir(run)
