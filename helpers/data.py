@@ -1,0 +1,763 @@
+"""Step 2: build a strong data foundation.
+
+Hold out the test side, profile and check the training side, fix the data (the
+fixes are recorded in a JSON-able ``cleaning`` dict that ``apply_cleaning`` replays on
+new data), hand the cleaned train/test tables to steps 3-5 (``helpers.prepared``),
+and record the schema, bias and scale findings. Checks live in ``helpers.quality``.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from helpers import features, quality, split
+from helpers.artifacts import Run, read_json
+from helpers.errors import PlaybookError
+from helpers.prepared import Prepared, save_prepared
+
+STEP = "02_data_foundation"
+STEP1 = "01_vision_and_goals"
+MIN_ROWS = 10
+MIN_GROUP_ROWS = 30  # fewer rows than this: a group's metrics are too noisy to evaluate
+DROP_CHECKS = ("constant column", "identifier column", "target leakage")
+
+
+def decision(action: str, column: str | None, reason: str, rows_affected: int) -> dict[str, Any]:
+    """One logged cleaning decision."""
+    return {"action": action, "column": column, "reason": reason, "rows_affected": int(rows_affected)}
+
+
+# --- 2.1 collect --------------------------------------------------------------------------
+
+
+def provenance_table(provenance: Mapping[str, Any]) -> pd.DataFrame:
+    """Where the data came from, as a two-column table."""
+    keys = ["source", "query", "rows", "columns", "sha256", "load_seconds", "loaded_at"]
+    return pd.DataFrame({"fact": keys, "value": [str(provenance.get(k)) for k in keys]}).set_index("fact")
+
+
+# --- 2.2 split ----------------------------------------------------------------------------
+
+
+def resolve_problem_type(raw: pd.DataFrame, params: Mapping[str, Any], run: Run | None = None) -> tuple[str, str]:
+    """The problem type and why: explicit, as step 1 framed it, or inferred from the target."""
+    from helpers.vision import infer_problem_type
+
+    requested = params.get("problem_type") or "auto"
+    step1 = run.optional_summary(STEP1) if run is not None else None
+    if requested == "auto" and step1 and step1.get("problem_type"):
+        return step1["problem_type"], "as framed by step 1"
+    target = params.get("target")
+    if target and target not in raw.columns:
+        raise PlaybookError(f"Target column {target!r} is not in the data.",
+                            f"set target to one of: {', '.join(map(str, raw.columns[:25]))}.")
+    return infer_problem_type(raw[target] if target else None, requested)
+
+
+def check_table(raw: pd.DataFrame, params: Mapping[str, Any], problem_type: str) -> None:
+    """Enough rows and a usable target, or one clear error."""
+    from helpers.vision import check_target
+
+    if len(raw) < MIN_ROWS:
+        raise PlaybookError(f"The data has only {len(raw)} row(s); a train/test split needs at least {MIN_ROWS}.",
+                            "point dataset at a table with more rows.")
+    check_target(raw, params.get("target"), problem_type)
+    for role in ("id_column", "group_column", "time_column"):
+        col = params.get(role)
+        if col and col not in raw.columns:
+            raise PlaybookError(f"{role} {col!r} is not a column of the data.",
+                                f"set {role} to one of: {', '.join(map(str, raw.columns[:25]))}, or None.")
+    missing = [c for c in params.get("sensitive_columns") or [] if c not in raw.columns]
+    if missing:
+        raise PlaybookError(f"sensitive_columns {', '.join(map(repr, missing))} are not in the data.",
+                            "list existing columns only (or None).")
+
+
+def hold_out(raw: pd.DataFrame, params: Mapping[str, Any], problem_type: str) -> pd.Series:
+    """The test-side mask on the raw snapshot (the foundation's one split)."""
+    target = params.get("target") if problem_type != "clustering" else None
+    return split.assign_test(raw, target=target, problem_type=problem_type, test_size=params["test_size"],
+                             seed=params["seed"], id_column=params.get("id_column"),
+                             group_column=params.get("group_column"), time_column=params.get("time_column"))
+
+
+def split_report(raw: pd.DataFrame, mask: pd.Series, params: Mapping[str, Any], problem_type: str) -> dict[str, Any]:
+    """Sizes, class balance, and proof that no group straddles the split and time order holds."""
+    target = params.get("target") if problem_type == "classification" else None
+    out = split.split_summary(mask, raw[target] if target else None)
+    out["test_share"] = round(out["test_rows"] / len(raw), 4)
+    group = params.get("group_column")
+    if group:
+        shared = set(raw.loc[~mask, group].dropna()) & set(raw.loc[mask, group].dropna())
+        out["groups_on_both_sides"] = len(shared)
+    time_col = params.get("time_column")
+    if time_col:
+        times = pd.to_datetime(raw[time_col], errors="coerce", format="mixed")
+        if times.isna().mean() > 0.5:
+            times = pd.to_numeric(raw[time_col], errors="coerce")
+        out["train_latest"] = str(times[~mask].max())
+        out["test_earliest"] = str(times[mask].min())
+        out["time_order_holds"] = bool(times[~mask].max() <= times[mask].min())
+    return out
+
+
+def split_table(report: Mapping[str, Any]) -> pd.DataFrame:
+    """The split report as a table (balance shown per side)."""
+    rows = {k: v for k, v in report.items() if not k.endswith("_balance")}
+    table = pd.DataFrame({"value": [str(v) for v in rows.values()]}, index=list(rows))
+    for side in ("train", "test"):
+        for label, share in (report.get(f"{side}_balance") or {}).items():
+            table.loc[f"{side} share of {label!r}"] = f"{share:.1%}"
+    return table
+
+
+# --- 2.3 / 2.4 profile and quality issues -------------------------------------------------------
+
+
+def candidate_features(frame: pd.DataFrame, params: Mapping[str, Any]) -> list[str]:
+    """Columns that may become features (everything the parameters do not exclude)."""
+    return features.feature_columns(frame, params)
+
+
+def leakage_table(train_raw: pd.DataFrame, params: Mapping[str, Any], problem_type: str) -> pd.DataFrame:
+    """Step 1's single-feature leakage detector, run on the training side after the data fixes."""
+    from helpers.vision import leakage_suspects
+
+    target = params.get("target")
+    if problem_type == "clustering" or not target:
+        return pd.DataFrame(columns=["column", "metric", "score", "suspect"])
+    fixed = apply_cleaning(train_raw, provisional_cleaning(train_raw, params))
+    ids = quality.identifiers(fixed, exclude=features.excluded_columns(params))
+    cols = [c for c in candidate_features(fixed, params) if c not in ids and fixed[c].nunique() > 1]
+    labelled = fixed[fixed[target].notna()]
+    return leakage_suspects(labelled[cols], labelled[target], problem_type, seed=params["seed"])
+
+
+def find_issues(train_raw: pd.DataFrame, params: Mapping[str, Any], profile: pd.DataFrame,
+                leaks: pd.DataFrame) -> list[dict[str, Any]]:
+    """Every quality check on the training side, in one list."""
+    target = params.get("target")
+    kinds = dict(zip(profile["column"], profile["semantic_type"], strict=True))
+    candidates = candidate_features(train_raw, params)
+    issues = quality.check_missing(train_raw, target)
+    issues += quality.check_numeric_text(train_raw)
+    issues += quality.check_spellings(train_raw)
+    issues += quality.check_duplicates(train_raw, params.get("id_column"))
+    issues += quality.check_constant(train_raw[candidates])
+    issues += [i for i in quality.check_identifiers(train_raw, params.get("id_column"))
+               if i["column"] == params.get("id_column") or i["column"] in candidates]
+    issues += quality.check_high_cardinality(train_raw, {c: kinds[c] for c in candidates}, params["rare_category_share"])
+    issues += quality.check_outliers(train_raw, {c: kinds[c] for c in candidates})
+    fixed = apply_cleaning(train_raw, provisional_cleaning(train_raw, params))
+    issues += quality.check_conflicting_labels(fixed, target, [c for c in candidates if kinds[c] != "identifier"])
+    issues += quality.check_leakage(leaks)
+    return issues
+
+
+DECISION_COLUMNS = ["action", "column", "reason", "rows_affected"]
+
+
+def decisions_table(decisions: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """The decision log as a table (empty with its columns when nothing was fixed)."""
+    return pd.DataFrame(list(decisions), columns=DECISION_COLUMNS)
+
+
+def issue_counts(issues: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    return {s: sum(1 for i in issues if i["severity"] == s) for s in quality.SEVERITIES}
+
+
+# --- 2.5 cleaning ------------------------------------------------------------------------------------
+
+
+def provisional_cleaning(train_raw: pd.DataFrame, params: Mapping[str, Any]) -> dict[str, Any]:
+    """The value fixes alone (spellings, numeric text), used before the drop decisions exist."""
+    return {"version": 1, "numeric_text": [i["column"] for i in quality.check_numeric_text(train_raw)],
+            "spellings": spelling_maps(train_raw), "drop_columns": []}
+
+
+def spelling_maps(frame: pd.DataFrame) -> dict[str, dict[str, str]]:
+    """{column: {normalised spelling: canonical spelling}} for columns with variant spellings."""
+    maps = {}
+    for found in quality.check_spellings(frame):
+        col = found["column"]
+        groups = quality.spelling_groups(frame[col])
+        maps[col] = {quality.normalise_text(v): canonical for canonical, g in groups.items() for v in g}
+    return maps
+
+
+def plan_cleaning(train_raw: pd.DataFrame, params: Mapping[str, Any],
+                  issues: Sequence[Mapping[str, Any]]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The data fixes (JSON-able, replayable on new data) and their decision log."""
+    cleaning = provisional_cleaning(train_raw, params)
+    protected = set(features.excluded_columns(params))
+    decisions = []
+    for col in cleaning["numeric_text"]:
+        n = int(train_raw[col].notna().sum())
+        decisions.append(decision("coerce to numbers", col, "numbers stored as text; blanks become missing", n))
+    for col, mapping in cleaning["spellings"].items():
+        values = train_raw[col].dropna()
+        changed = int((values != _canonical(values, mapping)).sum())
+        decisions.append(decision("canonicalise spellings", col,
+                                  f"{len(set(mapping.values()))} values written in {len(mapping)} spellings", changed))
+    for found in issues:
+        col = found["column"]
+        if found["check"] in DROP_CHECKS and found["severity"] != "low" and col not in protected \
+                and col not in cleaning["drop_columns"]:
+            cleaning["drop_columns"].append(col)
+            decisions.append(decision("drop column", col, f"{found['check']}: {found['evidence']}", len(train_raw)))
+    return cleaning, decisions
+
+
+def _canonical(series: pd.Series, mapping: Mapping[str, str]) -> pd.Series:
+    uniques = series.dropna().unique()
+    lookup = {v: mapping.get(quality.normalise_text(v), v) for v in uniques}
+    return series.map(lambda v: lookup.get(v, v) if pd.notna(v) else v)
+
+
+def to_number(series: pd.Series) -> pd.Series:
+    """Numbers from text (thousands commas removed); anything else becomes missing."""
+    if quality.is_number(series):
+        return series.astype(float)
+    text = series.astype("string").str.strip().str.replace(",", "", regex=False)
+    return pd.to_numeric(text, errors="coerce").astype(float)
+
+
+def apply_cleaning(frame: pd.DataFrame, cleaning: Mapping[str, Any]) -> pd.DataFrame:
+    """Replay step 2's data fixes on any table (new data too): never drops a row.
+
+    Columns the fixes name but the table lacks (e.g. the target of new data) are skipped.
+    """
+    out = frame.copy()
+    for col, mapping in (cleaning.get("spellings") or {}).items():
+        if col in out.columns:
+            out[col] = _canonical(out[col], mapping)
+    for col in cleaning.get("numeric_text") or []:
+        if col in out.columns:
+            out[col] = to_number(out[col])
+    return out.drop(columns=[c for c in cleaning.get("drop_columns") or [] if c in out.columns])
+
+
+def clean_table(raw: pd.DataFrame, cleaning: Mapping[str, Any],
+                params: Mapping[str, Any]) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """The whole table with the fixes applied, duplicates and unlabelled rows removed."""
+    cleaned = apply_cleaning(raw, cleaning)
+    decisions = []
+    dupes = cleaned.duplicated()
+    if dupes.any():
+        decisions.append(decision("remove duplicate rows", None,
+                                  "exact copies (after the fixes) over-weight rows and leak across folds", dupes.sum()))
+        cleaned = cleaned[~dupes]
+    target = params.get("target")
+    if target and target in cleaned.columns and cleaned[target].isna().any():
+        unlabelled = cleaned[target].isna()
+        decisions.append(decision("drop unlabelled rows", target, "rows without a target cannot train or be scored",
+                                  unlabelled.sum()))
+        cleaned = cleaned[~unlabelled]
+    return cleaned, decisions
+
+
+def make_prepared(cleaned: pd.DataFrame, mask: pd.Series, params: Mapping[str, Any], problem_type: str,
+                  cleaning: Mapping[str, Any]) -> Prepared:
+    """The hand-over to steps 3-5: the cleaned table cut by the raw split mask (by raw row number)."""
+    is_test = mask.reindex(cleaned.index).to_numpy(dtype=bool)
+    feats = features.feature_columns(cleaned, params)
+    if not feats:
+        raise PlaybookError("No feature column is left after cleaning.",
+                            "check the dropped columns, id_column and sensitive_columns.")
+    numeric, categorical = features.split_kinds(cleaned, feats)
+    return Prepared(train=cleaned[~is_test], test=cleaned[is_test],
+                    target=params.get("target") if problem_type != "clustering" else None,
+                    problem_type=problem_type, numeric=numeric, categorical=categorical,
+                    id_column=params.get("id_column"),
+                    sensitive_columns=list(params.get("sensitive_columns") or []),
+                    impute_strategy=params["impute_strategy"], scaler=params["scaler"],
+                    rare_category_share=params["rare_category_share"], cleaning=dict(cleaning))
+
+
+# --- schema ---------------------------------------------------------------------------------------------
+
+MAX_SCHEMA_CATEGORIES = 200
+
+
+def _schema_column(series: pd.Series, kind: str) -> dict[str, Any]:
+    col = {"name": series.name, "kind": kind, "dtype": str(series.dtype), "nullable": bool(series.isna().any()),
+           "min": None, "max": None, "categories": None}
+    values = series.dropna()
+    if kind == "numeric" and len(values):
+        col.update(min=float(values.min()), max=float(values.max()))
+    if kind == "categorical" and values.nunique() <= MAX_SCHEMA_CATEGORIES:
+        col["categories"] = sorted(map(str, values.unique()))
+    return col
+
+
+def make_schema(prepared: Prepared) -> dict[str, Any]:
+    """The data contract new data is validated against (from the training side)."""
+    train = prepared.train
+    cols = [_schema_column(train[c], "numeric") for c in prepared.numeric]
+    cols += [_schema_column(train[c], "categorical") for c in prepared.categorical]
+    if prepared.id_column and prepared.id_column in train.columns:
+        cols.append(_schema_column(train[prepared.id_column], "identifier"))
+    return {"schema_version": 1, "target": prepared.target, "id_column": prepared.id_column, "columns": cols}
+
+
+def load_schema(run: Run, *, needed_by: str | None = None) -> dict[str, Any]:
+    """Step 2's ``schema.json`` (a clear "run step 2 first" error when missing)."""
+    path = run.artifacts / STEP / "schema.json"
+    if not path.exists():
+        run.read_summary(STEP, needed_by=needed_by)
+        raise PlaybookError(f"{path} is missing although step 2 ran.", "re-run step 2.")
+    return read_json(path)
+
+
+# --- 2.6 bias and representativeness ----------------------------------------------------------------------
+
+
+def positive_label(run: Run | None, params: Mapping[str, Any], y: pd.Series | None) -> Any:
+    """The positive class: step 1's contract, else the dataset preset, else the minority class."""
+    from helpers.datasets import preset_for
+    from helpers.kpis import resolve_positive_label
+
+    if y is None or y.nunique() != 2:
+        return None
+    step1 = run.optional_summary(STEP1) if run is not None else None
+    if step1 and step1.get("contract", {}).get("positive_label") is not None:
+        return step1["contract"]["positive_label"]
+    preset = preset_for(params.get("dataset") or "")
+    requested = preset.get("positive_label")
+    if requested is not None and str(requested) not in set(map(str, y.dropna().unique())):
+        requested = None
+    return resolve_positive_label(y, requested)
+
+
+def class_balance(y: pd.Series) -> dict[str, Any]:
+    """Class shares, imbalance ratio and what it means for the choice of metric."""
+    shares = y.value_counts(normalize=True)
+    ratio = float(shares.iloc[0] / shares.iloc[-1])
+    if ratio >= 3:
+        advice = (f"imbalanced ({ratio:.1f}:1): accuracy is misleading (always predicting "
+                  f"{shares.index[0]!r} scores {shares.iloc[0]:.0%}); use recall, precision, F1, "
+                  "balanced accuracy or average precision, and stratified folds")
+    else:
+        advice = f"reasonably balanced ({ratio:.1f}:1): accuracy is meaningful, but still report per-class recall"
+    return {"shares": shares.round(4).to_dict(), "minority": shares.index[-1], "minority_share": float(shares.iloc[-1]),
+            "imbalance_ratio": round(ratio, 2), "advice": advice}
+
+
+def group_table(frame: pd.DataFrame, column: str, target: str | None, problem_type: str, positive: Any) -> pd.DataFrame:
+    """Per group of a sensitive column: rows, share, target rate (or mean), too small to evaluate."""
+    groups = frame[column].astype("string").fillna("(missing)")
+    table = groups.value_counts().rename("rows").to_frame()
+    table["share"] = (table["rows"] / len(frame)).round(4)
+    if target and problem_type == "classification" and positive is not None:
+        rate = frame[target].astype(str).eq(str(positive)).groupby(groups).mean()
+        table[f"rate of {positive}"] = rate.round(4)
+    elif target and problem_type == "regression":
+        table[f"mean {target}"] = pd.to_numeric(frame[target], errors="coerce").groupby(groups).mean().round(4)
+    table["too_small"] = table["rows"] < MIN_GROUP_ROWS
+    table.index.name = column
+    return table
+
+
+def bias_report(prepared: Prepared, positive: Any) -> dict[str, Any]:
+    """Class imbalance and, per sensitive column, group sizes, rates, largest gap, warnings."""
+    train, target, ptype = prepared.train, prepared.target, prepared.problem_type
+    out: dict[str, Any] = {"positive_label": positive, "groups": {}, "warnings": []}
+    if target and ptype == "classification":
+        out["class_balance"] = class_balance(train[target])
+    for col in prepared.sensitive_columns:
+        table = group_table(train, col, target, ptype, positive)
+        rate_cols = [c for c in table.columns if c.startswith(("rate of", "mean "))]
+        gap = float(table[rate_cols[0]].max() - table[rate_cols[0]].min()) if rate_cols and len(table) > 1 else None
+        out["groups"][col] = {"table": table.reset_index().to_dict(orient="records"), "largest_gap": gap}
+        for group, row in table[table["too_small"]].iterrows():
+            out["warnings"].append(f"{col} = {group!r} has only {int(row['rows'])} training rows (< {MIN_GROUP_ROWS}): "
+                                   "too few to evaluate this group reliably; collect more or merge groups")
+        if gap is not None and gap >= 0.1:
+            out["warnings"].append(f"{col}: the {rate_cols[0]} differs by {gap:.2f} between groups; check per-group "
+                                   "errors in step 4 before deploying")
+    return out
+
+
+def bias_tables(report: Mapping[str, Any]) -> dict[str, pd.DataFrame]:
+    return {col: pd.DataFrame(g["table"]).set_index(col) for col, g in report["groups"].items()}
+
+
+# --- 2.7 scale -------------------------------------------------------------------------------------------------
+
+
+def available_memory_bytes() -> int | None:
+    """Memory available to new processes on this machine (Linux), else total physical memory."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def compact_bytes(frame: pd.DataFrame) -> int:
+    """Memory of the table with low-cardinality text as ``category`` and floats as float32."""
+    total = 0
+    for col in frame.columns:
+        s = frame[col]
+        if quality.is_text(s) and s.nunique() < 0.5 * max(len(s), 1):
+            s = s.astype("category")
+        elif pd.api.types.is_float_dtype(s):
+            s = s.astype("float32")
+        total += int(s.memory_usage(deep=True, index=False))
+    return total
+
+
+def scale_report(raw: pd.DataFrame, provenance: Mapping[str, Any], working_factor: float = 3.0) -> dict[str, Any]:
+    """Memory now and at 10x/100x rows, load time, whether it fits, and what to do about it."""
+    now = quality.memory_bytes(raw)
+    available = available_memory_bytes()
+    compact = compact_bytes(raw)
+    load_s = provenance.get("load_seconds")
+    rows = []
+    for factor in (1, 10, 100):
+        need = now * factor * working_factor
+        rows.append({"rows": len(raw) * factor, "table_mb": round(now * factor / 2**20, 2),
+                     "working_mb": round(need / 2**20, 2),
+                     "load_s": None if load_s is None else round(load_s * factor, 2),
+                     "fits_in_memory": None if available is None else bool(need < available)})
+    advice = [f"store low-cardinality text as category and floats as float32: {now / 2**20:.1f} MB -> "
+              f"{compact / 2**20:.1f} MB in memory",
+              "keep the data as Parquet (columnar, typed, compressed): later steps already read the Parquet snapshot"]
+    if rows[-1]["fits_in_memory"] is False:
+        advice.append("at 100x rows the table no longer fits with room to work: read only the needed columns, "
+                      "in chunks (pandas chunksize, pyarrow.dataset) or out of core (DuckDB, Polars lazy)")
+    else:
+        advice.append("even at 100x rows it fits in memory here; no out-of-core tooling is needed yet")
+    return {"memory_bytes": now, "compact_bytes": compact, "available_bytes": available,
+            "working_factor": working_factor, "projection": rows, "advice": advice}
+
+
+# --- figures -------------------------------------------------------------------------------------------------------
+
+
+def missingness_figure(profile: pd.DataFrame):
+    """Share of missing values per column (training side)."""
+    data = profile.set_index("column")["missing_share"].sort_values()
+    fig, ax = plt.subplots(figsize=(6, max(2.5, 0.25 * len(data))))
+    colors = ["#c44e52" if v >= 0.05 else "#dd8452" if v > 0 else "#55a868" for v in data]
+    ax.barh(data.index.astype(str), data.to_numpy(), color=colors)
+    ax.set_xlabel("share of rows missing")
+    ax.set_xlim(0, max(0.05, float(data.max()) * 1.15))
+    ax.set_title("Missing values per column")
+    fig.tight_layout()
+    return fig
+
+
+def key_numeric_columns(prepared: Prepared, n: int = 6) -> list[str]:
+    """The numeric features with the most spread relative to their median (a stable pick)."""
+    return list(prepared.numeric[:n])
+
+
+def distributions_figure(frame: pd.DataFrame, columns: Sequence[str]):
+    """Histograms of a few key numeric columns."""
+    columns = list(columns) or []
+    ncols = 3
+    nrows = max(1, int(np.ceil(len(columns) / ncols)))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(9, 2.6 * nrows), squeeze=False)
+    for ax, col in zip(axes.ravel(), columns, strict=False):
+        ax.hist(pd.to_numeric(frame[col], errors="coerce").dropna(), bins=30, color="#4c72b0")
+        ax.set_title(str(col), fontsize=9)
+    for ax in axes.ravel()[len(columns):]:
+        ax.axis("off")
+    fig.suptitle("Distributions of key numeric columns (training side, cleaned)")
+    fig.tight_layout()
+    return fig
+
+
+def balance_figure(prepared: Prepared):
+    """Target balance on each side of the split (sizes and shares only: the test side stays unseen)."""
+    fig, ax = plt.subplots(figsize=(5.5, 3))
+    if prepared.target and prepared.problem_type == "classification":
+        shares = pd.DataFrame({side: prepared.y(side).value_counts(normalize=True) for side in ("train", "test")})
+        shares.plot.bar(ax=ax, color=["#4c72b0", "#dd8452"], rot=0)
+        ax.set_ylabel("share of rows")
+        ax.set_title(f"Target balance: {prepared.target}")
+    elif prepared.target:
+        ax.hist(pd.to_numeric(prepared.y("train"), errors="coerce").dropna(), bins=30, color="#4c72b0")
+        ax.set_title(f"Target distribution (training side): {prepared.target}")
+    else:
+        ax.bar(["train", "test"], [len(prepared.train), len(prepared.test)], color=["#4c72b0", "#dd8452"])
+        ax.set_title("Rows per side (no target: clustering)")
+    fig.tight_layout()
+    return fig
+
+
+# --- explorers ---------------------------------------------------------------------------------------------------------
+
+
+def column_explorer_update(frame: pd.DataFrame, profile: pd.DataFrame, issues: Sequence[Mapping[str, Any]]):
+    """Update function of the column explorer: distribution, stats and issues of one column."""
+    rows = profile.set_index("column")
+
+    def update(column: str):
+        p = rows.loc[column]
+        found = [f"{i['severity']}: {i['check']}" for i in issues if i["column"] == column]
+        text = (f"{column}: {p['semantic_type']} ({p['dtype']}), {p['missing_share']:.1%} missing, "
+                f"{p['distinct']} distinct")
+        if p["min"] is not None and pd.notna(p["min"]):
+            text += f", range {p['min']:.4g} to {p['max']:.4g}, median {p['median']:.4g}"
+        text += ". Issues: " + ("; ".join(found) if found else "none")
+        fig, ax = plt.subplots(figsize=(5, 2.6))
+        values = frame[column]
+        if p["semantic_type"] == "numeric":
+            ax.hist(to_number(values).dropna(), bins=30, color="#4c72b0")
+        else:
+            values.astype("string").fillna("(missing)").value_counts().head(12)[::-1].plot.barh(ax=ax, color="#4c72b0")
+        ax.set_title(str(column))
+        fig.tight_layout()
+        return text, fig
+
+    return update
+
+
+def column_explorer_controls(profile: pd.DataFrame) -> dict[str, Any]:
+    import ipywidgets as w
+
+    return {"column": w.Dropdown(options=list(profile["column"]), description="column")}
+
+
+def imputation_explorer_update(prepared: Prepared):
+    """Update function of the imputation/scaling picker: before/after distribution of one column."""
+    from sklearn.impute import SimpleImputer
+
+    from helpers.features import _SCALERS
+
+    train = prepared.X("train")
+
+    def update(column: str, impute_strategy: str, scaler: str):
+        before = train[[column]]
+        steps = [SimpleImputer(strategy=impute_strategy)] + ([_SCALERS[scaler]()] if scaler != "none" else [])
+        after = before.to_numpy()
+        for step in steps:  # one column: transforming it costs milliseconds
+            after = step.fit_transform(after)
+        after = after.ravel()
+        missing = int(before[column].isna().sum())
+        text = (f"{column}: {missing} missing values filled by the {impute_strategy}; after {scaler} scaling "
+                f"the values span {after.min():.3g} to {after.max():.3g} (median {np.median(after):.3g})")
+        fig, axes = plt.subplots(1, 2, figsize=(8, 2.6))
+        axes[0].hist(before[column].dropna(), bins=30, color="#4c72b0")
+        axes[0].set_title("before")
+        axes[1].hist(after, bins=30, color="#55a868")
+        axes[1].set_title(f"after ({impute_strategy}, {scaler})")
+        fig.tight_layout()
+        return text, fig
+
+    return update
+
+
+def imputation_explorer_controls(prepared: Prepared) -> dict[str, Any]:
+    import ipywidgets as w
+
+    return {"column": w.Dropdown(options=list(prepared.numeric), description="column"),
+            "impute_strategy": w.Dropdown(options=["mean", "median", "most_frequent"], value=prepared.impute_strategy,
+                                          description="impute"),
+            "scaler": w.Dropdown(options=["standard", "robust", "minmax", "none"], value=prepared.scaler,
+                                 description="scaler")}
+
+
+def explorer_columns(issues: Sequence[Mapping[str, Any]], profile: pd.DataFrame, n: int = 3) -> list[str]:
+    """Columns worth a static view: those with the most severe issues, else the first columns."""
+    ranked = [i["column"] for i in quality.issues_table(issues).to_dict(orient="records")
+              if i["column"] in set(profile["column"])]
+    picked = list(dict.fromkeys(ranked + list(profile["column"])))
+    return picked[:n]
+
+
+def most_outlying_column(issues: Sequence[Mapping[str, Any]], prepared: Prepared) -> str | None:
+    """A numeric feature with outliers (the most instructive default for the picker)."""
+    cols = [i["column"] for i in issues if i["check"] in ("outliers", "missing values") and i["column"] in prepared.numeric]
+    return cols[0] if cols else (prepared.numeric[0] if prepared.numeric else None)
+
+
+# --- documents, summary and report ------------------------------------------------------------------------------------
+
+
+def datasheet(params: Mapping[str, Any], provenance: Mapping[str, Any], prepared: Prepared, facts: Mapping[str, Any],
+              issues: Sequence[Mapping[str, Any]], decisions: Sequence[Mapping[str, Any]], bias: Mapping[str, Any],
+              split_info: Mapping[str, Any]) -> str:
+    """The datasheet (Datasheets for Datasets sections), filled from what the data shows."""
+    from helpers.datasets import preset_for
+    from helpers.documents import render
+
+    preset = preset_for(params.get("dataset") or "")
+    return render("datasheet.md.j2", dataset=params.get("dataset"), description=preset.get("description"),
+                  provenance=provenance, prepared=prepared, facts=facts, issues=quality.issues_table(issues).to_dict(orient="records"),
+                  decisions=list(decisions), bias=bias, split=split_info,
+                  problem_statement=params.get("problem_statement") or preset.get("problem_statement"))
+
+
+def step_summary(*, issues, decisions, split_info, bias, scale, profile, provenance, prepared: Prepared,
+                 facts, problem_type_reason: str) -> dict[str, Any]:
+    """Step 2's machine-readable findings (``summary.json``)."""
+    return {"issues": quality.issues_table(issues).to_dict(orient="records"), "issue_counts": issue_counts(issues),
+            "decisions": list(decisions),
+            "split": dict(split_info, train_rows_cleaned=len(prepared.train), test_rows_cleaned=len(prepared.test)),
+            "bias": dict(bias), "scale": dict(scale),
+            "profile_columns": profile.to_dict(orient="records"), "provenance": dict(provenance), "facts": dict(facts),
+            "problem_type": prepared.problem_type, "problem_type_reason": problem_type_reason,
+            "target": prepared.target, "features": {"numeric": prepared.numeric, "categorical": prepared.categorical},
+            "dropped_columns": list(prepared.cleaning.get("drop_columns", [])),
+            "preprocessing": {"impute_strategy": prepared.impute_strategy, "scaler": prepared.scaler,
+                              "rare_category_share": prepared.rare_category_share}}
+
+
+def save_step(run: Run, *, prepared: Prepared, profile: pd.DataFrame, issues, decisions, document: str,
+              figures: Mapping[str, Any], summary: Mapping[str, Any]) -> dict[str, Any]:
+    """Write every step-2 artifact, then the summary (last: its presence means the step finished)."""
+    save_prepared(run, prepared)
+    run.write_artifact_json(STEP, "schema.json", make_schema(prepared))
+    run.write_table(STEP, "profile.csv", profile)
+    run.write_table(STEP, "issues.csv", quality.issues_table(issues))
+    run.write_table(STEP, "decisions.csv", decisions_table(decisions))
+    run.write_artifact_text(STEP, "datasheet.md", document)
+    for name, fig in figures.items():
+        run.save_figure(STEP, name, fig)
+    run.write_summary(STEP, summary)
+    return run.read_summary(STEP)
+
+
+def summary_overview(summary: Mapping[str, Any]) -> pd.DataFrame:
+    """The headline numbers of the summary as a small table."""
+    split_info = summary["split"]
+    facts = {"issues (high / medium / low)": "{high} / {medium} / {low}".format(**summary["issue_counts"]),
+             "decisions": len(summary["decisions"]), "train rows": split_info["train_rows"],
+             "test rows": split_info["test_rows"], "dropped columns": ", ".join(summary["dropped_columns"]) or "none",
+             "features": len(summary["features"]["numeric"]) + len(summary["features"]["categorical"])}
+    return pd.DataFrame({"value": [str(v) for v in facts.values()]}, index=list(facts))
+
+
+def headline(run: Run) -> dict[str, Any]:
+    """First-screen facts for the report: the severe issues and how many issues in all."""
+    s = run.read_summary(STEP)
+    severe = [{k: i[k] for k in ("check", "column", "evidence", "fix")} for i in s["issues"] if i["severity"] == "high"]
+    return {"severe_issues": severe[:5], "n_issues": len(s["issues"])}
+
+
+def report_section(run: Run) -> None:
+    """Step 2's section of the report: issues, decisions, split, bias, figures, documents."""
+    from IPython.display import HTML, Image, Markdown, display
+
+    s = run.read_summary(STEP)
+    display(Markdown("## 2. Data foundation"))
+    prov = s["provenance"]
+    display(HTML(f"<p><b>Source:</b> {html.escape(str(prov.get('source')))} ({prov.get('rows')} rows, "
+                 f"{prov.get('columns')} columns, sha256 {html.escape(str(prov.get('sha256'))[:12])}...)</p>"))
+    display(summary_overview(s))
+    issues = pd.DataFrame(s["issues"], columns=quality.ISSUE_COLUMNS)
+    display(issues[issues["severity"] != "low"] if len(issues) else issues)
+    display(decisions_table(s["decisions"]))
+    for warning in s["bias"].get("warnings", []):
+        display(HTML(f"<p>&#9888; {html.escape(warning)}</p>"))
+    for name in ("missingness.png", "target_balance.png", "distributions.png"):
+        path = run.artifacts / STEP / name
+        if path.exists():
+            display(Image(filename=str(path)))
+    display(Markdown(f"Documents: [datasheet.md](artifacts/{STEP}/datasheet.md), "
+                     f"[schema.json](artifacts/{STEP}/schema.json), [executed notebook]({STEP}.ipynb)"))
+
+
+# --- exercises -------------------------------------------------------------------------------------------------------------
+
+
+def _say(msg: str) -> str:
+    print(msg)
+    return msg
+
+
+def check_exercise_1(answer: str | None, issues: Sequence[Mapping[str, Any]]) -> str:
+    """Exercise 1: which column leaks the target?"""
+    leaks = [i["column"] for i in issues if i["check"] == "target leakage"]
+    if answer is None:
+        return _say("Not answered yet: set `answer` to a column name (or 'none').")
+    if not leaks:
+        ok = str(answer).strip().lower() == "none"
+        return _say("Right: no column leaks the target here." if ok else
+                    "Not quite: no column was flagged in this run; the answer is 'none'.")
+    if str(answer) in leaks:
+        return _say(f"Right: {answer!r} alone predicts the target almost perfectly, so it is known only after the outcome.")
+    return _say(f"Not quite: {answer!r} is not a leak. Look for the 'target leakage' issue in the issues table.")
+
+
+def check_exercise_2(answer: str | None) -> str:
+    """Exercise 2: which scaler is least affected by outliers?"""
+    if answer is None:
+        return _say("Not answered yet: set `answer` to 'standard', 'robust' or 'minmax'.")
+    if str(answer).strip().lower() == "robust":
+        return _say("Right: RobustScaler centres on the median and scales by the IQR, which outliers barely move.")
+    return _say(f"Not quite: {answer!r} uses the mean/sd or min/max, which a few extreme values drag around. "
+                "Try the scaler picker on a column with outliers.")
+
+
+def check_exercise_3(answer: int | None, decisions: Sequence[Mapping[str, Any]]) -> str:
+    """Exercise 3: how many duplicate rows did step 2 remove?"""
+    expected = sum(d["rows_affected"] for d in decisions if d["action"] == "remove duplicate rows")
+    if answer is None:
+        return _say("Not answered yet: set `answer` to a whole number.")
+    try:
+        given = int(answer)
+    except (TypeError, ValueError):
+        return _say(f"Not quite: {answer!r} is not a whole number.")
+    if given == expected:
+        return _say(f"Right: {expected} duplicate rows were removed (see the decision log).")
+    return _say(f"Not quite: the decision log says otherwise (you said {given}). Look for 'remove duplicate rows'.")
+
+
+# --- the whole step without display (benchmarks, tests) --------------------------------------------------------------------
+
+
+def run_core(run: Run, params: Mapping[str, Any]) -> dict[str, Any]:
+    """Every computation of step 2 in order, with per-stage seconds (no figures, nothing written but the snapshot)."""
+    from helpers.datasets import load_snapshot
+
+    timings = {}
+    started = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal started
+        timings[name] = round(time.perf_counter() - started, 3)
+        started = time.perf_counter()
+
+    raw, provenance = load_snapshot(run, params)
+    lap("load")
+    ptype, reason = resolve_problem_type(raw, params, run)
+    check_table(raw, params, ptype)
+    mask = hold_out(raw, params, ptype)
+    split_info = split_report(raw, mask, params, ptype)
+    lap("split")
+    train_raw = raw[~mask]
+    prof = quality.profile(train_raw)
+    lap("profile")
+    leaks = leakage_table(train_raw, params, ptype)
+    lap("leakage")
+    issues = find_issues(train_raw, params, prof, leaks)
+    lap("checks")
+    cleaning, decisions = plan_cleaning(train_raw, params, issues)
+    cleaned, more = clean_table(raw, cleaning, params)
+    prepared = make_prepared(cleaned, mask, params, ptype, cleaning)
+    lap("clean")
+    positive = positive_label(run, params, prepared.y("train"))
+    bias = bias_report(prepared, positive)
+    scale = scale_report(raw, provenance)
+    lap("bias_scale")
+    return {"raw": raw, "provenance": provenance, "problem_type": ptype, "reason": reason, "mask": mask,
+            "split": split_info, "profile": prof, "leaks": leaks, "issues": issues, "cleaning": cleaning,
+            "decisions": decisions + more, "prepared": prepared, "bias": bias, "scale": scale, "timings": timings}

@@ -1,0 +1,368 @@
+"""Step 2's profile and quality checks: what is in each column and what is wrong with it.
+
+Every check takes a table (and the column roles it needs) and returns a list of
+issues ``{check, column, severity, evidence, fix}``; severity is "high" (would make a
+model wrong or meaningless), "medium" (must be fixed, is fixed by step 2) or "low"
+(worth knowing). Checks look at distinct values where they can, so they stay fast
+on large tables.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+SEVERITIES = ("high", "medium", "low")
+ISSUE_COLUMNS = ["check", "column", "severity", "evidence", "fix"]
+
+BOOLEAN_WORDS = {"yes", "no", "y", "n", "true", "false", "t", "f", "0", "1"}
+SYNONYMS = {"y": "yes", "n": "no", "t": "true", "f": "false"}
+BLANKS = {"", "na", "n/a", "nan", "null", "?"}  # "None" and "-" can be real categories
+
+NEAR_CONSTANT_SHARE = 0.99
+OUTLIER_FENCE = 3.0  # Tukey's "far out" fence: beyond Q1 - 3 IQR or Q3 + 3 IQR
+HIGH_CARDINALITY = 50
+LEAKAGE_SCORE = 0.99
+
+
+def issue(check: str, column: str | None, severity: str, evidence: str, fix: str) -> dict[str, Any]:
+    """One quality issue (the common record of every check)."""
+    assert severity in SEVERITIES, severity
+    return {"check": check, "column": column, "severity": severity, "evidence": evidence, "fix": fix}
+
+
+def issues_table(issues: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """Issues as a table, most severe first."""
+    table = pd.DataFrame(list(issues), columns=ISSUE_COLUMNS)
+    order = table["severity"].map({s: i for i, s in enumerate(SEVERITIES)})
+    table = table.assign(_o=order).sort_values(["_o", "check"], kind="stable").drop(columns="_o").reset_index(drop=True)
+    return table.astype(object).where(table.notna(), None)  # a table-wide issue has column None, not NaN
+
+
+# --- column types ------------------------------------------------------------------------
+
+
+def is_text(series: pd.Series) -> bool:
+    """Text-like columns (object or pandas string dtype)."""
+    return pd.api.types.is_object_dtype(series) or pd.api.types.is_string_dtype(series)
+
+
+def is_number(series: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
+
+
+def normalise_text(value: Any) -> str:
+    """Case, whitespace and hyphen/underscore folded; common boolean abbreviations expanded."""
+    key = re.sub(r"[\s_\-]+", " ", str(value)).strip().lower()
+    return SYNONYMS.get(key, key)
+
+
+def _non_blank_text(series: pd.Series) -> pd.Series:
+    """Distinct stripped non-blank values of a text column, with their counts."""
+    counts = series.dropna().astype(str).str.strip().value_counts()
+    return counts[~counts.index.str.lower().isin(BLANKS)]
+
+
+def numeric_text_share(series: pd.Series) -> float:
+    """Share of a text column's non-blank values that parse as numbers (0 for non-text)."""
+    if not is_text(series):
+        return 0.0
+    counts = _non_blank_text(series)
+    if counts.empty:
+        return 0.0
+    parsed = pd.to_numeric(counts.index.str.replace(",", "", regex=False), errors="coerce")
+    return float(counts[~np.isnan(parsed)].sum() / counts.sum())
+
+
+def _looks_like_dates(series: pd.Series) -> bool:
+    sample = series.dropna().astype(str).head(200)
+    if sample.empty or not sample.str.contains(r"\d").all() or not sample.str.contains(r"[-/:]").all():
+        return False
+    parsed = pd.to_datetime(sample, errors="coerce", format="mixed")
+    return bool(parsed.notna().mean() >= 0.9)
+
+
+def identifiers(frame: pd.DataFrame, exclude: Sequence[str] = ()) -> list[str]:
+    """Identifier-like columns (step 1's rule, so both steps agree)."""
+    from helpers.vision import identifier_columns
+
+    return identifier_columns(frame, exclude)
+
+
+def semantic_type(series: pd.Series, identifier: bool = False) -> str:
+    """numeric, categorical, boolean, datetime, free text or identifier."""
+    values = series.dropna()
+    distinct = set(values.astype(str).map(normalise_text).unique()[:3]) if len(values) else set()
+    if pd.api.types.is_bool_dtype(series) or (0 < len(distinct) <= 2 and distinct <= BOOLEAN_WORDS):
+        return "boolean"
+    if pd.api.types.is_datetime64_any_dtype(series):
+        return "datetime"
+    if identifier:
+        return "identifier"
+    if is_number(series) or numeric_text_share(series) >= 0.95:
+        return "numeric"
+    if is_text(series) and _looks_like_dates(series):
+        return "datetime"
+    if is_text(series):
+        text = values.astype(str)
+        if len(text) and text.str.split().str.len().mean() >= 4 and values.nunique() > 0.5 * len(values):
+            return "free text"
+    return "categorical"
+
+
+# --- the profile --------------------------------------------------------------------------
+
+
+def outlier_share(series: pd.Series) -> float:
+    """Share of values beyond Tukey's far-out fences (robust: quartiles, not mean and sd)."""
+    values = pd.to_numeric(series, errors="coerce").dropna()
+    if values.nunique() < 10:
+        return 0.0
+    q1, q3 = values.quantile([0.25, 0.75])
+    iqr = q3 - q1
+    if iqr <= 0:
+        return 0.0
+    out = (values < q1 - OUTLIER_FENCE * iqr) | (values > q3 + OUTLIER_FENCE * iqr)
+    return float(out.mean())
+
+
+def _top_values(series: pd.Series, n: int = 3) -> str:
+    shares = series.value_counts(normalize=True, dropna=True).head(n)
+    return ", ".join(f"{v} ({s:.0%})" for v, s in shares.items())
+
+
+def profile_column(series: pd.Series, identifier: bool = False) -> dict[str, Any]:
+    """One profile row: types, missingness, distinct values, range, spread, outliers."""
+    kind = semantic_type(series, identifier)
+    n = len(series)
+    values = series.dropna()
+    top_share = float(values.value_counts(normalize=True).iloc[0]) if len(values) else 1.0
+    row = {"column": series.name, "dtype": str(series.dtype), "semantic_type": kind,
+           "missing_share": float(series.isna().mean()) if n else 0.0, "distinct": int(values.nunique()),
+           "top_values": _top_values(series), "top_share": top_share,
+           "min": None, "max": None, "mean": None, "std": None, "median": None, "outlier_share": 0.0,
+           "constant": values.nunique() <= 1, "near_constant": values.nunique() > 1 and top_share >= NEAR_CONSTANT_SHARE}
+    if kind == "numeric":
+        numbers = pd.to_numeric(values.astype(str).str.replace(",", "", regex=False), errors="coerce") \
+            if is_text(series) else values.astype(float)
+        numbers = numbers.dropna()
+        if len(numbers):
+            row.update(min=float(numbers.min()), max=float(numbers.max()), mean=float(numbers.mean()),
+                       std=float(numbers.std()) if len(numbers) > 1 else 0.0, median=float(numbers.median()),
+                       outlier_share=outlier_share(numbers))
+    return row
+
+
+def profile(frame: pd.DataFrame) -> pd.DataFrame:
+    """The per-column profile of a table (one row per column)."""
+    ids = set(identifiers(frame))
+    return pd.DataFrame([profile_column(frame[c], c in ids) for c in frame.columns])
+
+
+def memory_bytes(frame: pd.DataFrame) -> int:
+    """In-memory size of a table, strings included."""
+    return int(frame.memory_usage(deep=True).sum())
+
+
+def dataset_facts(frame: pd.DataFrame, target: str | None) -> dict[str, Any]:
+    """Table-level facts: size, duplicates, memory, class balance of the target."""
+    facts = {"rows": int(len(frame)), "columns": int(frame.shape[1]),
+             "duplicate_rows": int(frame.duplicated().sum()), "memory_bytes": memory_bytes(frame)}
+    if target and target in frame.columns and frame[target].nunique() <= 50:
+        facts["class_balance"] = frame[target].value_counts(normalize=True).round(4).to_dict()
+    return facts
+
+
+# --- the checks ---------------------------------------------------------------------------
+
+
+def check_missing(frame: pd.DataFrame, target: str | None = None) -> list[dict]:
+    """Missing values per column (blank strings count as missing)."""
+    out = []
+    for col in frame.columns:
+        series = frame[col]
+        missing = series.isna()
+        if is_text(series):
+            missing |= series.astype(str).str.strip().str.lower().isin(BLANKS) & series.notna()
+        share = float(missing.mean())
+        if share == 0:
+            continue
+        evidence = f"{int(missing.sum())} of {len(series)} values missing ({share:.1%})"
+        if col == target:
+            out.append(issue("missing values", col, "high", evidence + " in the target",
+                             "rows without a target cannot train or evaluate: they are dropped"))
+            continue
+        severity = "high" if share >= 0.5 else "medium" if share >= 0.05 else "low"
+        fix = ("mostly empty: drop the column or find the data" if share >= 0.5 else
+               "imputed inside the model pipeline (fitted on training folds only)")
+        out.append(issue("missing values", col, severity, evidence, fix))
+    return out
+
+
+def check_numeric_text(frame: pd.DataFrame) -> list[dict]:
+    """Numbers stored as text (e.g. "12.50" and " " in one column)."""
+    out = []
+    ids = set(identifiers(frame))
+    for col in frame.columns:
+        series = frame[col]
+        if not is_text(series) or col in ids:
+            continue
+        share = numeric_text_share(series)
+        if share < 0.95:
+            continue
+        text = series.dropna().astype(str).str.strip()
+        blanks = int(text.str.lower().isin(BLANKS).sum())
+        out.append(issue("numbers stored as text", col, "medium",
+                         f"{share:.1%} of non-blank values parse as numbers; {blanks} blank entries",
+                         "converted to numbers; blanks and unparsable entries become missing"))
+    return out
+
+
+def spelling_groups(series: pd.Series) -> dict[str, dict[str, int]]:
+    """Groups of raw spellings that mean the same value: {canonical: {spelling: count}}."""
+    counts = series.dropna().astype(str).value_counts()
+    if counts.empty:
+        return {}
+    keys = counts.index.map(normalise_text)
+    groups: dict[str, dict[str, int]] = {}
+    for key in pd.unique(keys):
+        members = counts[keys == key]
+        if len(members) > 1:
+            canonical = str(members.index[0])  # the most frequent spelling wins
+            groups[canonical.strip()] = {str(k): int(v) for k, v in members.items()}
+    return groups
+
+
+def check_spellings(frame: pd.DataFrame, skip: Sequence[str] = ()) -> list[dict]:
+    """Inconsistent spellings of one category (case, whitespace, hyphens, Y/N)."""
+    out = []
+    for col in frame.columns:
+        series = frame[col]
+        if col in skip or not is_text(series) or series.nunique() > 1000 or numeric_text_share(series) >= 0.95:
+            continue
+        groups = spelling_groups(series)
+        if not groups:
+            continue
+        variants = sum(len(g) - 1 for g in groups.values())
+        rows = sum(sum(list(g.values())[1:]) for g in groups.values())
+        example = "; ".join(" / ".join(repr(s) for s in g) for g in list(groups.values())[:2])
+        out.append(issue("inconsistent spellings", col, "medium",
+                         f"{variants} variant spellings on {rows} rows, e.g. {example}",
+                         "mapped to one canonical spelling per value"))
+    return out
+
+
+def check_duplicates(frame: pd.DataFrame, id_column: str | None = None) -> list[dict]:
+    """Exact duplicate rows; rows sharing an id but differing elsewhere."""
+    out = []
+    dupes = int(frame.duplicated().sum())
+    if dupes:
+        share = dupes / len(frame)
+        out.append(issue("duplicate rows", None, "high" if share >= 0.2 else "medium",
+                         f"{dupes} rows ({share:.1%}) are exact copies of an earlier row",
+                         "duplicates removed (they would over-weight rows and leak across CV folds)"))
+    if id_column and id_column in frame.columns:
+        distinct_rows = frame.drop_duplicates()
+        clashes = int(distinct_rows[id_column].duplicated().sum())
+        if clashes:
+            out.append(issue("conflicting ids", id_column, "medium",
+                             f"{clashes} ids appear on rows that differ in other columns",
+                             "check the extract: one id should describe one entity"))
+    return out
+
+
+def check_constant(frame: pd.DataFrame) -> list[dict]:
+    """Constant columns (one value) and near-constant ones (one value on >= 99% of rows)."""
+    out = []
+    for col in frame.columns:
+        values = frame[col].dropna()
+        if values.nunique() <= 1:
+            shown = repr(values.iloc[0]) if len(values) else "missing"
+            out.append(issue("constant column", col, "medium", f"every row holds {shown}",
+                             "dropped: a column that never changes cannot inform a model"))
+        else:
+            top = float(values.value_counts(normalize=True).iloc[0])
+            if top >= NEAR_CONSTANT_SHARE:
+                out.append(issue("near-constant column", col, "low", f"one value on {top:.1%} of rows",
+                                 "kept; consider dropping it or checking that the rare values are right"))
+    return out
+
+
+def check_identifiers(frame: pd.DataFrame, id_column: str | None = None) -> list[dict]:
+    """Identifier-like columns: unique codes or counters that a model would memorise."""
+    out = []
+    for col in identifiers(frame):
+        distinct = frame[col].nunique()
+        evidence = f"{distinct} distinct values on {len(frame)} rows"
+        if col == id_column:
+            out.append(issue("identifier column", col, "low", evidence + " (the declared id_column)",
+                             "kept as the row key, never a feature"))
+        else:
+            out.append(issue("identifier column", col, "medium", evidence,
+                             "dropped from the features (set id_column to keep it as the row key)"))
+    return out
+
+
+def check_high_cardinality(frame: pd.DataFrame, kinds: dict[str, str], rare_share: float = 0.01) -> list[dict]:
+    """Categorical columns with many distinct values (sparse one-hot, rare levels)."""
+    out = []
+    for col, kind in kinds.items():
+        if kind != "categorical" or col not in frame.columns:
+            continue
+        distinct = frame[col].nunique()
+        if distinct > HIGH_CARDINALITY:
+            out.append(issue("high-cardinality category", col, "low", f"{distinct} distinct values",
+                             f"categories rarer than {rare_share:.0%} of rows are grouped as 'infrequent' by the encoder"))
+    return out
+
+
+def check_outliers(frame: pd.DataFrame, kinds: dict[str, str]) -> list[dict]:
+    """Values beyond Tukey's far-out fences (a robust rule), e.g. unit errors."""
+    out = []
+    for col, kind in kinds.items():
+        if kind != "numeric" or col not in frame.columns:
+            continue
+        values = pd.to_numeric(frame[col], errors="coerce").dropna()
+        share = outlier_share(values)
+        if share == 0:
+            continue
+        q1, q3 = values.quantile([0.25, 0.75])
+        ratio = values.max() / values.median() if values.median() > 0 else float("nan")
+        # a few values about 10x the rest is the signature of a units error, not of a skewed column
+        hint = f"; the maximum is {ratio:.0f}x the median (a units error?)" if ratio >= 10 and share < 0.01 else ""
+        out.append(issue("outliers", col, "medium" if share >= 0.05 else "low",
+                         f"{int(round(share * len(values)))} values ({share:.1%}) outside [{q1 - OUTLIER_FENCE * (q3 - q1):.4g}, "
+                         f"{q3 + OUTLIER_FENCE * (q3 - q1):.4g}]{hint}",
+                         "kept (they may be real); check the source, or use scaler=robust"))
+    return out
+
+
+def check_conflicting_labels(frame: pd.DataFrame, target: str | None, features: Sequence[str]) -> list[dict]:
+    """Rows with identical features but different targets (label noise or missing features)."""
+    if not target or target not in frame.columns or not features:
+        return []
+    hashes = pd.util.hash_pandas_object(frame[list(features)].astype(str), index=False)
+    labels = frame[target].astype(str)
+    per_group = labels.groupby(hashes.to_numpy()).nunique()
+    conflicted = per_group.index[per_group > 1]
+    rows = int(np.isin(hashes.to_numpy(), conflicted).sum())
+    if not rows:
+        return []
+    share = rows / len(frame)
+    return [issue("conflicting labels", target, "high" if share >= 0.05 else "medium",
+                  f"{rows} rows ({share:.1%}) in {len(conflicted)} groups have identical features but different targets",
+                  "check the labels; a model cannot beat this noise (features may be missing)")]
+
+
+def check_leakage(suspects: pd.DataFrame) -> list[dict]:
+    """Target leakage: a single feature that predicts the target almost perfectly."""
+    out = []
+    for _, row in suspects[suspects["suspect"]].iterrows():
+        out.append(issue("target leakage", row["column"], "high",
+                         f"this column alone reaches cross-validated {row['metric']} = {row['score']:.3f}",
+                         "dropped: it is most likely recorded after the outcome (check when it is known)"))
+    return out
