@@ -1,0 +1,115 @@
+"""The ML Test Score rubric: data file, evidence lookups, section sums and bands."""
+
+from __future__ import annotations
+
+import pytest
+
+from helpers import artifacts, readiness
+
+
+def all_facts() -> dict:
+    names = {item["fact"] for t in readiness.load_rubric()["tests"] for item in t["evidence"] if "fact" in item}
+    return {name: True for name in names}
+
+
+def full_run(path) -> artifacts.Run:
+    """A run holding every file, summary key and manifest field the rubric looks for."""
+    run = artifacts.open_run(str(path))
+    for test in readiness.load_rubric()["tests"]:
+        for item in test["evidence"]:
+            if "file" in item:
+                artifacts.write_text(run.path / item["file"], "x")
+            if "summary" in item:
+                summary = run.optional_summary(item["summary"]) or {}
+                node = summary
+                *parents, last = item["key"].split(".")
+                for part in parents:
+                    node = node.setdefault(part, {})
+                node[last] = [1]
+                summary.pop("step", None)
+                summary.pop("written_at", None)
+                run.write_summary(item["summary"], summary)
+            if "manifest" in item:
+                manifest = run.read_manifest()
+                node = manifest
+                *parents, last = item["manifest"].split(".")
+                for part in parents:
+                    if not isinstance(node.get(part), dict):
+                        node[part] = {}
+                    node = node[part]
+                node[last] = "yes"
+                run.write_manifest(manifest)
+    return run
+
+
+def test_rubric_has_28_tests_in_four_sections_of_seven():
+    rubric = readiness.load_rubric()
+    assert len(rubric["tests"]) == 28
+    assert rubric["sections"] == ["data", "model", "infrastructure", "monitoring"]
+    assert len({t["id"] for t in rubric["tests"]}) == 28
+    assert all(t["score"] in (0, 0.5, 1) and t["todo"] for t in rubric["tests"])
+
+
+def test_bands_follow_the_paper():
+    assert readiness.band(0).startswith("More of a research project")
+    assert readiness.band(0.5).startswith("Not totally untested")
+    assert readiness.band(2).startswith("There's been first pass")
+    assert readiness.band(3).startswith("Reasonably tested")
+    assert readiness.band(4.5).startswith("Strong levels")
+    assert readiness.band(6).startswith("Exceptional")
+
+
+def test_an_empty_run_scores_zero_and_says_what_is_missing(tmp_path):
+    run = artifacts.open_run(str(tmp_path / "empty"))
+    table = readiness.score_run(run, {})
+    assert table["score"].sum() == 0
+    assert set(table["status"]) == {"missing evidence", readiness.NOT_VERIFIABLE}
+    row = table.set_index("id").loc["data_1"]
+    assert "missing: file artifacts/02_data_foundation/schema.json" in row["evidence"]
+    summary = readiness.summarise(table)
+    assert summary["final"] == 0 and summary["band"].startswith("More of a research project")
+
+
+def test_a_run_with_all_evidence_earns_each_tests_score(tmp_path):
+    run = full_run(tmp_path / "full")
+    table = readiness.score_run(run, all_facts()).set_index("id")
+    rubric = {t["id"]: t for t in readiness.load_rubric()["tests"]}
+    for test_id, row in table.iterrows():
+        assert row["score"] == float(rubric[test_id]["score"]), test_id
+    assert table.loc["data_3", "status"] == readiness.NOT_VERIFIABLE
+    assert table.loc["model_3", "status"] == "automated"
+    assert "step 04 summary tuning.configurations" in table.loc["model_3", "evidence"]
+    summary = readiness.summarise(table.reset_index())
+    assert summary["final"] == min(summary["sections"].values())
+    assert summary["sections"]["data"] == 3.0 and summary["weakest_section"] == "data"
+
+
+@pytest.mark.parametrize(("missing", "test_id"), [("fact:gate", "infrastructure_4"),
+                                                    ("file:artifacts/02_data_foundation/schema.json", "data_1"),
+                                                    ("summary:04_model_development", "model_3"),
+                                                    ("manifest:champion", "infrastructure_7")])
+def test_each_kind_of_missing_evidence_zeroes_its_test(tmp_path, missing, test_id):
+    run = full_run(tmp_path / "r")
+    facts = all_facts()
+    kind, what = missing.split(":", 1)
+    if kind == "fact":
+        facts.pop(what)
+    elif kind == "file":
+        (run.path / what).unlink()
+    elif kind == "summary":
+        run.summary_path(what).unlink()
+    else:
+        run.update_manifest(**{what: None})
+    table = readiness.score_run(run, facts).set_index("id")
+    assert table.loc[test_id, "score"] == 0
+    assert table.loc[test_id, "status"] == "missing evidence"
+    full = readiness.score_run(full_run(tmp_path / "other"), all_facts())
+    assert table["score"].sum() < full["score"].sum()
+
+
+def test_section_figure_marks_the_final_score():
+    fig = readiness.section_figure({"sections": {"data": 1, "model": 3, "infrastructure": 2, "monitoring": 4},
+                                    "final": 1, "weakest_section": "data"})
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["data", "model", "infrastructure", "monitoring"]
+    assert "final score 1" in ax.get_legend().get_texts()[0].get_text()
