@@ -90,27 +90,33 @@ def identifiers(frame: pd.DataFrame, exclude: Sequence[str] = ()) -> list[str]:
     """Identifier-like columns (step 1's rule, so both steps agree)."""
     from helpers.vision import identifier_columns
 
-    return identifier_columns(frame, exclude)
+    return [c for c in identifier_columns(frame, exclude) if not (is_text(frame[c]) and (
+        _looks_like_dates(frame[c]) or _is_free_text(frame[c])))]
+
+
+def _is_free_text(series: pd.Series) -> bool:
+    values = series.dropna()
+    text = values.astype(str)
+    return bool(len(text) and text.str.split().str.len().mean() >= 4 and values.nunique() > 0.5 * len(values))
 
 
 def semantic_type(series: pd.Series, identifier: bool = False) -> str:
     """numeric, categorical, boolean, datetime, free text or identifier."""
     values = series.dropna()
-    distinct = set(values.astype(str).map(normalise_text).unique()[:3]) if len(values) else set()
+    raw_values = pd.unique(values.head(100_000).astype(str))[:20]  # a boolean has a handful of spellings at most
+    distinct = {normalise_text(v) for v in raw_values}
     if pd.api.types.is_bool_dtype(series) or (0 < len(distinct) <= 2 and distinct <= BOOLEAN_WORDS):
         return "boolean"
     if pd.api.types.is_datetime64_any_dtype(series):
         return "datetime"
+    if is_text(series) and _looks_like_dates(series):
+        return "datetime"
+    if is_text(series) and _is_free_text(series):
+        return "free text"
     if identifier:
         return "identifier"
     if is_number(series) or numeric_text_share(series) >= 0.95:
         return "numeric"
-    if is_text(series) and _looks_like_dates(series):
-        return "datetime"
-    if is_text(series):
-        text = values.astype(str)
-        if len(text) and text.str.split().str.len().mean() >= 4 and values.nunique() > 0.5 * len(values):
-            return "free text"
     return "categorical"
 
 
