@@ -1,0 +1,1166 @@
+"""Step 3: choose libraries, compute and platform from measurements of this problem on this machine.
+
+The step measures how fit time and peak memory of every candidate model family grow
+with the number of training rows, fits a power law per family, projects it to the
+current size, 10x and 100x, and turns the projections into compute verdicts with the
+table-driven rules below (``COMPUTE_TIERS``, ``LIBRARY_RULES``, ``CLOUD_RULES``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import json
+import math
+import os
+import platform
+import shutil
+import time
+import tracemalloc
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+from scipy import optimize, stats
+from sklearn.utils import resample
+
+from helpers import documents
+from helpers.artifacts import Run
+from helpers.errors import PlaybookError
+from helpers.families import Family
+from helpers.features import with_model
+from helpers.paths import STEP_NOTEBOOKS, data_dir
+from helpers.prepared import Prepared
+
+STEP = STEP_NOTEBOOKS[2]
+LOCK_FILE = "requirements.lock.txt"
+DECISION_FILE = "stack_decision.md"
+FIGURE_TIME = "scaling_time.png"
+FIGURE_MEMORY = "scaling_memory.png"
+GIB = 1024**3
+
+KEY_PACKAGES = ("numpy", "pandas", "scikit-learn", "scipy", "matplotlib", "pyarrow", "skops",
+                "papermill", "ipywidgets", "jupyterlab")
+
+# --- environment ---------------------------------------------------------------------------
+
+
+def read_meminfo(path: str | os.PathLike = "/proc/meminfo") -> dict[str, int]:
+    """Memory figures in bytes from a Linux ``/proc/meminfo`` file (empty dict elsewhere)."""
+    values: dict[str, int] = {}
+    try:
+        text = Path(path).read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return values
+    for line in text.splitlines():
+        name, _, rest = line.partition(":")
+        parts = rest.split()
+        if parts and parts[0].isdigit():
+            unit = 1024 if len(parts) > 1 and parts[1].lower() == "kb" else 1
+            values[name.strip()] = int(parts[0]) * unit
+    return values
+
+
+def cgroup_memory_limit(root: str | os.PathLike = "/sys/fs/cgroup") -> int | None:
+    """A container's memory limit in bytes (cgroup v2 ``memory.max`` or v1), or None."""
+    root = Path(root)
+    for name in ("memory.max", "memory/memory.limit_in_bytes"):
+        try:
+            text = (root / name).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit() and int(text) < 2**60:  # v1 reports "no limit" as a huge number
+            return int(text)
+    return None
+
+
+def memory_info(meminfo_path: str | os.PathLike = "/proc/meminfo",
+                cgroup_root: str | os.PathLike = "/sys/fs/cgroup") -> dict[str, int | None]:
+    """Total and available memory in bytes, capped by a container limit when there is one."""
+    info = read_meminfo(meminfo_path)
+    total = info.get("MemTotal")
+    available = info.get("MemAvailable", info.get("MemFree"))
+    if total is None and hasattr(os, "sysconf"):
+        try:
+            total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (ValueError, OSError):
+            total = None
+    limit = cgroup_memory_limit(cgroup_root)
+    if limit is not None:
+        total = min(total, limit) if total else limit
+        available = min(available, limit) if available else limit
+    return {"total_bytes": total, "available_bytes": available if available is not None else total}
+
+
+def detect_gpu(which: Callable[[str], str | None] = shutil.which, root: str | os.PathLike = "/") -> dict[str, Any]:
+    """GPU presence from driver files and tools on PATH; imports no GPU library."""
+    root = Path(root)
+    evidence = []
+    if which("nvidia-smi"):
+        evidence.append("nvidia-smi on PATH")
+    nvidia = root / "proc/driver/nvidia/gpus"
+    if nvidia.is_dir() and any(nvidia.iterdir()):
+        evidence.append("NVIDIA driver lists a GPU (/proc/driver/nvidia/gpus)")
+    if (root / "dev/nvidia0").exists():
+        evidence.append("/dev/nvidia0 exists")
+    if (root / "dev/kfd").exists() or which("rocm-smi"):
+        evidence.append("AMD ROCm device or rocm-smi found")
+    return {"present": bool(evidence), "evidence": evidence}
+
+
+def cpu_info(cpuinfo_path: str | os.PathLike = "/proc/cpuinfo") -> dict[str, Any]:
+    """Logical cores, cores this process may use, and the CPU model name when known."""
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    model = platform.processor() or None
+    try:
+        for line in Path(cpuinfo_path).read_text(errors="replace").splitlines():
+            if line.lower().startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"logical_cores": os.cpu_count(), "usable_cores": usable, "model": model}
+
+
+def package_versions(names: Iterable[str] = KEY_PACKAGES) -> dict[str, str | None]:
+    versions: dict[str, str | None] = {}
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def environment_report() -> dict[str, Any]:
+    """Python, OS, CPU, memory, GPU and key library versions of this machine."""
+    return {
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "os": f"{platform.system()} {platform.release()}",
+        "platform": platform.platform(),
+        "cpu": cpu_info(),
+        "memory": memory_info(),
+        "gpu": detect_gpu(),
+        "packages": package_versions(),
+    }
+
+
+def environment_table(env: Mapping[str, Any]) -> pd.DataFrame:
+    """The environment report as a two-column table for people."""
+    mem, cpu, gpu = env["memory"], env["cpu"], env["gpu"]
+    rows = [("Python", f"{env['python']} ({env['implementation']})"), ("Operating system", env["platform"]),
+            ("CPU", f"{cpu['usable_cores']} usable of {cpu['logical_cores']} logical cores"
+                    + (f" ({cpu['model']})" if cpu.get("model") else "")),
+            ("Memory", f"{format_bytes(mem['available_bytes'])} available of {format_bytes(mem['total_bytes'])}"),
+            ("GPU", "yes: " + "; ".join(gpu["evidence"]) if gpu["present"] else "none detected")]
+    rows += [(name, version or "not installed") for name, version in env["packages"].items()]
+    return pd.DataFrame(rows, columns=["item", "value"]).set_index("item")
+
+
+# --- lock file ---------------------------------------------------------------------------------
+
+
+def _direct_url(dist: metadata.Distribution) -> str | None:
+    """The URL a package was installed from when not from an index (PEP 610), else None."""
+    text = dist.read_text("direct_url.json")
+    if not text:
+        return None
+    try:
+        return json.loads(text).get("url")
+    except json.JSONDecodeError:
+        return None
+
+
+def lock_text(distributions: Iterable[metadata.Distribution] | None = None) -> str:
+    """A ``requirements.lock.txt``: every installed distribution pinned as ``name==version``.
+
+    Read from importlib.metadata (what ``pip freeze`` reads, without a subprocess).
+    Packages installed from a local folder (such as this project in editable mode)
+    cannot be fetched from an index, so they become comments naming their source;
+    other direct URLs are written as ``name @ url``.
+    """
+    pinned: dict[str, str] = {}
+    local: dict[str, str] = {}
+    for dist in distributions if distributions is not None else metadata.distributions():
+        name = dist.metadata["Name"]
+        if not name:
+            continue
+        key = name.lower().replace("_", "-")
+        url = _direct_url(dist)
+        if url and url.startswith("file:"):
+            local[key] = f"# {name}=={dist.version} installed from {url}"
+        elif url:
+            pinned[key] = f"{name} @ {url}"
+        else:
+            pinned[key] = f"{name}=={dist.version}"
+    header = [f"# Installed packages of this run, {dt.date.today().isoformat()}, Python {platform.python_version()} "
+              f"on {platform.system()} {platform.machine()}.",
+              f"# Recreate with: python -m pip install -r {LOCK_FILE}"]
+    return "\n".join(header + [pinned[k] for k in sorted(pinned)] + [local[k] for k in sorted(local)]) + "\n"
+
+
+def write_lock(run: Run) -> Path:
+    """Save the lock file in the step folder and name it in the manifest."""
+    path = run.write_artifact_text(STEP, LOCK_FILE, lock_text())
+    run.update_manifest(lock_file=run.relative(path))
+    return path
+
+
+# --- measurement ----------------------------------------------------------------------------
+
+
+def subsample_sizes(n_rows: int, *, smallest: int = 250, floor: int = 50) -> list[int]:
+    """Geometric (doubling) training sizes from a small subsample up to all ``n_rows``."""
+    if n_rows < 2:
+        raise PlaybookError(f"Only {n_rows} training row(s): nothing to measure.",
+                            "step 3 needs a training set with at least a few dozen rows (re-run step 2).")
+    start = max(min(smallest, n_rows // 8), min(floor, n_rows))
+    sizes = []
+    size = start
+    while size < n_rows:
+        sizes.append(int(size))
+        size *= 2
+    if sizes and n_rows < sizes[-1] * 1.25:  # the last doubling would be a near-duplicate point
+        sizes.pop()
+    return sizes + [n_rows]
+
+
+def subsample(X: pd.DataFrame, y: pd.Series | None, n: int, seed: int,
+              stratify: bool) -> tuple[pd.DataFrame, pd.Series | None]:
+    """``n`` rows drawn without replacement (stratified by class for classification)."""
+    if n >= len(X):
+        return X, y
+    if y is None:
+        return resample(X, n_samples=n, replace=False, random_state=seed), None
+    Xs, ys = resample(X, y, n_samples=n, replace=False, random_state=seed, stratify=y if stratify else None)
+    return Xs, ys
+
+
+PROC_STATUS = Path("/proc/self/status")
+PROC_CLEAR_REFS = Path("/proc/self/clear_refs")
+
+
+def _status_bytes(field_name: str) -> int:
+    """A ``VmHWM``/``VmRSS`` figure of this process in bytes, from /proc/self/status."""
+    for line in PROC_STATUS.read_text().splitlines():
+        if line.startswith(field_name + ":"):
+            return int(line.split()[1]) * 1024
+    raise OSError(f"{field_name} not in {PROC_STATUS}")
+
+
+def peak_rss_supported() -> bool:
+    """Whether this process can reset and read its peak resident memory (Linux 4.0 and later)."""
+    try:
+        _status_bytes("VmHWM")
+        return os.access(PROC_CLEAR_REFS, os.W_OK)
+    except OSError:
+        return False
+
+
+def _release_free_memory() -> None:
+    """Collect garbage and hand freed heap pages back to the OS (glibc only; best effort).
+
+    Without this, a fit re-uses memory an earlier fit freed and its peak looks like zero.
+    """
+    import ctypes
+    import ctypes.util
+    import gc
+
+    gc.collect()
+    name = ctypes.util.find_library("c")
+    if name and platform.system() == "Linux":
+        try:
+            ctypes.CDLL(name).malloc_trim(0)
+        except (OSError, AttributeError):
+            pass
+
+
+def fit_with_peak_rss(model: Any, X: pd.DataFrame, y: pd.Series | None,
+                      clock: Callable[[], float] = time.perf_counter) -> tuple[float, int]:
+    """Fit once; return (seconds, peak resident memory added during the fit in bytes).
+
+    Writing 5 to /proc/self/clear_refs resets the process's peak RSS (VmHWM), so
+    VmHWM after the fit minus VmRSS before it is what the fit added at its peak,
+    native allocations (OpenMP, BLAS, C++) included, at no cost to the timing.
+    """
+    _release_free_memory()
+    PROC_CLEAR_REFS.write_text("5")
+    before = _status_bytes("VmRSS")
+    start = clock()
+    model.fit(X, y)
+    took = clock() - start
+    return took, max(_status_bytes("VmHWM") - before, 0)
+
+
+def time_fit(make: Callable[[], Any], X: pd.DataFrame, y: pd.Series | None, *, min_total_s: float = 0.1,
+             min_repeats: int = 1, max_repeats: int = 3, rss: bool = False,
+             clock: Callable[[], float] = time.perf_counter) -> tuple[float, int | None]:
+    """(seconds, peak bytes or None) of one fit: the minimum over a few repeats for short fits.
+
+    As with timeit, the minimum is the best estimate: repeats only add noise from other
+    processes and one-off costs (lazy imports, caches) of the first fit. Peak memory is
+    read from the same fits when ``rss`` is True (see ``fit_with_peak_rss``).
+    """
+    best_s, best_peak, total = math.inf, None, 0.0
+    for i in range(max_repeats):
+        model = make()
+        if rss:
+            took, peak = fit_with_peak_rss(model, X, y, clock)
+            best_peak = peak if best_peak is None else min(best_peak, peak)
+        else:
+            start = clock()
+            model.fit(X, y)
+            took = clock() - start
+        best_s, total = min(best_s, took), total + took
+        if i + 1 >= min_repeats and total >= min_total_s:
+            break
+    return best_s, best_peak
+
+
+def peak_fit_memory(make: Callable[[], Any], X: pd.DataFrame, y: pd.Series | None) -> int:
+    """Peak bytes allocated during one fit, measured with tracemalloc (fallback off Linux).
+
+    An estimate, not the exact footprint: tracemalloc sees allocations made through
+    Python's and NumPy's allocators (arrays, Python objects) but not memory that native
+    libraries (OpenMP thread pools, BLAS buffers, C++ containers) allocate directly.
+    It also slows fits with many small allocations down a lot (about 13x for
+    HistGradientBoosting here), which is why peak RSS is preferred where available.
+    """
+    model = make()
+    tracemalloc.start()
+    try:
+        model.fit(X, y)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return int(peak)
+
+
+@dataclass
+class Measurement:
+    """One (family, training size) point: fit time and peak memory (None if not measured)."""
+
+    family: str
+    n_rows: int
+    fit_s: float
+    peak_bytes: int | None
+
+
+def thread_limit(n_jobs: int) -> int | None:
+    """Threads per fit: ``n_jobs`` (negative: all cores, no limit)."""
+    return None if n_jobs < 0 else max(n_jobs, 1)
+
+
+def measure_scaling(prepared: Prepared, families: Sequence[Family], *, budget_s: float, seed: int = 0,
+                    n_jobs: int = 1, sizes: Sequence[int] | None = None, memory: str = "auto",
+                    clock: Callable[[], float] = time.perf_counter) -> pd.DataFrame:
+    """Fit every family inside step 2's preprocessing on growing subsamples of the train side.
+
+    Sizes are visited smallest first for all families, so each family gets its cheap
+    points before any gets expensive ones. A fit starts only while the budget is not
+    used up and when the family's last fit, scaled up to the next size, is predicted to
+    end inside it: the budget is never exceeded by more than one fit. ``memory`` is
+    "rss" (peak resident memory, same fit), "tracemalloc" (a separate traced fit, only
+    while the budget allows) or "auto" (rss where supported). Returns one row per point:
+    family, n_rows, fit_s, peak_bytes (NaN when not measured); ``attrs`` hold the
+    elapsed time and the memory method.
+    """
+    from threadpoolctl import threadpool_limits  # a scikit-learn dependency
+
+    method = ("rss" if peak_rss_supported() else "tracemalloc") if memory == "auto" else memory
+    X, y = prepared.X("train"), prepared.y("train")
+    sizes = list(sizes) if sizes is not None else subsample_sizes(len(X))
+    start = clock()
+    last: dict[str, tuple[int, float]] = {}
+    stopped: set[str] = set()
+    rows: list[Measurement] = []
+
+    def fits_in_budget(name: str, n: int, factor: float = 1.0) -> bool:
+        elapsed = clock() - start
+        if elapsed >= budget_s:
+            return False
+        if name not in last:
+            return True
+        n_prev, t_prev = last[name]
+        return elapsed + factor * t_prev * (n / n_prev) <= budget_s
+
+    # OpenMP-parallel fits (HistGradientBoosting) otherwise take every core whatever
+    # n_jobs says, and thrash when other processes share the machine.
+    with threadpool_limits(limits=thread_limit(n_jobs)):
+        for n in sizes:
+            Xn, yn = subsample(X, y, n, seed, stratify=prepared.problem_type == "classification")
+            for family in families:
+                if family.name in stopped or not fits_in_budget(family.name, n):
+                    stopped.add(family.name)
+                    continue
+
+                def make(family=family):
+                    return with_model(prepared.make_preprocessor(), family.build(seed, n_jobs))
+
+                first = family.name not in last  # its first fit also pays one-off costs: repeat it
+                fit_s, peak = time_fit(make, Xn, yn, min_repeats=2 if first else 1, rss=method == "rss", clock=clock)
+                last[family.name] = (n, fit_s)
+                if method == "tracemalloc" and fits_in_budget(family.name, n, factor=13.0):
+                    peak = peak_fit_memory(make, Xn, yn)
+                rows.append(Measurement(family.name, n, fit_s, peak))
+    frame = pd.DataFrame([asdict(r) for r in rows], columns=["family", "n_rows", "fit_s", "peak_bytes"])
+    frame.attrs.update(elapsed_s=clock() - start, memory_method=method)
+    return frame
+
+
+# --- power laws -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PowerLaw:
+    """``y = a * n**b`` fitted by least squares in log-log space."""
+
+    a: float
+    b: float
+    r2: float | None = None
+    n_points: int = 0
+    assumed: bool = False  # True when too few points: the exponent was assumed, not fitted
+
+    def predict(self, n: float | np.ndarray) -> float | np.ndarray:
+        return self.a * np.power(n, self.b)
+
+    def solve(self, value: float) -> float:
+        """The ``n`` at which the law reaches ``value`` (inf if it never grows)."""
+        if self.b <= 0:
+            return math.inf
+        return float((value / self.a) ** (1.0 / self.b))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def fit_power_law(n: Sequence[float], y: Sequence[float], *, assumed_exponent: float = 1.0,
+                  min_exponent: float = 0.0) -> PowerLaw:
+    """Fit ``y = a * n**b`` (scipy.stats.linregress on log n, log y).
+
+    With points at one size only, the exponent cannot be fitted: it is assumed
+    (``assumed_exponent``, linear by default) and flagged. A fitted exponent below
+    ``min_exponent`` (more rows costing less: timing noise) is raised to it and
+    flagged too. Non-positive values are clipped to a tiny positive number (a timer
+    can report 0 for a very short fit).
+    """
+    n_arr = np.asarray(n, dtype=float)
+    y_arr = np.clip(np.asarray(y, dtype=float), 1e-9, None)
+    keep = np.isfinite(n_arr) & np.isfinite(y_arr) & (n_arr > 0)
+    n_arr, y_arr = n_arr[keep], y_arr[keep]
+    if len(n_arr) == 0:
+        raise PlaybookError("No measured points to fit a power law to.",
+                            "raise scaling_budget_s so that at least one fit per family completes.")
+    if len(np.unique(n_arr)) < 2:
+        b = assumed_exponent
+        a = float(np.exp(np.mean(np.log(y_arr) - b * np.log(n_arr))))
+        return PowerLaw(a, b, None, len(n_arr), assumed=True)
+    fit = stats.linregress(np.log(n_arr), np.log(y_arr))
+    if fit.slope < min_exponent:
+        b = min_exponent
+        a = float(np.exp(np.mean(np.log(y_arr) - b * np.log(n_arr))))
+        return PowerLaw(a, b, float(fit.rvalue**2), len(n_arr), assumed=True)
+    return PowerLaw(float(np.exp(fit.intercept)), float(fit.slope), float(fit.rvalue**2), len(n_arr))
+
+
+@dataclass
+class FamilyCurves:
+    """The fitted time and memory laws of one family, with the points behind them."""
+
+    family: str
+    time: PowerLaw
+    memory: PowerLaw | None
+    points: list[dict[str, Any]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"a": self.time.a, "b": self.time.b, "r2": self.time.r2, "assumed": self.time.assumed,
+                "memory": self.memory.to_dict() if self.memory else None, "points": self.points}
+
+    @classmethod
+    def from_dict(cls, family: str, d: Mapping[str, Any]) -> FamilyCurves:
+        time_law = PowerLaw(d["a"], d["b"], d.get("r2"), len(d.get("points", [])), d.get("assumed", False))
+        memory = PowerLaw(**d["memory"]) if d.get("memory") else None
+        return cls(family, time_law, memory, list(d.get("points", [])))
+
+
+def _above(points: pd.DataFrame, column: str, floor: float) -> pd.DataFrame:
+    """Points with ``column`` at or above ``floor``, if at least two sizes remain (else all)."""
+    kept = points[points[column] >= floor]
+    return kept if kept["n_rows"].nunique() >= 2 else points
+
+
+def _largest(points: pd.DataFrame, sizes: int) -> pd.DataFrame:
+    """The points at the ``sizes`` largest training sizes."""
+    keep = sorted(points["n_rows"].unique())[-sizes:]
+    return points[points["n_rows"].isin(keep)]
+
+
+def fit_curves(measurements: pd.DataFrame, *, min_fit_s: float = 0.005, min_peak_bytes: float = 64 * 1024,
+               time_sizes: int = 3) -> dict[str, FamilyCurves]:
+    """Per family: time and memory power laws from the measured points.
+
+    Fits shorter than ``min_fit_s`` are mostly fixed overhead, and peaks below
+    ``min_peak_bytes`` mostly allocator noise: both would flatten the exponent, so they
+    are left out when two or more larger points remain. The time law uses the
+    ``time_sizes`` largest sizes only: a fit's fixed overhead (building the pipeline,
+    starting threads) dominates small sizes, and the projections extrapolate upwards.
+    """
+    curves = {}
+    for family, points in measurements.groupby("family", sort=False):
+        timed = _largest(_above(points, "fit_s", min_fit_s), time_sizes)
+        time_law = fit_power_law(timed["n_rows"], timed["fit_s"])
+        mem = points.dropna(subset=["peak_bytes"])
+        mem = _above(mem, "peak_bytes", min_peak_bytes) if len(mem) else mem
+        memory_law = fit_power_law(mem["n_rows"], mem["peak_bytes"]) if len(mem) else None
+        curves[str(family)] = FamilyCurves(str(family), time_law, memory_law,
+                                           [{"n_rows": int(r.n_rows), "fit_s": float(r.fit_s),
+                                             "peak_bytes": None if pd.isna(r.peak_bytes) else int(r.peak_bytes)}
+                                            for r in points.itertuples()])
+    return curves
+
+
+# --- projections and compute verdicts ---------------------------------------------------------
+
+MEMORY_HEADROOM = 0.5  # use at most half the memory: the OS, the notebook and data copies need the rest
+TUNING_LIMIT_S = 3600.0  # a tuning run should finish within an hour (one working session)
+
+
+@dataclass(frozen=True)
+class ComputeTier:
+    """A kind of compute a projection may fit on (cores and memory None: this machine's)."""
+
+    name: str
+    label: str
+    cores: int | None
+    memory_bytes: int | None
+    engine: str
+
+
+# Evaluated in order: the first tier on which the projected workload fits wins.
+COMPUTE_TIERS = (
+    ComputeTier("this_machine", "this machine", None, None,
+                "run everything here: pandas and scikit-learn in one process"),
+    ComputeTier("bigger_machine", "one bigger machine", 64, 512 * GIB,
+                "rent one large machine (tens of cores, hundreds of GiB): same code, no cluster"),
+    ComputeTier("distributed", "a distributed engine", None, None,
+                "Dask or Ray for Python code, Spark when the data already lives in a Spark/Hadoop cluster"),
+)
+
+
+def tuning_fits() -> int:
+    """Fits of one tuning run with step 4's defaults (folds x candidates, plus the refit)."""
+    from helpers.config import REGISTRY
+
+    return REGISTRY["cv_folds"].default * REGISTRY["tuning_iterations"].default + 1
+
+
+@dataclass(frozen=True)
+class Machine:
+    """What a projection is judged against: this machine's usable cores and memory."""
+
+    cores: int
+    memory_bytes: int
+
+    @classmethod
+    def from_environment(cls, env: Mapping[str, Any]) -> Machine:
+        mem = env["memory"]
+        return cls(int(env["cpu"]["usable_cores"] or 1), int(mem["available_bytes"] or mem["total_bytes"] or GIB))
+
+
+def tier_capacity(tier: ComputeTier, machine: Machine) -> tuple[int, int]:
+    return (tier.cores or machine.cores, tier.memory_bytes or machine.memory_bytes)
+
+
+def tuning_wall_s(fit_s: float, cores: int) -> float:
+    """Wall time of a tuning run: its fits run in parallel, one per core, never faster than one fit."""
+    return max(fit_s, fit_s * tuning_fits() / max(cores, 1))
+
+
+def fits_tier(tier: ComputeTier, machine: Machine, fit_s: float, memory_bytes: float) -> bool:
+    """Whether a workload (one fit's time on this machine, its memory) fits a compute tier."""
+    if tier.name == "distributed":
+        return True
+    cores, memory = tier_capacity(tier, machine)
+    per_core = fit_s  # assumption: a core of a bigger machine is about as fast as one here
+    return memory_bytes <= MEMORY_HEADROOM * memory and tuning_wall_s(per_core, cores) <= TUNING_LIMIT_S
+
+
+def choose_tier(machine: Machine, fit_s: float, memory_bytes: float) -> ComputeTier:
+    return next(t for t in COMPUTE_TIERS if fits_tier(t, machine, fit_s, memory_bytes))
+
+
+@dataclass
+class ScalingStudy:
+    """Everything the projections need: the fitted curves, the data size and this machine."""
+
+    curves: dict[str, FamilyCurves]
+    n_rows: int
+    bytes_per_row: float
+    machine: Machine
+
+    def memory_bytes(self, family: str, n: float) -> float:
+        """Data in memory plus the fit's projected peak at ``n`` rows."""
+        law = self.curves[family].memory
+        return self.bytes_per_row * n + (float(law.predict(n)) if law else 0.0)
+
+    def fit_s(self, family: str, n: float) -> float:
+        return float(self.curves[family].time.predict(n))
+
+    def project(self, family: str, growth: float) -> dict[str, Any]:
+        n = self.n_rows * growth
+        fit_s, mem = self.fit_s(family, n), self.memory_bytes(family, n)
+        tier = choose_tier(self.machine, fit_s, mem)
+        return {"family": family, "growth": growth, "n_rows": int(round(n)), "fit_s": fit_s,
+                "tuning_s": tuning_wall_s(fit_s, self.machine.cores), "memory_bytes": mem,
+                "memory_share": mem / self.machine.memory_bytes, "verdict": tier.name, "verdict_label": tier.label}
+
+    def limit_rows(self, family: str, tier_name: str = "this_machine") -> dict[str, Any]:
+        """Rows at which ``family`` stops fitting a tier, and what limits it (memory or time)."""
+        tier = next(t for t in COMPUTE_TIERS if t.name == tier_name)
+        cores, memory = tier_capacity(tier, self.machine)
+        mem_rows = _solve_rows(lambda n: self.memory_bytes(family, n) - MEMORY_HEADROOM * memory)
+        time_rows = _solve_rows(lambda n: tuning_wall_s(self.fit_s(family, n), cores) - TUNING_LIMIT_S)
+        rows = min(mem_rows, time_rows)
+        return {"rows": rows, "memory_rows": mem_rows, "time_rows": time_rows,
+                "limited_by": "memory" if mem_rows <= time_rows else "time"}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"n_rows": self.n_rows, "bytes_per_row": self.bytes_per_row, "machine": asdict(self.machine),
+                "curves": {name: c.to_dict() for name, c in self.curves.items()}}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ScalingStudy:
+        curves = {name: FamilyCurves.from_dict(name, c) for name, c in d["curves"].items()}
+        return cls(curves, int(d["n_rows"]), float(d["bytes_per_row"]), Machine(**d["machine"]))
+
+
+MAX_ROWS = 1e13  # beyond any table: "never" for practical purposes
+
+
+def _solve_rows(excess: Callable[[float], float]) -> float:
+    """The smallest row count where ``excess`` turns positive (brentq on log rows), inf if never."""
+    if excess(MAX_ROWS) <= 0:
+        return math.inf
+    if excess(1.0) > 0:
+        return 1.0
+    return float(math.exp(optimize.brentq(lambda log_n: excess(math.exp(log_n)), 0.0, math.log(MAX_ROWS))))
+
+
+def build_study(prepared: Prepared, measurements: pd.DataFrame, env: Mapping[str, Any]) -> ScalingStudy:
+    """Curves from the measurements, plus the data size and memory per row of the train side."""
+    X = prepared.X("train")
+    bytes_per_row = float(X.memory_usage(deep=True).sum()) / max(len(X), 1)
+    return ScalingStudy(fit_curves(measurements), len(X), bytes_per_row, Machine.from_environment(env))
+
+
+GROWTHS = {"current": 1.0, "10x": 10.0, "100x": 100.0}
+
+
+def projections(study: ScalingStudy, growth_factor: float | None = None) -> pd.DataFrame:
+    """Projected fit time, tuning time, memory and verdict per family at 1x, 10x, 100x (and the plan)."""
+    growths = dict(GROWTHS)
+    if growth_factor and growth_factor not in growths.values():
+        growths[f"planned ({growth_factor:g}x)"] = growth_factor
+    rows = [{"scale": label, **study.project(family, g)} for family in study.curves for label, g in growths.items()]
+    return pd.DataFrame(rows)
+
+
+def projections_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Projections formatted for people."""
+    out = table[["family", "scale", "n_rows", "fit_s", "tuning_s", "memory_bytes", "verdict_label"]].copy()
+    out["fit_s"] = out["fit_s"].map(format_seconds)
+    out["tuning_s"] = out["tuning_s"].map(format_seconds)
+    out["memory_bytes"] = out["memory_bytes"].map(format_bytes)
+    out["n_rows"] = out["n_rows"].map(lambda n: f"{n:,}")
+    return out.rename(columns={"fit_s": "one fit", "tuning_s": f"tuning ({tuning_fits()} fits)",
+                               "memory_bytes": "memory", "verdict_label": "verdict"}).set_index(["family", "scale"])
+
+
+def curves_table(study: ScalingStudy) -> pd.DataFrame:
+    """Fitted exponents and fit quality per family."""
+    rows = []
+    for name, c in study.curves.items():
+        lim = study.limit_rows(name)
+        rows.append({"family": name, "time exponent b": round(c.time.b, 2),
+                     "time fit R²": None if c.time.r2 is None else round(c.time.r2, 3),
+                     "memory exponent": None if c.memory is None else round(c.memory.b, 2),
+                     "points": len(c.points), "fit at current size": format_seconds(study.fit_s(name, study.n_rows)),
+                     "this machine enough up to": format_rows(lim["rows"]), "limited by": lim["limited_by"]})
+    return pd.DataFrame(rows).set_index("family")
+
+
+def slowest_family(study: ScalingStudy, growth: float = 1.0) -> str:
+    """The family with the longest projected fit time at ``growth`` x the current rows."""
+    return max(study.curves, key=lambda f: study.fit_s(f, study.n_rows * growth))
+
+
+def most_demanding(study: ScalingStudy, growth: float) -> dict[str, Any]:
+    """The projection that needs the most compute at ``growth`` (the worst tier, then the slowest)."""
+    order = [t.name for t in COMPUTE_TIERS]
+    projected = [study.project(f, growth) for f in study.curves]
+    return max(projected, key=lambda p: (order.index(p["verdict"]), p["tuning_s"]))
+
+
+# --- recommendations (table-driven) -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StackContext:
+    """The facts the recommendation rules look at."""
+
+    problem_type: str
+    data_kind: str  # tabular, text, images or audio
+    n_rows: int
+    n_numeric: int
+    n_categorical: int
+    growth_factor: float
+    current_tier: str
+    planned_tier: str
+    gpu: bool = False
+
+    @property
+    def n_features(self) -> int:
+        return self.n_numeric + self.n_categorical
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One row of a decision table: when it applies, what it decides and why."""
+
+    name: str
+    applies: Callable[[StackContext], bool]
+    decision: str
+    reasons: str
+    alternatives: str
+
+
+TINY_ROWS = 1000
+
+LIBRARY_RULES = (
+    Rule("images", lambda c: c.data_kind == "images",
+         "Python with PyTorch (torchvision) or TensorFlow/Keras, starting from a pretrained network",
+         "pixels carry spatial structure that convolutional or transformer networks use and tree ensembles "
+         "cannot; transfer learning needs far fewer labelled images than training from scratch",
+         "scikit-learn on hand-made image features only as a quick baseline; a GPU is strongly advised"),
+    Rule("audio", lambda c: c.data_kind == "audio",
+         "Python with PyTorch (torchaudio) or TensorFlow, on spectrograms or a pretrained audio model",
+         "raw waveforms need learned representations; pretrained audio models transfer well",
+         "scikit-learn on summary features (e.g. MFCC statistics) as a baseline"),
+    Rule("text", lambda c: c.data_kind == "text",
+         "Python: scikit-learn TF-IDF with a linear model as the baseline; PyTorch with Hugging Face "
+         "transformers if the baseline misses the KPIs",
+         "a TF-IDF linear model is fast, strong and explainable on short texts; pretrained transformers "
+         "capture meaning but need a GPU and more care to serve",
+         "R (tidytext) for exploratory text statistics; TensorFlow instead of PyTorch if the team knows it"),
+    Rule("tabular_beyond_one_machine", lambda c: c.planned_tier == "distributed",
+         "Python with Dask-ML or Spark MLlib for training at the planned size (XGBoost/LightGBM have "
+         "distributed trainers for both); pandas and scikit-learn for development on a sample",
+         "the projected workload at the planned growth outgrows even one large machine",
+         "Ray for Python-native parallel tuning; Spark when the data already lives in a Spark/Hadoop cluster"),
+    Rule("tiny_tabular", lambda c: c.n_rows < TINY_ROWS,
+         "Python: pandas + scikit-learn with simple, regularised models and repeated cross-validation",
+         f"fewer than {TINY_ROWS:,} rows: the uncertainty of every estimate matters more than speed, and deep "
+         "learning has too little data to learn from",
+         "R (tidymodels) if the team works in R or needs classical statistical inference"),
+    Rule("tabular", lambda c: True,
+         "Python: pandas + scikit-learn (gradient-boosted trees as the strong default)",
+         "tree ensembles are usually the most accurate on tabular data of this size and train in seconds "
+         "on a CPU; one ecosystem from cleaning to a saved pipeline",
+         "R (tidymodels) if the team works in R; PyTorch/TensorFlow are not justified on tables this size"),
+)
+
+COMPUTE_RULES = (
+    Rule("this_machine", lambda c: c.planned_tier == "this_machine",
+         "this machine", "the projected fits and tuning at the planned growth fit its memory and time limits",
+         "a bigger machine only to tune faster; no cluster"),
+    Rule("bigger_machine", lambda c: c.planned_tier == "bigger_machine",
+         "one bigger machine", "the planned growth exceeds this machine but fits one large machine",
+         "a distributed engine only if growth continues beyond that"),
+    Rule("distributed", lambda c: True,
+         "a distributed engine (Dask or Ray for Python; Spark when the data already lives there)",
+         "the planned growth exceeds the memory or time limits of one large machine",
+         "train on a representative sample on one machine if the learning curve has flattened"),
+)
+
+CLOUD_RULES = (
+    Rule("no_cloud_needed", lambda c: c.planned_tier == "this_machine" and c.data_kind == "tabular",
+         "no cloud compute needed for training; use the organisation's storage, tracking and serving platform",
+         "the workload fits this machine now and at the planned growth",
+         "the managed services below if the organisation already runs on a cloud"),
+    Rule("gpu_training", lambda c: c.data_kind in ("images", "audio", "text") and not c.gpu,
+         "managed training jobs with GPUs (see the training row of the mapping)",
+         "deep learning on unstructured data needs a GPU and this machine has none",
+         "a local workstation with a GPU"),
+    Rule("bigger_machine", lambda c: c.planned_tier == "bigger_machine",
+         "one large cloud machine or a managed training job (big_machine and training rows)",
+         "renting a large machine for the hours of a tuning run beats buying one",
+         "an on-premises server if one is available"),
+    Rule("managed_cluster", lambda c: c.planned_tier == "distributed",
+         "a managed Spark/Dask/Ray cluster (distributed row of the mapping)",
+         "the planned growth needs a cluster; managed clusters start and stop on demand",
+         "a self-managed Kubernetes cluster with Dask or Ray"),
+    Rule("default", lambda c: True,
+         "keep training where it is; map storage, tracking and serving with the table",
+         "nothing in the measurements calls for more compute", "any of the three clouds"),
+)
+
+
+def apply_rules(rules: Sequence[Rule], context: StackContext) -> Rule:
+    """The first rule of a decision table that applies to the context."""
+    return next(rule for rule in rules if rule.applies(context))
+
+
+TEXT_MIN_LENGTH = 40  # median characters of a free-text column
+TEXT_MIN_UNIQUE = 0.5  # share of distinct values
+
+
+def detect_data_kind(frame: pd.DataFrame, categorical: Sequence[str]) -> str:
+    """"text" when a categorical column holds long, mostly unique strings; else "tabular"."""
+    for column in categorical:
+        values = frame[column].dropna().astype(str)
+        if len(values) and values.str.len().median() >= TEXT_MIN_LENGTH and values.nunique() / len(values) >= TEXT_MIN_UNIQUE:
+            return "text"
+    return "tabular"
+
+
+def make_context(prepared: Prepared, study: ScalingStudy, env: Mapping[str, Any], growth_factor: float) -> StackContext:
+    """The facts of this problem: data shape and kind, and the tiers now and at the planned growth."""
+    return StackContext(
+        problem_type=prepared.problem_type, data_kind=detect_data_kind(prepared.train, prepared.categorical),
+        n_rows=study.n_rows, n_numeric=len(prepared.numeric), n_categorical=len(prepared.categorical),
+        growth_factor=growth_factor, current_tier=most_demanding(study, 1.0)["verdict"],
+        planned_tier=most_demanding(study, growth_factor)["verdict"], gpu=bool(env["gpu"]["present"]))
+
+
+def decide(context: StackContext) -> dict[str, dict[str, str]]:
+    """The stack decisions (language and libraries, compute, cloud) with reasons and alternatives."""
+    tables = {"language_and_libraries": LIBRARY_RULES, "compute": COMPUTE_RULES, "cloud": CLOUD_RULES}
+    out = {}
+    for topic, rules in tables.items():
+        rule = apply_rules(rules, context)
+        out[topic] = {"rule": rule.name, "decision": rule.decision, "reasons": rule.reasons,
+                      "alternatives": rule.alternatives}
+    return out
+
+
+def decisions_table(decisions: Mapping[str, Mapping[str, str]]) -> pd.DataFrame:
+    return pd.DataFrame([{"topic": t.replace("_", " "), "decision": d["decision"], "why": d["reasons"],
+                          "alternatives": d["alternatives"]} for t, d in decisions.items()]).set_index("topic")
+
+
+def compute_thresholds(study: ScalingStudy) -> list[dict[str, Any]]:
+    """Per family: the row counts at which this machine, then one bigger machine, stop being enough."""
+    out = []
+    for family in study.curves:
+        here, big = study.limit_rows(family, "this_machine"), study.limit_rows(family, "bigger_machine")
+        out.append({"family": family, "this_machine_rows": here["rows"], "this_machine_limited_by": here["limited_by"],
+                    "bigger_machine_rows": big["rows"], "bigger_machine_limited_by": big["limited_by"]})
+    return out
+
+
+# --- cloud mapping ----------------------------------------------------------------------------
+
+CLOUD_NEEDS = ("storage", "training", "experiment_tracking", "serving", "monitoring")
+
+
+def load_cloud_services(path: str | os.PathLike | None = None) -> dict[str, Any]:
+    """The dated cloud mapping; a clear error if the file lacks a field the step relies on."""
+    path = Path(path) if path else data_dir() / "cloud_services.yaml"
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    reviewed = data.get("reviewed")
+    if not isinstance(reviewed, dt.date):
+        raise PlaybookError(f"{path} has no valid `reviewed:` date.", "add `reviewed: YYYY-MM-DD` after checking it.")
+    providers = data.get("providers") or {}
+    for need in CLOUD_NEEDS:
+        entry = (data.get("needs") or {}).get(need) or {}
+        missing = [p for p in providers if not entry.get(p)]
+        if missing or not providers:
+            raise PlaybookError(f"{path}: need {need!r} lacks a service for {', '.join(missing) or 'any provider'}.",
+                                "fill in every provider for every need.")
+    return data
+
+
+def cloud_table(services: Mapping[str, Any]) -> pd.DataFrame:
+    """One row per need, one column per provider."""
+    providers = services["providers"]
+    rows = [{"need": need, **{label: entry[key] for key, label in providers.items()}}
+            for need, entry in services["needs"].items()]
+    return pd.DataFrame(rows).set_index("need")
+
+
+# --- figures ------------------------------------------------------------------------------------
+
+
+def plot_curves(study: ScalingStudy, kind: str = "time", growth: float | None = None, family: str | None = None):
+    """Measured points and fitted power laws on log-log axes, extended to 100x the current rows."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    grid = np.geomspace(min(p["n_rows"] for c in study.curves.values() for p in c.points), study.n_rows * 100, 60)
+    names = [family] if family else list(study.curves)
+    for i, name in enumerate(names):
+        color = f"C{i}"
+        c = study.curves[name]
+        if kind == "time":
+            pts = [(p["n_rows"], p["fit_s"]) for p in c.points]
+            ax.plot(grid, c.time.predict(grid), color=color, label=f"{name} (b = {c.time.b:.2f})")
+        else:
+            pts = [(p["n_rows"], p["peak_bytes"] / 2**20) for p in c.points if p["peak_bytes"] is not None]
+            ax.plot(grid, [study.memory_bytes(name, n) / 2**20 for n in grid], color=color,
+                    label=f"{name}" + (f" (b = {c.memory.b:.2f})" if c.memory else ""))
+        if pts:
+            ax.scatter(*zip(*pts, strict=True), color=color, zorder=3)
+        if growth:
+            n = study.n_rows * growth
+            y = study.fit_s(name, n) if kind == "time" else study.memory_bytes(name, n) / 2**20
+            ax.scatter([n], [y], marker="*", s=180, color=color, edgecolor="black", zorder=4)
+    for g, label in ((1, "current"), (10, "10x"), (100, "100x")):
+        ax.axvline(study.n_rows * g, color="grey", lw=0.8, ls=":")
+        ax.text(study.n_rows * g, 1.0, f" {label}", transform=ax.get_xaxis_transform(), va="top", fontsize=8)
+    if kind == "memory":
+        ax.axhline(MEMORY_HEADROOM * study.machine.memory_bytes / 2**20, color="red", ls="--", lw=1,
+                   label="half of available memory")
+    ax.set(xscale="log", yscale="log", xlabel="training rows",
+           ylabel="fit time (s)" if kind == "time" else "memory: data + fit peak (MiB)",
+           title=("Fit time" if kind == "time" else "Memory") + ": measured (dots), fitted power law (lines)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+# --- explorer -----------------------------------------------------------------------------------
+
+GROWTH_OPTIONS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
+
+
+def explorer_readout(study: ScalingStudy, growth: float, family: str) -> str:
+    """The explorer's text: projected fit time, tuning time, memory and verdict (no refit)."""
+    p = study.project(family, growth)
+    lim = study.limit_rows(family)
+    return (f"{family} at {growth:g}x = {p['n_rows']:,} rows: one fit ≈ {format_seconds(p['fit_s'])}, "
+            f"tuning ({tuning_fits()} fits) ≈ {format_seconds(p['tuning_s'])}, memory ≈ {format_bytes(p['memory_bytes'])} "
+            f"({p['memory_share']:.1%} of available). Recommendation: {p['verdict_label']}. "
+            f"This machine is enough up to {format_rows(lim['rows'])} rows (limited by {lim['limited_by']}).")
+
+
+def explorer_update(study: ScalingStudy) -> Callable[..., tuple[str, Any]]:
+    """The update function of the growth explorer: reads the fitted curves only."""
+
+    def update(growth: float, family: str) -> tuple[str, Any]:
+        return explorer_readout(study, growth, family), plot_curves(study, "time", growth=growth, family=family)
+
+    return update
+
+
+def explorer_controls(study: ScalingStudy) -> Callable[[], dict[str, Any]]:
+    def controls() -> dict[str, Any]:
+        import ipywidgets as w
+
+        return {"growth": w.SelectionSlider(options=list(GROWTH_OPTIONS), value=10, description="growth (x)"),
+                "family": w.Dropdown(options=list(study.curves), description="family")}
+
+    return controls
+
+
+def static_cases(study: ScalingStudy, growth_factor: float) -> list[dict[str, Any]]:
+    """Batch renderings: the slowest family now, at the planned growth and at 1000x."""
+    family = slowest_family(study, 100.0)
+    return [{"growth": g, "family": family} for g in dict.fromkeys([1.0, float(growth_factor), 1000.0])]
+
+
+# --- document and summary -----------------------------------------------------------------------
+
+
+def render_decision(context: StackContext, env: Mapping[str, Any], study: ScalingStudy,
+                    decisions: Mapping[str, Any], projections_frame: pd.DataFrame,
+                    services: Mapping[str, Any]) -> str:
+    """The stack decision record (Markdown) from ``templates/stack_decision.md.j2``."""
+    thresholds = [{**t, "this_machine_rows": format_rows(t["this_machine_rows"]),
+                   "bigger_machine_rows": format_rows(t["bigger_machine_rows"])} for t in compute_thresholds(study)]
+    proj = [{"family": r["family"], "scale": r["scale"], "rows": f"{r['n_rows']:,}", "fit": format_seconds(r["fit_s"]),
+             "tuning": format_seconds(r["tuning_s"]), "memory": format_bytes(r["memory_bytes"]),
+             "verdict": r["verdict_label"]} for r in projections_frame.to_dict(orient="records")]
+    return documents.render(
+        "stack_decision.md.j2", date=dt.date.today().isoformat(), context=asdict(context),
+        environment=environment_table(env).reset_index().to_dict(orient="records"),
+        curves=curves_table(study).reset_index().to_dict(orient="records"), projections=proj,
+        thresholds=thresholds, decisions=decisions, cloud=cloud_table(services).reset_index().to_dict(orient="records"),
+        providers=list(services["providers"].values()), reviewed=str(services["reviewed"]),
+        headroom=MEMORY_HEADROOM, tuning_limit=format_seconds(TUNING_LIMIT_S), tuning_fits=tuning_fits(),
+        tiers=COMPUTE_TIERS)
+
+
+def build_summary(env: Mapping[str, Any], study: ScalingStudy, measurements: pd.DataFrame,
+                  projections_frame: pd.DataFrame, context: StackContext, decisions: Mapping[str, Any],
+                  budget_s: float) -> dict[str, Any]:
+    """The step's summary.json content."""
+    proj: dict[str, dict[str, Any]] = {}
+    for r in projections_frame.to_dict(orient="records"):
+        proj.setdefault(r["family"], {})[r["scale"]] = {k: r[k] for k in ("n_rows", "fit_s", "tuning_s", "memory_bytes",
+                                                                           "verdict")}
+    return {
+        "environment": dict(env),
+        "n_rows": study.n_rows,
+        "bytes_per_row": study.bytes_per_row,
+        "machine": asdict(study.machine),
+        "curves": {name: c.to_dict() for name, c in study.curves.items()},
+        "projections": proj,
+        "thresholds": compute_thresholds(study),
+        "context": asdict(context),
+        "decisions": dict(decisions),
+        "compute": decisions["compute"]["decision"],
+        "slowest_family": slowest_family(study),
+        "measurement": {"budget_s": budget_s, "elapsed_s": measurements.attrs.get("elapsed_s"),
+                        "fits": len(measurements)},
+        "documents": {"stack_decision": f"artifacts/{STEP}/{DECISION_FILE}", "lock_file": f"artifacts/{STEP}/{LOCK_FILE}"},
+    }
+
+
+def save(run: Run, *, summary: Mapping[str, Any], decision_md: str, measurements: pd.DataFrame,
+         projections_frame: pd.DataFrame, figures: Mapping[str, Any]) -> pd.DataFrame:
+    """Write the lock file, decision record, tables, figures and summary; return a table of what was written."""
+    paths = [write_lock(run), run.write_artifact_text(STEP, DECISION_FILE, decision_md),
+             run.write_table(STEP, "scaling_measurements.csv", measurements),
+             run.write_table(STEP, "projections.csv", projections_frame)]
+    paths += [run.save_figure(STEP, name, fig) for name, fig in figures.items()]
+    paths.append(run.write_summary(STEP, summary))
+    return pd.DataFrame({"file": [run.relative(p) for p in paths]})
+
+
+def study_from_summary(summary: Mapping[str, Any]) -> ScalingStudy:
+    return ScalingStudy.from_dict({"n_rows": summary["n_rows"], "bytes_per_row": summary["bytes_per_row"],
+                                   "machine": summary["machine"], "curves": summary["curves"]})
+
+
+def headline(run: Run) -> dict[str, Any]:
+    """First-screen facts for the report: the compute decision and the slowest family."""
+    summary = run.read_summary(STEP)
+    return {"compute": summary["compute"], "slowest_family": summary["slowest_family"]}
+
+
+def report_section(run: Run) -> None:
+    """Show the step's key figures and tables in the report, with links to its documents."""
+    from IPython.display import HTML, Image, Markdown, display
+
+    summary = run.read_summary(STEP)
+    folder = run.artifacts / STEP
+    env = summary["environment"]
+    display(Markdown("## 3. Tools and stack"))
+    display(HTML("<ul>" + "".join(
+        f"<li><b>{html.escape(t.replace('_', ' '))}</b>: {html.escape(d['decision'])}</li>"
+        for t, d in summary["decisions"].items()) + "</ul>"))
+    display(environment_table(env).head(5))
+    for name in (FIGURE_TIME, FIGURE_MEMORY):
+        if (folder / name).exists():
+            display(Image(filename=str(folder / name)))
+    frame = pd.DataFrame([{"family": f, "scale": s, **v} for f, scales in summary["projections"].items()
+                          for s, v in scales.items()])
+    if not frame.empty:
+        frame["verdict_label"] = frame["verdict"].map({t.name: t.label for t in COMPUTE_TIERS})
+        display(projections_table(frame))
+    links = [(label, path) for label, path in summary.get("documents", {}).items()]
+    display(HTML("<p>Documents: " + ", ".join(
+        f"<a href='{html.escape(path)}'>{html.escape(label.replace('_', ' '))}</a>" for label, path in links) + "</p>"))
+
+
+# --- exercises ----------------------------------------------------------------------------------
+
+
+def _not_answered(answer: Any) -> bool:
+    if answer is None:
+        print("Not answered yet: set `answer` and run the cell again.")
+        return True
+    return False
+
+
+def memory_exercise_family(study: ScalingStudy) -> str:
+    """The family whose memory runs out first on this machine (the subject of exercise 1)."""
+    return min(study.curves, key=lambda f: study.limit_rows(f)["memory_rows"])
+
+
+def check_exercise_1(answer: Any, study: ScalingStudy) -> bool | None:
+    """Exercise 1: rows at which the hungriest family stops fitting in memory (within a factor 2)."""
+    if _not_answered(answer):
+        return None
+    family = memory_exercise_family(study)
+    expected = study.limit_rows(family)["memory_rows"]
+    try:
+        value = float(answer)
+    except (TypeError, ValueError):
+        print(f"Not a number: {answer!r}. Give a row count, e.g. 2e6.")
+        return False
+    if math.isinf(expected):
+        ok = math.isinf(value)
+    else:
+        ok = value > 0 and abs(math.log(value / expected)) <= math.log(2)
+    if ok:
+        print(f"Right: {family} needs half of the available memory at about {format_rows(expected)} rows.")
+    else:
+        print(f"Not quite: solve bytes_per_row * n + memory_law(n) = {MEMORY_HEADROOM:.0%} of available memory "
+              f"for {family} (study.limit_rows({family!r})); you answered {format_rows(value)}.")
+    return ok
+
+
+def check_exercise_2(answer: Any, study: ScalingStudy) -> bool | None:
+    """Exercise 2: the family whose fit time grows fastest with rows (largest exponent b)."""
+    if _not_answered(answer):
+        return None
+    expected = max(study.curves, key=lambda f: study.curves[f].time.b)
+    ok = str(answer).strip() == expected
+    print(f"Right: {expected} has the largest exponent (b = {study.curves[expected].time.b:.2f})." if ok else
+          f"Not quite: compare the column 'time exponent b' of the curves table; {answer!r} is not the largest.")
+    return ok
+
+
+def check_exercise_3(answer: Any, study: ScalingStudy) -> bool | None:
+    """Exercise 3: how many times longer the slowest family's fit takes when rows grow 10x (10**b, ±20%)."""
+    if _not_answered(answer):
+        return None
+    family = slowest_family(study)
+    expected = 10 ** study.curves[family].time.b
+    try:
+        ok = abs(float(answer) - expected) <= 0.2 * expected
+    except (TypeError, ValueError):
+        print(f"Not a number: {answer!r}.")
+        return False
+    print(f"Right: 10**b = 10**{study.curves[family].time.b:.2f} ≈ {expected:.1f} times longer." if ok else
+          f"Not quite: with time = a * n**b, growing n tenfold multiplies the time by 10**b (b of {family}).")
+    return ok
+
+
+# --- formatting ---------------------------------------------------------------------------------
+
+
+def format_seconds(s: float | None) -> str:
+    if s is None or not math.isfinite(s):
+        return "n/a"
+    for limit, unit, div in ((1, "ms", 1e-3), (120, "s", 1), (7200, "min", 60), (172800, "h", 3600)):
+        if s < limit:
+            return f"{s / div:.3g} {unit}"
+    return f"{s / 86400:.3g} days"
+
+
+def format_bytes(b: float | None) -> str:
+    if b is None or not math.isfinite(b):
+        return "n/a"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(b) < 1024 or unit == "TiB":
+            return f"{b:.3g} {unit}"
+        b /= 1024
+    return f"{b:.3g} TiB"
+
+
+def format_rows(n: float) -> str:
+    if not math.isfinite(n):
+        return "beyond 10 trillion"
+    for limit, suffix in ((1e12, "trillion"), (1e9, "billion"), (1e6, "million")):
+        if n >= limit:
+            return f"{n / limit:.3g} {suffix}"
+    return f"{int(round(n)):,}"
+
