@@ -367,7 +367,7 @@ def measure_scaling(prepared: Prepared, families: Sequence[Family], *, budget_s:
     used up and when the family's last fit, scaled up to the next size, is predicted to
     end inside it: the budget is never exceeded by more than one fit. ``memory`` is
     "rss" (peak resident memory, same fit), "tracemalloc" (a separate traced fit, only
-    while the budget allows) or "auto" (rss where supported). Returns one row per point:
+    while the budget allows), "auto" (rss where supported) or "none". Returns one row per point:
     family, n_rows, fit_s, peak_bytes (NaN when not measured); ``attrs`` hold the
     elapsed time and the memory method.
     """

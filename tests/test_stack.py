@@ -1,0 +1,460 @@
+"""Unit tests of step 3 (helpers.stack): environment, lock file, measurements, power laws, rules."""
+
+from __future__ import annotations
+
+import math
+import time
+from importlib import metadata
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from helpers import artifacts, families, features, stack
+from helpers.errors import PlaybookError
+from helpers.prepared import Prepared
+
+# --- fixtures -----------------------------------------------------------------------------------
+
+
+def make_prepared(n: int = 600, problem_type: str = "classification", seed: int = 0) -> Prepared:
+    """A small Prepared with numeric and categorical features (stands in for step 2's hand-over)."""
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame({
+        "x1": rng.normal(size=n), "x2": rng.normal(size=n),
+        "colour": rng.choice(["red", "green", "blue"], size=n),
+    })
+    frame.loc[rng.choice(n, 10, replace=False), "x1"] = np.nan
+    if problem_type == "classification":
+        frame["label"] = np.where(frame["x2"] + rng.normal(0, 0.5, n) > 0, "yes", "no")
+    elif problem_type == "regression":
+        frame["label"] = 3 * frame["x2"] + rng.normal(size=n)
+    cut = int(n * 0.8)
+    return Prepared(frame.iloc[:cut], frame.iloc[cut:], "label" if problem_type != "clustering" else None,
+                    problem_type, ["x1", "x2"], ["colour"])
+
+
+def make_study(time_laws: dict[str, tuple[float, float]], mem_laws: dict[str, tuple[float, float]] | None = None,
+               *, n_rows: int = 10_000, bytes_per_row: float = 100.0, cores: int = 2,
+               memory: int = 8 * stack.GIB) -> stack.ScalingStudy:
+    curves = {}
+    for name, (a, b) in time_laws.items():
+        mem = (mem_laws or {}).get(name)
+        curves[name] = stack.FamilyCurves(name, stack.PowerLaw(a, b, 1.0, 3),
+                                          stack.PowerLaw(*mem, 1.0, 3) if mem else None,
+                                          [{"n_rows": 1000, "fit_s": a * 1000**b, "peak_bytes": 1000}])
+    return stack.ScalingStudy(curves, n_rows, bytes_per_row, stack.Machine(cores, memory))
+
+
+# --- environment --------------------------------------------------------------------------------
+
+
+def test_environment_report_has_the_documented_keys():
+    env = stack.environment_report()
+    assert set(env) >= {"python", "os", "platform", "cpu", "memory", "gpu", "packages"}
+    assert env["cpu"]["usable_cores"] >= 1
+    assert env["memory"]["total_bytes"] > 0 and env["memory"]["available_bytes"] > 0
+    assert isinstance(env["gpu"]["present"], bool)
+    assert env["packages"]["scikit-learn"] == metadata.version("scikit-learn")
+    table = stack.environment_table(env)
+    assert "Memory" in table.index and "GiB" in table.loc["Memory", "value"]
+
+
+def test_read_meminfo_parses_kilobytes(tmp_path):
+    path = tmp_path / "meminfo"
+    path.write_text("MemTotal:       16384000 kB\nMemFree:   100 kB\nMemAvailable:    8192000 kB\nHugePages_Total: 0\n")
+    info = stack.read_meminfo(path)
+    assert info["MemTotal"] == 16384000 * 1024
+    assert info["HugePages_Total"] == 0
+    assert stack.read_meminfo(tmp_path / "missing") == {}
+
+
+def test_memory_info_is_capped_by_a_container_limit(tmp_path):
+    (tmp_path / "meminfo").write_text("MemTotal: 16000000 kB\nMemAvailable: 12000000 kB\n")
+    cgroup = tmp_path / "cgroup"
+    cgroup.mkdir()
+    (cgroup / "memory.max").write_text(f"{2 * stack.GIB}\n")
+    info = stack.memory_info(tmp_path / "meminfo", cgroup)
+    assert info == {"total_bytes": 2 * stack.GIB, "available_bytes": 2 * stack.GIB}
+    (cgroup / "memory.max").write_text("max\n")
+    assert stack.memory_info(tmp_path / "meminfo", cgroup)["total_bytes"] == 16000000 * 1024
+
+
+def test_gpu_detection_reads_driver_files_and_path(tmp_path):
+    assert stack.detect_gpu(which=lambda name: None, root=tmp_path) == {"present": False, "evidence": []}
+    gpus = tmp_path / "proc/driver/nvidia/gpus/0000:01:00.0"
+    gpus.mkdir(parents=True)
+    found = stack.detect_gpu(which=lambda name: None, root=tmp_path)
+    assert found["present"] and "NVIDIA driver" in found["evidence"][0]
+    smi = stack.detect_gpu(which=lambda name: "/usr/bin/nvidia-smi" if name == "nvidia-smi" else None,
+                           root=tmp_path / "empty")
+    assert smi["evidence"] == ["nvidia-smi on PATH"]
+
+
+# --- lock file ----------------------------------------------------------------------------------
+
+
+class FakeDist:
+    def __init__(self, name, version, direct_url=None):
+        self.metadata = {"Name": name}
+        self.version = version
+        self._direct_url = direct_url
+
+    def read_text(self, filename):
+        return self._direct_url if filename == "direct_url.json" else None
+
+
+def test_lock_text_pins_sorted_and_comments_local_installs():
+    text = stack.lock_text([FakeDist("pandas", "2.2.0"), FakeDist("Jinja2", "3.1.4"),
+                            FakeDist("myproj", "0.1", '{"url": "file:///src/myproj", "dir_info": {"editable": true}}'),
+                            FakeDist("gitpkg", "1.0", '{"url": "git+https://example.org/x.git"}')])
+    lines = [ln for ln in text.splitlines() if not ln.startswith("# ")]
+    assert lines == ["gitpkg @ git+https://example.org/x.git", "Jinja2==3.1.4", "pandas==2.2.0"]
+    assert "# myproj==0.1 installed from file:///src/myproj" in text
+
+
+def test_write_lock_saves_installed_packages_and_names_it_in_the_manifest(tmp_path):
+    run = artifacts.open_run(str(tmp_path / "run"))
+    path = stack.write_lock(run)
+    assert f"numpy=={metadata.version('numpy')}" in path.read_text().splitlines()
+    assert run.read_manifest()["lock_file"] == "artifacts/03_tools_and_stack/requirements.lock.txt"
+
+
+# --- measurement --------------------------------------------------------------------------------
+
+
+def test_subsample_sizes_are_geometric_and_end_at_all_rows():
+    assert stack.subsample_sizes(4000) == [250, 500, 1000, 2000, 4000]
+    assert stack.subsample_sizes(142) == [50, 100, 142]
+    assert stack.subsample_sizes(2100)[-2:] == [1000, 2100]  # no near-duplicate 2000 before 2100
+    assert stack.subsample_sizes(30) == [30]
+    with pytest.raises(PlaybookError, match="training row"):
+        stack.subsample_sizes(1)
+
+
+def test_stratified_subsample_keeps_every_class():
+    prepared = make_prepared(400)
+    X, y = stack.subsample(prepared.X(), prepared.y(), 20, seed=1, stratify=True)
+    assert len(X) == 20 and set(y) == {"yes", "no"} and X.index.equals(y.index)
+
+
+def test_measure_scaling_records_time_and_memory_for_every_family():
+    prepared = make_prepared(600)
+    fams = families.families_for("classification")[:2]
+    m = stack.measure_scaling(prepared, fams, budget_s=30, seed=0, sizes=[100, 200, 480])
+    assert list(m.columns) == ["family", "n_rows", "fit_s", "peak_bytes"]
+    assert set(m["family"]) == {f.name for f in fams}
+    assert sorted(m["n_rows"].unique()) == [100, 200, 480]
+    assert (m["fit_s"] > 0).all()
+    assert m["peak_bytes"].notna().all() and (m["peak_bytes"] >= 0).all()
+    assert m.attrs["memory_method"] in ("rss", "tracemalloc")
+
+
+@pytest.mark.skipif(not stack.peak_rss_supported(), reason="needs Linux /proc/self/clear_refs")
+def test_peak_rss_sees_a_large_allocation():
+    class Allocates:
+        def fit(self, X, y):
+            self.buffer_ = np.ones(5_000_000)  # 40 MB
+            return self
+
+    _, peak = stack.fit_with_peak_rss(Allocates(), None, None)
+    assert 35e6 < peak < 80e6
+
+
+def test_tracemalloc_peak_sees_a_large_allocation():
+    class Allocates:
+        def fit(self, X, y):
+            np.ones(2_000_000).sum()  # 16 MB, freed before fit returns
+            return self
+
+    assert 15e6 < stack.peak_fit_memory(Allocates, None, None) < 30e6
+
+
+def test_measurement_respects_the_budget():
+    """Fits stop once the budget is spent: overshoot is at most one fit (plus a generous margin)."""
+    prepared = make_prepared(20_000)
+    fams = [families.get_family("classification", "random_forest"), families.get_family("classification",
+                                                                                          "logistic_regression")]
+    budget = 1.5
+    start = time.perf_counter()
+    m = stack.measure_scaling(prepared, fams, budget_s=budget, seed=0)
+    elapsed = time.perf_counter() - start
+    assert m["n_rows"].max() < 16_000  # the budget cut the largest sizes
+    longest = m["fit_s"].max() * 3  # a point may repeat its fit (first fit of a family: twice)
+    assert elapsed <= budget + longest + 2.0
+
+
+def test_budget_logic_with_a_fake_clock():
+    """The budget check uses the given clock: no fit starts once the budget is spent."""
+    ticks = iter(range(0, 10_000))
+    prepared = make_prepared(400)
+    fam = [families.get_family("classification", "logistic_regression")]
+    m = stack.measure_scaling(prepared, fam, budget_s=2.5, sizes=[50, 100, 200, 320], memory="none",
+                              clock=lambda: float(next(ticks)))
+    # each clock read advances 1 "second": the first fit (repeated for one-off costs) ends at 5 s > 2.5 s
+    assert list(m["n_rows"]) == [50]
+    assert m["peak_bytes"].isna().all()
+
+
+# --- power laws ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("a,b", [(2e-6, 1.0), (1e-7, 1.5), (3e-9, 2.0), (0.05, 0.3)])
+def test_power_law_recovers_known_exponents_from_noisy_timings(a, b):
+    rng = np.random.default_rng(3)
+    n = np.array([250, 500, 1000, 2000, 4000, 8000])
+    t = a * n**b * rng.lognormal(0, 0.05, len(n))
+    law = stack.fit_power_law(n, t)
+    assert law.b == pytest.approx(b, abs=0.08)
+    assert law.predict(16000) == pytest.approx(a * 16000**b, rel=0.25)
+    assert law.r2 > 0.95 and not law.assumed
+    assert law.solve(float(law.predict(1e6))) == pytest.approx(1e6, rel=1e-6)
+
+
+def test_power_law_with_one_size_assumes_linear_and_flags_it():
+    law = stack.fit_power_law([1000, 1000], [2.0, 2.0])
+    assert law.assumed and law.b == 1.0 and law.predict(2000) == pytest.approx(4.0)
+
+
+def test_power_law_never_decreases_with_rows():
+    law = stack.fit_power_law([100, 200, 400], [0.3, 0.2, 0.1])
+    assert law.b == 0.0 and law.assumed
+    with pytest.raises(PlaybookError, match="No measured points"):
+        stack.fit_power_law([], [])
+
+
+def test_fit_curves_uses_the_largest_sizes_and_skips_noise():
+    rows = [("f", n, 0.2 + 1e-6 * n**1.5, n * 100) for n in (100, 200, 400, 800, 1600, 3200, 6400)]
+    m = pd.DataFrame(rows, columns=["family", "n_rows", "fit_s", "peak_bytes"])
+    curve = stack.fit_curves(m)["f"]
+    # the fixed 0.2 s overhead flattens small sizes; the largest three sizes are closer to the real 1.5
+    all_points = stack.fit_power_law(m["n_rows"], m["fit_s"])
+    assert curve.time.b > all_points.b + 0.2
+    assert curve.time.n_points == 3
+    assert curve.memory.b == pytest.approx(1.0, abs=1e-6)
+    assert len(curve.points) == 7
+
+
+# --- projections and rules ----------------------------------------------------------------------
+
+
+def test_projections_scale_time_and_memory_and_give_verdicts():
+    study = make_study({"fast": (1e-6, 1.0), "slow": (1e-9, 2.0)}, {"fast": (50.0, 1.0), "slow": (50.0, 1.0)})
+    table = stack.projections(study, growth_factor=10.0)
+    assert set(table["scale"]) == {"current", "10x", "100x"}  # the plan equals 10x: no extra row
+    slow = table[table["family"] == "slow"].set_index("scale")
+    assert slow.loc["10x", "fit_s"] == pytest.approx(100 * slow.loc["current", "fit_s"])
+    assert slow.loc["current", "memory_bytes"] == pytest.approx(10_000 * 100 + 50 * 10_000)
+    assert slow.loc["current", "verdict"] == "this_machine"
+    # 1e6 rows: one fit 1000 s, tuning 41 fits / 2 cores > 1 hour -> a bigger machine (64 cores) fits
+    assert slow.loc["100x", "verdict"] == "bigger_machine"
+    assert stack.projections(study, growth_factor=3.0)["scale"].str.startswith("planned").any()
+    assert stack.slowest_family(study) == "slow"
+
+
+def test_limit_rows_solves_for_memory_and_time():
+    study = make_study({"f": (1e-6, 1.0)}, {"f": (900.0, 1.0)}, bytes_per_row=100, memory=10 * stack.GIB)
+    lim = study.limit_rows("f")
+    assert lim["limited_by"] == "memory"
+    assert lim["memory_rows"] == pytest.approx(0.5 * 10 * stack.GIB / 1000, rel=1e-4)
+    flat = make_study({"f": (1.0, 0.0)}, {"f": (1.0, 0.0)}, bytes_per_row=0.0)
+    assert math.isinf(flat.limit_rows("f")["rows"])
+
+
+def test_verdict_needs_a_cluster_beyond_one_big_machine():
+    machine = stack.Machine(cores=2, memory_bytes=8 * stack.GIB)
+    assert stack.choose_tier(machine, 1.0, 1 * stack.GIB).name == "this_machine"
+    assert stack.choose_tier(machine, 1.0, 6 * stack.GIB).name == "bigger_machine"
+    assert stack.choose_tier(machine, 1.0, 400 * stack.GIB).name == "distributed"
+    assert stack.choose_tier(machine, 7200.0, 1 * stack.GIB).name == "distributed"  # one fit alone > 1 hour
+
+
+def context(**changes) -> stack.StackContext:
+    base = dict(problem_type="classification", data_kind="tabular", n_rows=5000, n_numeric=8, n_categorical=5,
+                growth_factor=10.0, current_tier="this_machine", planned_tier="this_machine", gpu=False)
+    return stack.StackContext(**{**base, **changes})
+
+
+@pytest.mark.parametrize("case,changes,library,compute,cloud", [
+    ("tiny tabular", {"n_rows": 300}, "tiny_tabular", "this_machine", "no_cloud_needed"),
+    ("tabular", {}, "tabular", "this_machine", "no_cloud_needed"),
+    ("large tabular", {"n_rows": 5_000_000, "planned_tier": "bigger_machine"}, "tabular", "bigger_machine",
+     "bigger_machine"),
+    ("beyond one machine", {"n_rows": 50_000_000, "planned_tier": "distributed"}, "tabular_beyond_one_machine",
+     "distributed", "managed_cluster"),
+    ("text", {"data_kind": "text"}, "text", "this_machine", "gpu_training"),
+    ("images", {"data_kind": "images"}, "images", "this_machine", "gpu_training"),
+    ("images with a GPU", {"data_kind": "images", "gpu": True}, "images", "this_machine", "default"),
+])
+def test_recommendation_rules(case, changes, library, compute, cloud):
+    decisions = stack.decide(context(**changes))
+    assert decisions["language_and_libraries"]["rule"] == library, case
+    assert decisions["compute"]["rule"] == compute, case
+    assert decisions["cloud"]["rule"] == cloud, case
+    assert all(d["decision"] and d["reasons"] and d["alternatives"] for d in decisions.values())
+
+
+def test_image_rule_recommends_deep_learning_and_tabular_rule_does_not():
+    assert "PyTorch" in stack.decide(context(data_kind="images"))["language_and_libraries"]["decision"]
+    assert "scikit-learn" in stack.decide(context())["language_and_libraries"]["decision"]
+    assert "Dask" in stack.decide(context(planned_tier="distributed"))["compute"]["decision"]
+
+
+def test_detect_data_kind_finds_free_text():
+    words = ["late", "delivery", "refund", "broken", "support", "great", "never", "again", "box", "slow"]
+    rng = np.random.default_rng(0)
+    reviews = [" ".join(rng.choice(words, 12)) for _ in range(50)]
+    frame = pd.DataFrame({"review": reviews, "colour": ["red", "blue"] * 25})
+    assert stack.detect_data_kind(frame, ["review", "colour"]) == "text"
+    assert stack.detect_data_kind(frame, ["colour"]) == "tabular"
+
+
+# --- cloud map ----------------------------------------------------------------------------------
+
+
+def test_cloud_map_is_dated_and_complete():
+    services = stack.load_cloud_services()
+    assert services["reviewed"].year >= 2024
+    table = stack.cloud_table(services)
+    assert set(stack.CLOUD_NEEDS) <= set(table.index)
+    assert list(table.columns) == ["Amazon Web Services", "Microsoft Azure", "Google Cloud"]
+    assert table.loc["storage", "Amazon Web Services"] == "Amazon S3"
+    text = (stack.data_dir() / "cloud_services.yaml").read_text()
+    assert "$" not in text and "price:" not in text.lower()
+
+
+def test_cloud_map_without_date_or_service_is_a_clear_error(tmp_path):
+    bad = tmp_path / "c.yaml"
+    bad.write_text("providers: {aws: AWS}\nneeds: {}\n")
+    with pytest.raises(PlaybookError, match="reviewed"):
+        stack.load_cloud_services(bad)
+    bad.write_text("reviewed: 2025-01-01\nproviders: {aws: AWS}\nneeds: {storage: {aws: S3}}\n")
+    with pytest.raises(PlaybookError, match="training"):
+        stack.load_cloud_services(bad)
+
+
+# --- end to end on a small Prepared: document, summary, report, explorer, exercises -------------
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    run = artifacts.open_run(str(tmp_path_factory.mktemp("stack") / "run"))
+    prepared = make_prepared(800)
+    env = stack.environment_report()
+    m = stack.measure_scaling(prepared, families.families_for("classification"), budget_s=20, seed=0)
+    study = stack.build_study(prepared, m, env)
+    proj = stack.projections(study, 10.0)
+    ctx = stack.make_context(prepared, study, env, 10.0)
+    decisions = stack.decide(ctx)
+    md = stack.render_decision(ctx, env, study, decisions, proj, stack.load_cloud_services())
+    summary = stack.build_summary(env, study, m, proj, ctx, decisions, 20.0)
+    fig = stack.plot_curves(study)
+    written = stack.save(run, summary=summary, decision_md=md, measurements=m, projections_frame=proj,
+                         figures={stack.FIGURE_TIME: fig})
+    return run, study, md, written
+
+
+def test_decision_record_has_context_options_and_cloud_map(finished):
+    _, study, md, _ = finished
+    for heading in ("## Context", "## Measurements", "### When one machine stops being enough",
+                    "### Language and libraries", "### Compute", "### Cloud", "## Equivalent managed services"):
+        assert heading in md
+    assert "| training rows | 640 |" in md
+    assert "Amazon S3" in md and "Vertex AI Experiments" in md
+    assert all(f"| {name} |" in md for name in study.curves)
+
+
+def test_summary_holds_curves_projections_and_decisions(finished):
+    run, study, _, written = finished
+    summary = run.read_summary(stack.STEP)
+    assert set(summary["curves"]) == set(study.curves)
+    for curve in summary["curves"].values():
+        assert {"a", "b", "points"} <= set(curve) and curve["points"]
+    some = next(iter(summary["projections"].values()))
+    assert set(some) == {"current", "10x", "100x"}
+    assert set(some["100x"]) >= {"fit_s", "memory_bytes", "verdict"}
+    assert set(summary["decisions"]) == {"language_and_libraries", "compute", "cloud"}
+    assert "artifacts/03_tools_and_stack/stack_decision.md" in list(written["file"])
+    again = stack.study_from_summary(summary)
+    assert again.fit_s(summary["slowest_family"], 1e5) == pytest.approx(study.fit_s(summary["slowest_family"], 1e5))
+    assert stack.headline(run) == {"compute": summary["compute"], "slowest_family": summary["slowest_family"]}
+
+
+def test_report_section_shows_figures_and_links(finished, monkeypatch):
+    run, *_ = finished
+    shown = []
+    monkeypatch.setattr("IPython.display.display", lambda obj: shown.append(obj))
+    stack.report_section(run)
+    html_parts = "".join(getattr(o, "data", "") or "" for o in shown if type(o).__name__ == "HTML")
+    assert "artifacts/03_tools_and_stack/stack_decision.md" in html_parts
+    assert any(type(o).__name__ == "Image" for o in shown)
+    assert any(isinstance(o, pd.DataFrame) and "verdict" in o.columns for o in shown)
+
+
+def test_missing_step2_is_a_clear_error(tmp_path):
+    from helpers.prepared import load_prepared
+
+    run = artifacts.open_run(str(tmp_path / "empty"))
+    with pytest.raises(PlaybookError, match="02_data_foundation"):
+        load_prepared(run, needed_by=stack.STEP)
+    with pytest.raises(PlaybookError, match="03_tools_and_stack"):
+        stack.headline(run)
+
+
+def test_explorer_reads_the_curves_without_refitting():
+    study = make_study({"fast": (1e-6, 1.0), "slow": (1e-9, 2.0)}, {"fast": (50.0, 1.0), "slow": (50.0, 1.0)})
+    update = stack.explorer_update(study)
+    start = time.perf_counter()
+    text, fig = update(growth=100, family="slow")
+    assert time.perf_counter() - start < 1.0
+    assert "slow at 100x = 1,000,000 rows" in text and "one bigger machine" in text
+    assert fig is not None
+    cases = stack.static_cases(study, 10.0)
+    assert [c["growth"] for c in cases] == [1.0, 10.0, 1000.0]
+
+
+def test_explorer_widgets_update_the_readout():
+    pytest.importorskip("ipywidgets")
+    from helpers import widgets
+
+    study = make_study({"fast": (1e-6, 1.0), "slow": (1e-9, 2.0)}, {"fast": (50.0, 1.0), "slow": (50.0, 1.0)})
+    ex = widgets.Explorer("growth", stack.explorer_controls(study)(), stack.explorer_update(study))
+    ex.controls["family"].value = "slow"
+    ex.controls["growth"].value = 1000
+    assert "slow at 1000x = 10,000,000 rows" in ex.readout.value
+
+
+def test_exercises_check_answers_without_raising(capsys):
+    study = make_study({"fast": (1e-6, 1.0), "slow": (1e-9, 2.0)}, {"fast": (50.0, 1.0), "slow": (900.0, 1.0)},
+                       bytes_per_row=100, memory=10 * stack.GIB)
+    assert stack.check_exercise_1(None, study) is None
+    assert "Not answered" in capsys.readouterr().out
+    expected = study.limit_rows("slow")["memory_rows"]
+    assert stack.memory_exercise_family(study) == "slow"
+    assert stack.check_exercise_1(expected * 1.5, study) is True
+    assert stack.check_exercise_1(expected * 10, study) is False
+    assert stack.check_exercise_1("lots", study) is False
+    assert stack.check_exercise_2("slow", study) is True
+    assert stack.check_exercise_2("fast", study) is False
+    assert stack.check_exercise_3(100, study) is True
+    assert stack.check_exercise_3(10, study) is False
+    assert "10**b" in capsys.readouterr().out
+
+
+def test_formatting():
+    assert stack.format_seconds(0.0123) == "12.3 ms"
+    assert stack.format_seconds(90) == "90 s"
+    assert stack.format_seconds(3 * 3600) == "3 h"
+    assert stack.format_bytes(3 * stack.GIB) == "3 GiB"
+    assert stack.format_rows(2.5e6) == "2.5 million"
+    assert stack.format_rows(math.inf) == "beyond 10 trillion"
+
+
+def test_families_measured_are_the_registry_families():
+    """Step 3 measures exactly the families step 4 compares, inside step 2's preprocessing."""
+    prepared = make_prepared(300, "regression")
+    fams = families.families_for("regression")
+    m = stack.measure_scaling(prepared, fams, budget_s=20, sizes=[240])
+    assert list(m["family"]) == [f.name for f in fams]
+    pipe = features.with_model(prepared.make_preprocessor(), fams[0].build(0, 1))
+    assert list(pipe.named_steps) == ["preprocess", "model"]
