@@ -47,7 +47,6 @@ def convert(draft: Path, step: str | None) -> nbformat.NotebookNode:
             cell = nbformat.v4.new_code_cell(source)
         if tags:
             cell.metadata["tags"] = tags
-        cell.pop("id", None)
         nb.cells.append(cell)
     return nb
 

@@ -383,3 +383,18 @@ def describe(step: str | None = None) -> list[dict[str, Any]]:
         rows.append({"name": p.name, "type": p.annotation, "default": p.default, "help": p.help,
                      "steps": ",".join(s[:2] for s in p.steps)})
     return rows
+
+
+def project_yaml_text() -> str:
+    """``templates/project.yaml``: every parameter with its help, type, default and steps."""
+    lines = ["# ML Project Playbook: project parameters.",
+             "# Values left at null come from the dataset's preset (built-ins) or are inferred.",
+             "# Run with: playbook run -f project.yaml   (list them with: playbook params)", ""]
+    for p in REGISTRY.values():
+        if p.name in ("run_dir", "interactive"):
+            continue  # set by the runner, not by a project
+        steps = ", ".join(s[:2] for s in p.steps)
+        lines.append(f"# {p.help} [{p.annotation}; steps {steps}]")
+        lines.append(yaml.safe_dump({p.name: p.default}, sort_keys=False).strip())
+        lines.append("")
+    return "\n".join(lines)

@@ -150,6 +150,8 @@ def _classification_score(metric, contract: KpiContract, y_true, y_pred, proba) 
     avg = contract.average
     if m_needs_labels(metric):
         y_pred = np.asarray(y_pred, dtype=object)
+        if binary:  # 0/1 indicators: sklearn scores them several times faster than object labels
+            y_true, y_pred, pos = (y_true == pos).astype(int), (y_pred == pos).astype(int), 1
         if metric == "accuracy":
             return float(skm.accuracy_score(y_true, y_pred))
         if metric == "balanced_accuracy":

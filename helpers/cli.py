@@ -1,0 +1,168 @@
+"""The ``playbook`` command: run, params, report, init, predict, gate.
+
+Exit codes: 0 success, 1 a step crashed, 2 bad input (one clear message, no
+traceback), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import shutil
+import sys
+from pathlib import Path
+
+from helpers.errors import PlaybookError
+
+EXAMPLES = """examples:
+  playbook run                                   # the demo (builtin:churn), all steps
+  playbook run -p dataset builtin:diabetes       # another built-in, its preset does the rest
+  playbook run -f project.yaml --steps 1-3       # your data, steps 1 to 3
+  playbook params 1                              # parameters of step 1
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="playbook", description="ML Project Playbook: run the step notebooks, "
+                                     "build reports, predict and gate.", epilog=EXAMPLES,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="execute the step notebooks into a new run folder and build the report")
+    run.add_argument("-f", "--file", help="project.yaml with parameter values")
+    run.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"), default=[],
+                     help="set one parameter (converted to its declared type)")
+    run.add_argument("-y", "--yaml", help="parameters as a YAML mapping string")
+    run.add_argument("--steps", help="steps to run: 1,2 or 1-3 (default: all)")
+    run.add_argument("--out", help="run folder (default: runs/<project>-<timestamp>-<suffix>); never overwritten")
+    run.add_argument("--no-html", action="store_true", help="skip the HTML export of the report")
+    run.add_argument("--timeout", type=float, help="per-cell timeout in seconds")
+    run.add_argument("--notebooks", help="folder with (edited) notebooks, e.g. one made by `playbook init`")
+
+    params = sub.add_parser("params", help="list the parameters (of one step)")
+    params.add_argument("step", nargs="?", help="step number or notebook name")
+
+    report = sub.add_parser("report", help="(re)build report.ipynb and report.html of a run")
+    report.add_argument("run_dir")
+    report.add_argument("--no-html", action="store_true")
+
+    init = sub.add_parser("init", help="copy the notebooks and a documented project.yaml into DIR")
+    init.add_argument("dir")
+
+    predict = sub.add_parser("predict", help="predict new rows with a run's champion model")
+    predict.add_argument("--run", required=True, help="run folder with a trained model (step 4)")
+    predict.add_argument("--input", required=True, help="CSV or Parquet file of new rows")
+    predict.add_argument("--output", required=True, help="CSV file to write the predictions to")
+    predict.add_argument("--chunk-size", type=int, default=100_000)
+
+    gate = sub.add_parser("gate", help="KPI quality gate: exit 0 all passed, 1 one failed, 2 none measured")
+    gate.add_argument("--run", required=True)
+    return parser
+
+
+def _step_name(value: str) -> str:
+    from helpers.paths import STEP_NOTEBOOKS
+
+    for step in STEP_NOTEBOOKS:
+        if value in (step, step[:2], str(int(step[:2]))):
+            return step
+    raise PlaybookError(f"Unknown step {value!r}.", "use a number from 1 to 5 or a notebook name.")
+
+
+def cmd_run(args) -> int:
+    from helpers import config, runner
+
+    layers = []
+    if args.file:
+        layers.append(config.load_project_file(args.file))
+    if args.yaml:
+        layers.append(config.parse_yaml_mapping(args.yaml, where="-y"))
+    text_layer: dict[str, str] = {}
+    for name, value in args.param:
+        config.check_name(name)
+        text_layer[name] = value
+    values = config.merge(*layers, text_layer=text_layer)
+    steps = runner.parse_steps(args.steps, _available(args.notebooks))
+    command = "playbook " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    return runner.run_playbook(values, steps=steps, out=args.out, command=command, html=not args.no_html,
+                               timeout=args.timeout, notebooks=args.notebooks)
+
+
+def _available(notebooks: str | None) -> list[str]:
+    from helpers import paths
+
+    if not notebooks:
+        return paths.available_steps()
+    folder = Path(notebooks)
+    if not folder.is_dir():
+        raise PlaybookError(f"--notebooks {notebooks!r} is not a folder.", "point it at a folder made by `playbook init`.")
+    return [s for s in paths.STEP_NOTEBOOKS if (folder / f"{s}.ipynb").exists()]
+
+
+def cmd_params(args) -> int:
+    from helpers import config
+
+    step = _step_name(args.step) if args.step else None
+    rows = config.describe(step)
+    width = max(len(r["name"]) for r in rows)
+    for r in rows:
+        print(f"{r['name']:<{width}}  {r['type']:<15} default {r['default']!r:<18} steps {r['steps']:<14} {r['help']}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from helpers import artifacts, report
+
+    run = artifacts.Run(args.run_dir)
+    if not run.has_manifest():
+        raise PlaybookError(f"{args.run_dir!r} is not a run folder (no manifest.json).", "give the folder made by `playbook run`.")
+    out = report.build_report(run, html=not args.no_html)
+    print(f"Report: {out.with_suffix('.html') if not args.no_html else out}")
+    return 0
+
+
+def cmd_init(args) -> int:
+    from helpers import config, paths
+
+    target = Path(args.dir)
+    if target.exists() and any(target.iterdir()):
+        raise PlaybookError(f"{args.dir!r} exists and is not empty.", "choose a new folder for `playbook init`.")
+    target.mkdir(parents=True, exist_ok=True)
+    for nb in sorted(paths.notebooks_dir().glob("*.ipynb")):
+        shutil.copyfile(nb, target / nb.name)
+    (target / "project.yaml").write_text(config.project_yaml_text(), encoding="utf-8")
+    print(f"Copied the notebooks and project.yaml into {target}.\n"
+          f"Edit project.yaml, then: playbook run -f {target / 'project.yaml'} --notebooks {target}")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from helpers import deployment
+
+    return deployment.predict_cli(args.run, args.input, args.output, args.chunk_size)
+
+
+def cmd_gate(args) -> int:
+    from helpers import deployment
+
+    return deployment.gate_cli(args.run)
+
+
+COMMANDS = {"run": cmd_run, "params": cmd_params, "report": cmd_report, "init": cmd_init,
+            "predict": cmd_predict, "gate": cmd_gate}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except PlaybookError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

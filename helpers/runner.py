@@ -1,0 +1,255 @@
+"""Execute the step notebooks with papermill into a run folder, then build the report.
+
+Exit codes (DESIGN.md): 0 every selected step ran, 1 a step crashed (error, cell
+timeout, dead kernel), 2 bad input (a ``PlaybookError``, before or inside a kernel),
+130 interrupted. A failed run keeps its partial notebook, marks the step in the
+manifest and still gets a (partial) report.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from helpers import artifacts, config, paths
+from helpers.errors import PlaybookError
+
+KERNEL_NAME = "playbook-python"
+EXIT_OK, EXIT_CRASH, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def parse_steps(spec: str | None, available: Sequence[str] | None = None) -> list[str]:
+    """``"1,2"`` or ``"1-3"`` (or None for all) -> step names, checked against what exists."""
+    available = list(available if available is not None else paths.available_steps())
+    numbers = {paths.step_number(s): s for s in available}
+    if not spec:
+        return available
+    chosen: set[int] = set()
+    try:
+        for part in spec.split(","):
+            part = part.strip()
+            if "-" in part:
+                lo, hi = (int(x) for x in part.split("-", 1))
+                if lo > hi:
+                    raise ValueError
+                chosen.update(range(lo, hi + 1))
+            else:
+                chosen.add(int(part))
+    except ValueError:
+        raise PlaybookError(f"--steps {spec!r} is not a list or range of step numbers.",
+                            "write e.g. --steps 1,2 or --steps 1-3.") from None
+    missing = sorted(n for n in chosen if n not in numbers)
+    if missing:
+        raise PlaybookError(f"--steps {spec!r} names step(s) {', '.join(map(str, missing))}, which do not exist.",
+                            f"choose among steps {', '.join(map(str, sorted(numbers)))}.")
+    return [numbers[n] for n in sorted(chosen)]
+
+
+def step_parameters(step: str, values: Mapping[str, Any], run_dir: Path) -> dict[str, Any]:
+    """Exactly the parameters one notebook declares, for a batch run in ``run_dir``."""
+    out = {p.name: values[p.name] for p in config.params_for_step(step)}
+    out.update(run_dir=str(run_dir), interactive=False)
+    return out
+
+
+def preflight(values: Mapping[str, Any]) -> None:
+    """Cheap checks of the data source before any kernel starts."""
+    from helpers.datasets import BUILTIN_PREFIX, is_database_url, preset_for
+
+    dataset = values["dataset"]
+    if dataset.startswith(BUILTIN_PREFIX):
+        preset_for(dataset)
+    elif not is_database_url(dataset):
+        path = Path(os.path.expanduser(dataset))
+        if not path.exists():
+            raise PlaybookError(f"The data file {dataset!r} does not exist.",
+                                "check the dataset path (relative paths are relative to where you run playbook).")
+
+
+def prepare_out_dir(out: str | os.PathLike | None, project: str) -> Path:
+    """The run folder: new and unique; an existing non-empty folder is never overwritten."""
+    path = Path(out) if out else Path("runs") / artifacts.new_run_name(project)
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise PlaybookError(f"The output folder {str(path)!r} already exists and is not empty; a run is never overwritten.",
+                            "choose a new --out folder, or leave --out out for a unique name.")
+    path.mkdir(parents=True, exist_ok=True)
+    return path.resolve()
+
+
+@contextlib.contextmanager
+def playbook_kernel() -> Iterator[str]:
+    """A kernelspec that runs this very Python (not whatever "python3" the user has)."""
+    tmp = Path(tempfile.mkdtemp(prefix="playbook-kernel-"))
+    spec_dir = tmp / "kernels" / KERNEL_NAME
+    spec_dir.mkdir(parents=True)
+    package_root = str(Path(__file__).resolve().parent.parent)
+    env_path = os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))
+    spec = {"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+            "display_name": "Playbook (this Python)", "language": "python",
+            # one OpenMP thread per kernel unless the user says otherwise: parallelism comes from
+            # n_jobs; nested OpenMP threads oversubscribe small machines (20x slower measured here)
+            "env": {"PYTHONPATH": env_path, "MPLBACKEND": "agg", "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+                    "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}}
+    (spec_dir / "kernel.json").write_text(json.dumps(spec))
+    old = os.environ.get("JUPYTER_PATH")
+    os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [str(tmp), old]))
+    try:
+        yield KERNEL_NAME
+    finally:
+        if old is None:
+            os.environ.pop("JUPYTER_PATH", None)
+        else:
+            os.environ["JUPYTER_PATH"] = old
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def check_helpers_importable() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("helpers.config") is None:
+        raise PlaybookError("The helpers package cannot be imported by this Python.",
+                            "install the playbook: pip install -e . (from the clone).")
+
+
+@dataclass
+class StepOutcome:
+    step: str
+    status: str
+    duration_s: float
+    exit_code: int
+    message: str = ""
+
+
+def execute_step(step: str, notebook: Path, output: Path, parameters: Mapping[str, Any], kernel: str,
+                 timeout: float | None, progress: bool) -> StepOutcome:
+    """Run one notebook; translate papermill's and nbclient's failures into an outcome."""
+    import papermill as pm
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
+
+    started = time.perf_counter()
+
+    def outcome(status, code, message=""):
+        return StepOutcome(step, status, round(time.perf_counter() - started, 2), code, message)
+
+    try:
+        pm.execute_notebook(str(notebook), str(output), parameters=dict(parameters), kernel_name=kernel,
+                            progress_bar=progress, log_output=False, execution_timeout=timeout,
+                            request_save_on_cell_execute=True)
+    except pm.PapermillExecutionError as exc:
+        where = f"cell {exc.exec_count}" if exc.exec_count else f"cell index {exc.cell_index}"
+        if exc.ename == "PlaybookError":
+            return outcome("failed", EXIT_BAD_INPUT, f"{exc.evalue}")
+        return outcome("failed", EXIT_CRASH, f"{exc.ename} in {where}: {exc.evalue}")
+    except CellTimeoutError:
+        return outcome("failed", EXIT_CRASH, f"a cell exceeded the --timeout of {timeout} s")
+    except DeadKernelError as exc:
+        return outcome("failed", EXIT_CRASH, f"the kernel died ({str(exc).strip() or 'no detail'})")
+    except KeyboardInterrupt:
+        return outcome("interrupted", EXIT_INTERRUPTED, "interrupted")
+    return outcome("succeeded", EXIT_OK)
+
+
+def write_project_file(run: artifacts.Run, values: Mapping[str, Any]) -> Path:
+    """``project.yaml`` of the run: the merged parameters (``playbook run -f`` reproduces it)."""
+    keep = {k: v for k, v in values.items() if k not in ("run_dir", "interactive")}
+    text = "# Merged parameters of this run: `playbook run -f project.yaml` reproduces it.\n"
+    return artifacts.write_text(run.path / "project.yaml", text + yaml.safe_dump(keep, sort_keys=False, allow_unicode=True))
+
+
+def start_manifest(run: artifacts.Run, values: Mapping[str, Any], steps: Sequence[str], command: str) -> None:
+    manifest = artifacts.empty_manifest()
+    manifest.update(project=values.get("project_name"), parameters=dict(values), command=command,
+                    environment=artifacts.environment_info())
+    manifest["steps"] = [{"step": s, "notebook": f"{s}.ipynb", "status": "not_run", "duration_s": None, "output": None}
+                         for s in steps]
+    run.write_manifest(manifest)
+
+
+def run_playbook(values: Mapping[str, Any], *, steps: Sequence[str], out: str | os.PathLike | None = None,
+                 command: str = "", html: bool = True, timeout: float | None = None,
+                 notebooks: str | os.PathLike | None = None, echo=print) -> int:
+    """Execute the selected steps into a new run folder and build the report; return the exit code."""
+    preflight(values)
+    check_helpers_importable()
+    folder = Path(notebooks) if notebooks else paths.notebooks_dir()
+    for step in steps:
+        if not (folder / f"{step}.ipynb").exists():
+            raise PlaybookError(f"Notebook {step}.ipynb is not in {folder}.", "check --notebooks, or run `playbook init` again.")
+    run = artifacts.Run(prepare_out_dir(out, values.get("project_name") or "run"))
+    start_manifest(run, values, steps, command)
+    write_project_file(run, values)
+    echo(f"Run folder: {run.path}")
+    progress = sys.stderr.isatty()
+    code = EXIT_OK
+    outcomes: list[StepOutcome] = []
+    with playbook_kernel() as kernel:
+        for i, step in enumerate(steps, 1):
+            echo(f"[{i}/{len(steps)}] {step} ...")
+            run.set_step_status(step, "running", output=f"{step}.ipynb")
+            result = execute_step(step, folder / f"{step}.ipynb", run.path / f"{step}.ipynb",
+                                  step_parameters(step, values, run.path), kernel, timeout, progress)
+            run.set_step_status(step, result.status, duration_s=result.duration_s)
+            outcomes.append(result)
+            echo(f"      {result.status} in {result.duration_s:.1f} s")
+            if result.exit_code != EXIT_OK:
+                code = result.exit_code
+                report_failure(result, run, echo)
+                break
+        try:
+            build_report_safely(run, html, kernel, echo, timeout)
+        except KeyboardInterrupt:
+            code = EXIT_INTERRUPTED
+    print_summary(run, outcomes, echo)
+    return code
+
+
+def report_failure(result: StepOutcome, run: artifacts.Run, echo) -> None:
+    saved = run.path / f"{result.step}.ipynb"
+    if result.exit_code == EXIT_BAD_INPUT:
+        echo(f"error: step {result.step} stopped on bad input: {result.message}")
+    elif result.exit_code == EXIT_INTERRUPTED:
+        echo(f"Interrupted during step {result.step}; the partial notebook is {saved}.")
+        return
+    else:
+        echo(f"error: step {result.step} failed: {result.message}")
+    echo(f"       the executed notebook (with the full traceback) is {saved}")
+
+
+def build_report_safely(run: artifacts.Run, html: bool, kernel: str, echo, timeout: float | None = None) -> None:
+    from helpers import report
+
+    try:
+        report.build_report(run, html=html, kernel_name=kernel, timeout=timeout)
+        echo(f"Report: {run.path / ('report.html' if html else 'report.ipynb')}")
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # the report must never hide the run's own outcome
+        echo(f"warning: the report could not be built ({type(exc).__name__}: {exc}); "
+             f"rebuild it with `playbook report {run.path}`")
+
+
+def print_summary(run: artifacts.Run, outcomes: Sequence[StepOutcome], echo) -> None:
+    manifest = run.read_manifest()
+    echo("")
+    echo("Step                            status        time")
+    for entry in manifest.get("steps", []):
+        duration = "" if entry.get("duration_s") is None else f"{entry['duration_s']:.1f} s"
+        echo(f"{entry['step']:<31} {entry['status']:<13} {duration}")
+    if manifest.get("kpis"):
+        echo("")
+        echo("KPI             target   achieved  passed")
+        for k in manifest["kpis"]:
+            achieved = "-" if k.get("achieved") is None else f"{k['achieved']:.3f}"
+            passed = "-" if k.get("passed") is None else ("yes" if k["passed"] else "NO")
+            echo(f"{k['metric']:<15} {k['target']:<8g} {achieved:<9} {passed}")

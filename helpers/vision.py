@@ -1,0 +1,767 @@
+"""Step 1: frame the problem, test whether ML is the right tool, set realistic KPIs.
+
+Everything here sees the training side only. Candidates (dummy, one-rule heuristic,
+quick standard model) are cross-validated once; their out-of-fold predictions are
+cached, so changing a KPI in the explorer re-scores without refitting.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from sklearn.base import clone
+from sklearn.compose import ColumnTransformer
+from sklearn.decomposition import PCA
+from sklearn.dummy import DummyClassifier, DummyRegressor
+from sklearn.impute import SimpleImputer
+from sklearn.model_selection import KFold, StratifiedKFold, cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder
+from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
+
+from helpers import kpis as kpi_mod
+from helpers.errors import PlaybookError
+from helpers.families import quick_family
+from helpers.features import as_model_input, make_preprocessor, split_kinds, with_model
+
+STEP = "01_vision_and_goals"
+LEAK_THRESHOLD = 0.99
+
+# --- problem framing ----------------------------------------------------------------
+
+
+def infer_problem_type(y: pd.Series | None, requested: str = "auto") -> tuple[str, str]:
+    """The problem type and the reason for it (explicit, or inferred from the target)."""
+    if requested and requested != "auto":
+        return requested, f"set explicitly (problem_type = {requested!r})"
+    if y is None:
+        return "clustering", "no target column: the task is to find structure (clustering)"
+    values = y.dropna()
+    n_unique = values.nunique()
+    if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+        return "classification", f"the target is not numeric ({n_unique} distinct labels)"
+    integral = np.allclose(values, np.round(values))
+    if integral and n_unique <= max(2, min(20, int(0.05 * len(values)))):
+        return "classification", f"the target is numeric but takes only {n_unique} whole-number values"
+    return "regression", f"the target is numeric with {n_unique} distinct values"
+
+
+def check_target(frame: pd.DataFrame, target: str | None, problem_type: str) -> pd.Series | None:
+    """The target column, checked: present, not all missing, enough classes or spread."""
+    if problem_type == "clustering" or not target:
+        return None
+    if target not in frame.columns:
+        raise PlaybookError(f"Target column {target!r} is not in the data.",
+                            f"set target to one of: {', '.join(map(str, frame.columns[:25]))}.")
+    y = frame[target]
+    if y.isna().all():
+        raise PlaybookError(f"Target column {target!r} is entirely missing.", "choose a column with labels.")
+    if problem_type == "classification":
+        counts = y.value_counts()
+        if len(counts) < 2:
+            raise PlaybookError(f"Target {target!r} has a single class ({counts.index[0]!r}): there is nothing to predict.",
+                                "use data with at least two classes, or a different target.")
+        if counts.min() < 2:
+            raise PlaybookError(f"Class {counts.index[-1]!r} of target {target!r} has only {counts.min()} row(s).",
+                                "collect more rows of that class or merge it with another class.")
+    if problem_type == "regression":
+        numeric = pd.to_numeric(y, errors="coerce")
+        if numeric[y.notna()].isna().any():
+            bad = y[y.notna() & numeric.isna()].iloc[0]
+            raise PlaybookError(f"Target {target!r} has non-numeric values (e.g. {bad!r}) but problem_type is regression.",
+                                "clean the target column, or use problem_type classification.")
+        if numeric.nunique() < 2:
+            raise PlaybookError(f"Target {target!r} is constant.", "choose a target that varies.")
+    return y
+
+
+def target_distribution_figure(y: pd.Series, problem_type: str):
+    fig, ax = plt.subplots(figsize=(5, 3))
+    if problem_type == "classification":
+        y.value_counts().sort_index().plot.bar(ax=ax, color="#4c72b0")
+        ax.set_ylabel("rows")
+    else:
+        ax.hist(pd.to_numeric(y, errors="coerce").dropna(), bins=30, color="#4c72b0")
+        ax.set_ylabel("rows")
+    ax.set_title(f"Target: {y.name}")
+    fig.tight_layout()
+    return fig
+
+
+def kpi_meanings(contract: kpi_mod.KpiContract) -> pd.DataFrame:
+    """What each KPI means for this problem, in words."""
+    rows = []
+    for metric, threshold in contract.kpis.items():
+        m = kpi_mod.METRICS[metric]
+        meaning = m.meaning
+        if contract.is_binary and metric in ("precision", "recall", "f1"):
+            meaning += f" (positive class: {contract.positive_label!r})"
+        elif contract.problem_type == "classification" and metric in ("precision", "recall", "f1") and contract.classes:
+            meaning += f" ({contract.average} average over {len(contract.classes)} classes)"
+        rows.append({"metric": metric, "target": threshold, "better": m.direction, "meaning": meaning})
+    return pd.DataFrame(rows)
+
+
+# --- columns set aside ----------------------------------------------------------------------
+
+
+def identifier_columns(frame: pd.DataFrame, exclude: Sequence[str] = ()) -> list[str]:
+    """Columns that look like row identifiers: (nearly) one distinct value per row, not float."""
+    found = []
+    n = len(frame)
+    for col in frame.columns:
+        if col in exclude or n < 20:
+            continue
+        s = frame[col].dropna()
+        if pd.api.types.is_float_dtype(s) or pd.api.types.is_bool_dtype(s):
+            continue
+        distinct = s.nunique() / max(len(s), 1)
+        named = any(tok in str(col).lower() for tok in ("id", "uuid", "key", "number", "code"))
+        if distinct >= 0.999 or (named and distinct >= 0.9):
+            if pd.api.types.is_integer_dtype(s) and not named and not _is_row_counter(s):
+                continue
+            found.append(col)
+    return found
+
+
+def _is_row_counter(s: pd.Series) -> bool:
+    values = np.sort(s.to_numpy())
+    return bool(len(values) > 1 and np.all(np.diff(values) == 1))
+
+
+def _one_column_pipeline(frame: pd.DataFrame, column: str, estimator):
+    numeric = pd.api.types.is_numeric_dtype(frame[column]) and not pd.api.types.is_bool_dtype(frame[column])
+    if numeric:
+        prep = ColumnTransformer([("x", SimpleImputer(strategy="median"), [column])])
+    else:
+        prep = ColumnTransformer([("x", make_pipeline(
+            SimpleImputer(strategy="constant", fill_value="missing"),
+            OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1, encoded_missing_value=-2),
+        ), [column])])
+    return make_pipeline(prep, estimator)
+
+
+def leakage_suspects(X: pd.DataFrame, y: pd.Series, problem_type: str, seed: int = 0,
+                     threshold: float = LEAK_THRESHOLD) -> pd.DataFrame:
+    """Single features that predict the target almost perfectly (cross-validated).
+
+    Classification: ROC AUC of a small tree on the one feature (one-vs-rest for
+    multi-class); regression: R². A score of at least ``threshold`` marks a suspect:
+    such a column is usually recorded after the outcome.
+    """
+    columns = ["column", "metric", "score", "suspect"]
+    if problem_type not in ("classification", "regression") or y is None:
+        return pd.DataFrame(columns=columns)
+    X = as_model_input(X, list(X.columns))
+    mask = y.notna().to_numpy()
+    X, y = X[mask], y[mask]
+    if problem_type == "classification":
+        y = y.astype(str)
+        metric = "roc_auc" if y.nunique() == 2 else "roc_auc_ovr"
+        estimator = DecisionTreeClassifier(max_depth=4, min_samples_leaf=5, random_state=seed)
+        cv = StratifiedKFold(3, shuffle=True, random_state=seed)
+    else:
+        y = pd.to_numeric(y)
+        metric = "r2"
+        estimator = DecisionTreeRegressor(max_depth=6, min_samples_leaf=5, random_state=seed)
+        cv = KFold(3, shuffle=True, random_state=seed)
+    if problem_type == "classification" and y.value_counts().min() < 3:
+        return pd.DataFrame(columns=columns)
+    rows = []
+    for col in X.columns:
+        if X[col].nunique(dropna=True) < 2:
+            continue
+        pipe = _one_column_pipeline(X, col, estimator)
+        score = float(np.mean(cross_val_score(pipe, X[[col]], y, cv=cv, scoring=metric)))
+        rows.append({"column": col, "metric": "r2" if metric == "r2" else "roc_auc", "score": score,
+                     "suspect": score >= threshold})
+    out = pd.DataFrame(rows, columns=columns)
+    return out.sort_values("score", ascending=False, ignore_index=True)
+
+
+# --- candidates: dummy, heuristic, quick model ------------------------------------------------
+
+
+@dataclass
+class Candidate:
+    """Cross-validated out-of-fold predictions of one candidate (cached for re-scoring)."""
+
+    name: str
+    kind: str  # baseline | heuristic | model
+    pred: np.ndarray
+    proba: np.ndarray | None = None  # (n, k) class probabilities, classes in contract order
+    description: str = ""
+    fit_seconds: float = 0.0
+
+
+@dataclass
+class Framing:
+    """Everything step 1 computed on the training side; the explorer reads it."""
+
+    contract: kpi_mod.KpiContract
+    y: pd.Series | None
+    folds: np.ndarray  # fold number of each training row
+    candidates: list[Candidate] = field(default_factory=list)
+    X_cluster: np.ndarray | None = None  # preprocessed features (clustering only)
+    heuristic: dict[str, Any] = field(default_factory=dict)
+
+    def candidate(self, name: str) -> Candidate:
+        return next(c for c in self.candidates if c.name == name)
+
+
+def make_folds(y: pd.Series | None, n_rows: int, problem_type: str, seed: int, n_splits: int = 5) -> np.ndarray:
+    folds = np.zeros(n_rows, dtype=int)
+    if problem_type == "classification":
+        n_splits = max(2, min(n_splits, int(y.value_counts().min())))
+        splitter = StratifiedKFold(n_splits, shuffle=True, random_state=seed)
+        parts = splitter.split(np.zeros(n_rows), y.astype(str))
+    else:
+        splitter = KFold(min(n_splits, n_rows), shuffle=True, random_state=seed)
+        parts = splitter.split(np.zeros(n_rows))
+    for i, (_, valid) in enumerate(parts):
+        folds[valid] = i
+    return folds
+
+
+def _oof(pipeline, X: pd.DataFrame, y: pd.Series, folds: np.ndarray, contract: kpi_mod.KpiContract) -> Candidate:
+    """Out-of-fold predictions (and class probabilities) with the given folds."""
+    import time
+
+    n = len(X)
+    classification = contract.problem_type == "classification"
+    pred = np.empty(n, dtype=object if classification else float)
+    proba = np.zeros((n, len(contract.classes))) if classification else None
+    started = time.perf_counter()
+    for f in np.unique(folds):
+        train, valid = folds != f, folds == f
+        model = clone(pipeline).fit(X[train], y[train])
+        pred[valid] = model.predict(X[valid])
+        if classification and hasattr(model, "predict_proba"):
+            p = model.predict_proba(X[valid])
+            order = [list(model.classes_).index(c) if c in list(model.classes_) else None for c in contract.classes]
+            for j, k in enumerate(order):
+                if k is not None:
+                    proba[valid, j] = p[:, k]
+    return Candidate("", "", pred, proba, fit_seconds=(time.perf_counter() - started) / len(np.unique(folds)))
+
+
+def rule_text(pipeline, column: str, contract: kpi_mod.KpiContract, numeric: bool) -> str:
+    """A fitted depth-1 tree on one column, written as an if-then rule."""
+    tree = pipeline[-1]
+    prep = pipeline[0]
+    if tree.tree_.node_count < 3:
+        const = tree.classes_[np.argmax(tree.tree_.value[0])] if hasattr(tree, "classes_") else tree.tree_.value[0][0][0]
+        return f"always predict {_fmt_value(const)}"
+    threshold = tree.tree_.threshold[0]
+    left, right = tree.tree_.children_left[0], tree.tree_.children_right[0]
+
+    def outcome(node):
+        if hasattr(tree, "classes_"):
+            return _fmt_value(tree.classes_[int(np.argmax(tree.tree_.value[node]))])
+        return _fmt_value(float(tree.tree_.value[node][0][0]))
+
+    if numeric:
+        return f"if {column} <= {threshold:.4g} then {outcome(left)} else {outcome(right)}"
+    onehot = prep.named_transformers_["x"][-1]
+    names = list(onehot.get_feature_names_out([column]))
+    feature = names[tree.tree_.feature[0]]
+    value = feature[len(column) + 1:]
+    return f"if {column} == {value!r} then {outcome(right)} else {outcome(left)}"
+
+
+def _fmt_value(v) -> str:
+    if isinstance(v, (float, np.floating)):
+        return f"{v:.4g}"
+    return repr(v.item() if isinstance(v, np.generic) else v)
+
+
+def _heuristic_pipeline(X: pd.DataFrame, column: str, problem_type: str, seed: int):
+    numeric = pd.api.types.is_numeric_dtype(X[column])
+    # balanced class weights: each side of the rule predicts the class it is most enriched in,
+    # so a rule on imbalanced data does not collapse to "always the majority class"
+    tree = (DecisionTreeClassifier(max_depth=1, class_weight="balanced", random_state=seed) if problem_type == "classification"
+            else DecisionTreeRegressor(max_depth=1, random_state=seed))
+    if numeric:
+        prep = ColumnTransformer([("x", SimpleImputer(strategy="median"), [column])])
+    else:
+        prep = ColumnTransformer([("x", make_pipeline(SimpleImputer(strategy="constant", fill_value="missing"),
+                                                      OneHotEncoder(handle_unknown="ignore", max_categories=20)), [column])])
+    return make_pipeline(prep, tree), numeric
+
+
+def heuristic_pipeline(X: pd.DataFrame, column: str, problem_type: str, seed: int = 0):
+    """The one-rule heuristic on ``column``: a depth-1 tree (steps 1 and 4 share it)."""
+    return _heuristic_pipeline(X, column, problem_type, seed)[0]
+
+
+def best_single_rule(X: pd.DataFrame, y: pd.Series, folds: np.ndarray, contract: kpi_mod.KpiContract,
+                     seed: int) -> tuple[Candidate, dict[str, Any]]:
+    """The best one-rule heuristic (a depth-1 tree on one feature).
+
+    Rules are ranked by balanced accuracy (classification) or R² (regression): a measure
+    that a rule cannot game by predicting one class everywhere, as it could on recall.
+    """
+    primary = "balanced_accuracy" if contract.problem_type == "classification" else "r2"
+    sign = 1
+    best: tuple[float, Candidate, str, bool] | None = None
+    for col in X.columns:
+        if X[col].nunique(dropna=True) < 2:
+            continue
+        pipe, numeric = _heuristic_pipeline(X, col, contract.problem_type, seed)
+        cand = _oof(pipe, X[[col]], y, folds, contract)
+        value = kpi_mod.score(primary, contract, y, cand.pred, cand.proba)
+        if np.isfinite(value) and (best is None or sign * value > sign * best[0]):
+            best = (value, cand, col, numeric)
+    if best is None:
+        raise PlaybookError("No feature varies, so no rule can be built.", "check the data: every feature is constant.")
+    _, cand, col, numeric = best
+    fitted = _heuristic_pipeline(X, col, contract.problem_type, seed)[0].fit(X[[col]], y)
+    rule = rule_text(fitted, col, contract, numeric)
+    cand.name, cand.kind, cand.description = "heuristic", "heuristic", rule
+    return cand, {"column": col, "rule": rule}
+
+
+def supervised_framing(X: pd.DataFrame, y: pd.Series, contract: kpi_mod.KpiContract, seed: int) -> Framing:
+    """Cross-validate the dummy baseline, the best one-rule heuristic and the quick model."""
+    X = as_model_input(X, list(X.columns))
+    y = y.reset_index(drop=True)
+    X = X.reset_index(drop=True)
+    folds = make_folds(y, len(y), contract.problem_type, seed)
+    framing = Framing(contract, y, folds)
+    dummy = (DummyClassifier(strategy="prior") if contract.problem_type == "classification"
+             else DummyRegressor(strategy="mean"))
+    cand = _oof(make_pipeline(dummy), X, y, folds, contract)
+    cand.name, cand.kind = "dummy", "baseline"
+    cand.description = "always the majority class / class shares" if contract.problem_type == "classification" else "always the mean"
+    framing.candidates.append(cand)
+    heuristic, info = best_single_rule(X, y, folds, contract, seed)
+    framing.candidates.append(heuristic)
+    framing.heuristic = info
+    family = quick_family(contract.problem_type)
+    numeric, categorical = split_kinds(X, list(X.columns))
+    pipe = with_model(make_preprocessor(numeric, categorical, scaler="none" if not family.scales_features else "standard"),
+                      family.build(seed, 1))
+    cand = _oof(pipe, X, y, folds, contract)
+    cand.name, cand.kind, cand.description = "quick_model", "model", family.name
+    framing.candidates.append(cand)
+    return framing
+
+
+def clustering_framing(X: pd.DataFrame, contract: kpi_mod.KpiContract, seed: int, k: int = 3) -> Framing:
+    """Trivial split (quantiles of the first principal component) against k-means."""
+    X = as_model_input(X, list(X.columns))
+    numeric, categorical = split_kinds(X, list(X.columns))
+    Z = make_preprocessor(numeric, categorical).fit_transform(X)
+    framing = Framing(contract, None, np.zeros(len(X), dtype=int), X_cluster=Z)
+    pc1 = PCA(n_components=1, random_state=seed).fit_transform(Z)[:, 0]
+    trivial = pd.qcut(pc1, q=k, labels=False, duplicates="drop")
+    framing.candidates.append(Candidate("trivial_split", "heuristic", np.asarray(trivial),
+                                        description=f"{k} groups by quantiles of the first principal component"))
+    family = quick_family("clustering")
+    labels = family.build(seed, 1).set_params(n_clusters=k).fit_predict(Z)
+    framing.candidates.append(Candidate("quick_model", "model", labels, description=f"{family.name} (k={k})"))
+    framing.heuristic = {"column": "first principal component", "rule": framing.candidates[0].description}
+    return framing
+
+
+# --- scoring, verdict, realism -------------------------------------------------------------------
+
+
+def candidate_scores(framing: Framing, metric: str, candidate: Candidate) -> tuple[float, float]:
+    """Mean and spread (std over folds) of one candidate on one metric."""
+    c = framing.contract
+    if c.problem_type == "clustering":
+        return kpi_mod.score(metric, c, None, X=framing.X_cluster, labels=candidate.pred), 0.0
+    values = []
+    for f in np.unique(framing.folds):
+        idx = framing.folds == f
+        proba = None if candidate.proba is None else candidate.proba[idx]
+        if proba is not None and c.is_binary:
+            proba = proba[:, c.classes.index(c.positive_label)]
+        values.append(kpi_mod.score(metric, c, framing.y[idx].to_numpy(), candidate.pred[idx], proba))
+    values = np.asarray(values, dtype=float)
+    return float(np.nanmean(values)), float(np.nanstd(values))
+
+
+def score_table(framing: Framing, contract: kpi_mod.KpiContract | None = None) -> pd.DataFrame:
+    """Candidates x KPIs: cross-validated mean, spread and pass/fail against the contract."""
+    contract = contract or framing.contract
+    rows = []
+    for cand in framing.candidates:
+        row: dict[str, Any] = {"candidate": cand.name, "description": cand.description}
+        for metric in contract.kpis:
+            mean, std = candidate_scores(framing, metric, cand)
+            row[metric] = mean
+            row[f"{metric}_std"] = std
+            row[f"{metric}_passed"] = contract.passed(metric, mean)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+@dataclass
+class Verdict:
+    code: str  # heuristic_suffices | proceed | revisit
+    text: str
+
+
+def verdict(table: pd.DataFrame, contract: kpi_mod.KpiContract, margin: float = 0.02) -> Verdict:
+    """Is ML the right tool? Compare the heuristic and the quick model against the KPIs."""
+    rows = {r["candidate"]: r for r in table.to_dict(orient="records")}
+    heuristic = rows.get("heuristic") or rows.get("trivial_split")
+    model = rows["quick_model"]
+    metrics = list(contract.kpis)
+    if all(heuristic[f"{m}_passed"] for m in metrics):
+        return Verdict("heuristic_suffices",
+                       f"The one-rule heuristic ({heuristic['description']}) already meets every KPI: "
+                       "consider not using ML, or raise the targets if the rule is not good enough in practice.")
+    clearly_better = [m for m in metrics if _normalised_gain(m, model, heuristic) > max(margin, _noise(m, model, heuristic))]
+    model_passes = [m for m in metrics if model[f"{m}_passed"]]
+    if len(clearly_better) * 2 > len(metrics) or (clearly_better and len(model_passes) == len(metrics)):
+        extra = ("and meets every KPI" if len(model_passes) == len(metrics)
+                 else f"and meets {len(model_passes)} of {len(metrics)} KPIs (see realism below)")
+        return Verdict("proceed", f"The quick model clearly beats the heuristic on {', '.join(clearly_better)} {extra}: "
+                                  "ML is worth it, proceed.")
+    return Verdict("revisit", "Neither the heuristic nor the quick model comes close to the KPIs and ML adds little "
+                              "over the rule: revisit the data (more signal, more rows) or the KPI targets.")
+
+
+def _scale(metric: str, reference: float) -> float:
+    """Bounded metrics compare in absolute units, unbounded ones (errors) relative to the reference."""
+    return 1.0 if np.isfinite(kpi_mod.METRICS[metric].high) else max(abs(reference), 1e-9)
+
+
+def _normalised_gain(metric: str, model: Mapping[str, Any], heuristic: Mapping[str, Any]) -> float:
+    sign = 1 if kpi_mod.METRICS[metric].direction == "higher" else -1
+    gain = sign * (model[metric] - heuristic[metric]) / _scale(metric, heuristic[metric])
+    return gain if np.isfinite(gain) else -np.inf
+
+
+def _noise(metric: str, model: Mapping[str, Any], heuristic: Mapping[str, Any]) -> float:
+    """Two fold-spreads of the model: a gain smaller than this could be chance."""
+    return 2 * model.get(f"{metric}_std", 0.0) / _scale(metric, heuristic[metric])
+
+
+def kpi_realism(framing: Framing, seed: int, n_boot: int = 200) -> pd.DataFrame:
+    """Bootstrap 95% interval of each KPI for the quick model; targets beyond the interval are flagged."""
+    c = framing.contract
+    model = framing.candidate("quick_model")
+    if c.problem_type == "clustering":
+        rows = []
+        for metric in c.kpis:
+            value = kpi_mod.score(metric, c, None, X=framing.X_cluster, labels=model.pred)
+            rows.append({"metric": metric, "target": c.kpis[metric], "direction": c.direction(metric), "achieved": value,
+                         "ci_low": np.nan, "ci_high": np.nan, "passed": c.passed(metric, value)})
+        table = pd.DataFrame(rows)
+    else:
+        proba = model.proba
+        if proba is not None and c.is_binary:
+            proba = proba[:, c.classes.index(c.positive_label)]
+        table = kpi_mod.kpi_intervals(c, framing.y.to_numpy(), model.pred, proba, n_boot=n_boot, seed=seed)
+    table["realistic"] = [_realistic(r, c) for r in table.to_dict(orient="records")]
+    return table
+
+
+def _realistic(row: Mapping[str, Any], contract: kpi_mod.KpiContract) -> str:
+    lo, hi, target = row["ci_low"], row["ci_high"], row["target"]
+    if not np.isfinite(lo):
+        return "met" if row["passed"] else "not met (no interval for this metric)"
+    if contract.is_binary and kpi_mod.m_needs_labels(row["metric"]) and not row["passed"]:
+        return "not met at the default 0.5 threshold: step 4 tunes the decision threshold"
+    if row["direction"] == "higher":
+        return "met" if target <= lo else "within reach" if target <= hi else "above the interval: unrealistic with this data"
+    return "met" if target >= hi else "within reach" if target >= lo else "below the interval: unrealistic with this data"
+
+
+def learning_curve_points(X: pd.DataFrame, y: pd.Series, contract: kpi_mod.KpiContract, seed: int,
+                          sizes: Sequence[float] = (0.2, 0.45, 1.0)) -> pd.DataFrame:
+    """Quick-model validation score of each KPI at growing training sizes (3-fold)."""
+    X = as_model_input(X, list(X.columns)).reset_index(drop=True)
+    y = y.reset_index(drop=True)
+    folds = make_folds(y, len(y), contract.problem_type, seed, n_splits=3)
+    family = quick_family(contract.problem_type)
+    numeric, categorical = split_kinds(X, list(X.columns))
+    pipe = with_model(make_preprocessor(numeric, categorical, scaler="none"), family.build(seed, 1))
+    rng = np.random.default_rng(seed)
+    rows = []
+    for f in np.unique(folds):
+        train_idx = np.flatnonzero(folds != f)
+        valid = folds == f
+        order = rng.permutation(train_idx)
+        for share in sizes:
+            idx = np.sort(order[: max(10, int(share * len(order)))])
+            if contract.problem_type == "classification" and y[idx].nunique() < 2:
+                continue
+            model = clone(pipe).fit(X.iloc[idx], y[idx])
+            pred = model.predict(X[valid])
+            proba = None
+            if contract.problem_type == "classification":
+                p = model.predict_proba(X[valid])
+                cols = [list(model.classes_).index(c) if c in list(model.classes_) else None for c in contract.classes]
+                proba = np.column_stack([p[:, k] if k is not None else np.zeros(valid.sum()) for k in cols])
+                if contract.is_binary:
+                    proba = proba[:, contract.classes.index(contract.positive_label)]
+            for metric in contract.kpis:
+                rows.append({"rows": len(idx), "metric": metric,
+                             "score": kpi_mod.score(metric, contract, y[valid].to_numpy(), pred, proba)})
+    return pd.DataFrame(rows).groupby(["metric", "rows"], as_index=False)["score"].mean()
+
+
+def rows_needed(points: pd.DataFrame, contract: kpi_mod.KpiContract, current_rows: int,
+                max_factor: float = 10.0) -> pd.DataFrame:
+    """Labelled rows each KPI target would need, from a power law fitted to the learning curve.
+
+    The gap to the metric's best value is modelled as ``gap = c * n^-alpha`` (a straight
+    line in log-log). Extrapolation beyond ``max_factor`` x the current rows is "unknown".
+    """
+    rows = []
+    for metric, target in contract.kpis.items():
+        m = kpi_mod.METRICS[metric]
+        pts = points[points["metric"] == metric].dropna()
+        best = m.high if m.direction == "higher" else m.low
+        gap = (best - pts["score"]) if m.direction == "higher" else (pts["score"] - best)
+        target_gap = (best - target) if m.direction == "higher" else (target - best)
+        current = pts.sort_values("rows")["score"].iloc[-1] if len(pts) else np.nan
+        estimate, note = None, ""
+        if contract.passed(metric, current):
+            note = "already met at the current size"
+        elif target_gap <= 0 or not np.isfinite(best):
+            note = "unknown (target at the metric's limit)" if target_gap <= 0 else "unknown"
+        elif len(pts) < 3 or (gap <= 0).any():
+            note = "unknown (too few points)"
+        else:
+            slope, intercept = np.polyfit(np.log(pts["rows"]), np.log(gap), 1)
+            alpha = -slope
+            if alpha <= 0.01:
+                note = "unknown: the learning curve is flat (more rows of the same data will not help)"
+            else:
+                n_needed = float(np.exp((intercept - np.log(target_gap)) / alpha))
+                per_fold_rows = pts["rows"].max()
+                scaled = n_needed * current_rows / per_fold_rows
+                if scaled <= max_factor * current_rows:
+                    estimate, note = int(scaled), f"about {int(scaled):,} labelled rows"
+                else:
+                    note = f"unknown: more than {max_factor:g}x the current rows"
+        rows.append({"metric": metric, "target": target, "current": current, "rows_needed": estimate, "note": note})
+    return pd.DataFrame(rows)
+
+
+def learning_curve_figure(points: pd.DataFrame, contract: kpi_mod.KpiContract):
+    metrics = list(contract.kpis)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3), squeeze=False)
+    for ax, metric in zip(axes[0], metrics, strict=True):
+        pts = points[points["metric"] == metric]
+        ax.plot(pts["rows"], pts["score"], "o-", color="#4c72b0", label="quick model")
+        ax.axhline(contract.kpis[metric], color="#c44e52", ls="--", label="target")
+        ax.set_xscale("log")
+        ax.set_title(metric)
+        ax.set_xlabel("training rows")
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def comparison_figure(table: pd.DataFrame, contract: kpi_mod.KpiContract, metrics: Sequence[str] | None = None):
+    """Bars: each candidate's cross-validated score per KPI, with the target as a line."""
+    metrics = list(metrics or contract.kpis)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3), squeeze=False)
+    colors = {"baseline": "#8c8c8c", "heuristic": "#dd8452", "model": "#4c72b0"}
+    for ax, metric in zip(axes[0], metrics, strict=True):
+        kinds = ["baseline" if c == "dummy" else "model" if c == "quick_model" else "heuristic" for c in table["candidate"]]
+        ax.bar(table["candidate"], table[metric], yerr=table.get(f"{metric}_std"),
+               color=[colors[k] for k in kinds], capsize=3)
+        ax.axhline(contract.kpis[metric], color="#c44e52", ls="--")
+        ax.set_title(f"{metric} (target {contract.kpis[metric]:g})", fontsize=10)
+        ax.tick_params(axis="x", labelrotation=20, labelsize=8)
+    fig.tight_layout()
+    return fig
+
+
+# --- explorer -----------------------------------------------------------------------------------
+
+
+def kpi_explorer_controls(contract: kpi_mod.KpiContract) -> dict[str, Any]:
+    """Metric dropdown and threshold slider, starting at the contract's first KPI."""
+    import ipywidgets as w
+
+    metric, target = next(iter(contract.kpis.items()))
+    bounded = kpi_mod.METRICS[metric].high <= 1
+    return {"metric": w.Dropdown(options=metrics_for(contract.problem_type), value=metric, description="KPI"),
+            "threshold": w.FloatSlider(value=target, min=0.0 if bounded else 0.0, max=1.0 if bounded else max(10 * target, 1.0),
+                                       step=0.01, description="threshold", continuous_update=False)}
+
+
+def kpi_explorer_update(framing: Framing):
+    """An update function for the KPI explorer: metric + threshold -> verdict, from cached predictions."""
+    base = framing.contract
+    cache: dict[str, pd.DataFrame] = {}
+
+    def update(metric: str, threshold: float):
+        contract = kpi_mod.KpiContract(base.problem_type, {metric: float(threshold)}, base.positive_label,
+                                       base.average, base.classes)
+        if metric not in cache:
+            cache[metric] = score_table(framing, kpi_mod.KpiContract(base.problem_type, {metric: 0.5 if kpi_mod.METRICS[metric].high <= 1 else 1.0},
+                                                                     base.positive_label, base.average, base.classes))
+        table = cache[metric].copy()
+        table[f"{metric}_passed"] = [contract.passed(metric, v) for v in table[metric]]
+        v = verdict(table, contract)
+        parts = [f"{r['candidate']} {r[metric]:.3f} ({'pass' if r[f'{metric}_passed'] else 'fail'})"
+                 for r in table.to_dict(orient="records")]
+        text = f"{metric} {'>=' if base.direction(metric) == 'higher' else '<='} {threshold:g}: " + "; ".join(parts) + f". Verdict: {v.code}."
+        return text, comparison_figure(table, contract, [metric])
+
+    return update
+
+
+DEFAULT_KPIS = {"classification": {"balanced_accuracy": 0.70}, "regression": {"r2": 0.50},
+                "clustering": {"silhouette": 0.25}}
+
+
+def build_contract(params: Mapping[str, Any], problem_type: str, y: pd.Series | None) -> kpi_mod.KpiContract:
+    """The KPI contract: validated thresholds, resolved positive label, averaging, classes."""
+    kpis = kpi_mod.validate_kpis(params.get("kpis") or DEFAULT_KPIS[problem_type], problem_type)
+    if problem_type != "classification":
+        return kpi_mod.KpiContract(problem_type, kpis)
+    classes = sorted(pd.unique(y.dropna()).tolist(), key=str)
+    positive = kpi_mod.resolve_positive_label(y, params.get("positive_label")) if len(classes) == 2 else None
+    return kpi_mod.KpiContract(problem_type, kpis, positive, params.get("kpi_average", "macro"), classes)
+
+
+def labelled_rows(frame: pd.DataFrame, target: str | None) -> tuple[pd.DataFrame, int]:
+    """Rows with a known target (rows without one cannot be used to learn or score)."""
+    if not target:
+        return frame, 0
+    keep = frame[target].notna()
+    return frame[keep], int((~keep).sum())
+
+
+def set_aside_columns(train: pd.DataFrame, params: Mapping[str, Any], problem_type: str,
+                      y: pd.Series | None) -> dict[str, Any]:
+    """Identifier columns and leakage suspects, named and removed before any comparison."""
+    from helpers.features import feature_columns
+
+    candidates = feature_columns(train, params)
+    identifiers = identifier_columns(train[candidates])
+    remaining = [c for c in candidates if c not in identifiers]
+    leaks = leakage_suspects(train[remaining], y, problem_type, seed=params.get("seed", 0)) if y is not None else \
+        pd.DataFrame(columns=["column", "metric", "score", "suspect"])
+    leaking = leaks.loc[leaks["suspect"].astype(bool), "column"].tolist()
+    features = [c for c in remaining if c not in leaking]
+    if not features:
+        raise PlaybookError("No usable feature is left after setting aside identifiers and leakage suspects.",
+                            "add feature columns, or check id_column / sensitive_columns.")
+    return {"identifiers": identifiers, "leakage": leaking, "leakage_table": leaks, "features": features,
+            "excluded_by_parameters": [c for c in train.columns if c not in candidates]}
+
+
+def metrics_for(problem_type: str) -> list[str]:
+    return [m for m, v in kpi_mod.METRICS.items() if v.problem_type == problem_type]
+
+
+# --- documents and report --------------------------------------------------------------------
+
+
+def charter_context(params: Mapping[str, Any], contract: kpi_mod.KpiContract, table: pd.DataFrame, v: Verdict,
+                    realism: pd.DataFrame, needed: pd.DataFrame, set_aside: Mapping[str, Any],
+                    provenance: Mapping[str, Any], framing_reason: str) -> dict[str, Any]:
+    return {
+        "project": params["project_name"], "problem_statement": params.get("problem_statement") or "(to be written by the team)",
+        "dataset": provenance.get("source", params.get("dataset")), "rows": provenance.get("rows"),
+        "target": params.get("target"), "problem_type": contract.problem_type, "problem_type_reason": framing_reason,
+        "positive_label": contract.positive_label, "average": contract.average,
+        "kpis": kpi_meanings(contract).to_dict(orient="records"),
+        "baselines": table.to_dict(orient="records"), "metrics": list(contract.kpis),
+        "verdict": v, "realism": realism.to_dict(orient="records"), "needed": needed.to_dict(orient="records"),
+        "set_aside": set_aside,
+    }
+
+
+def report_section(run) -> None:
+    """Step 1's section of the report: verdict, candidates, KPI realism, charter link."""
+    from IPython.display import HTML, Image, Markdown, display
+
+    s = run.read_summary(STEP)
+    display(Markdown("## 1. Vision and measurable goals"))
+    display(HTML(f"<p><b>Problem type:</b> {html.escape(s['problem_type'])} ({html.escape(s['problem_type_reason'])})<br>"
+                 f"<b>Verdict:</b> {html.escape(s['verdict']['code'])}: {html.escape(s['verdict']['text'])}<br>"
+                 f"<b>Heuristic:</b> {html.escape(str(s.get('heuristic', {}).get('rule', 'n/a')))}</p>"))
+    metrics = [k["metric"] for k in s["contract"]["kpis"]]
+    baselines = pd.DataFrame(s["baselines"])
+    display(baselines[["candidate", "description"] + metrics].round(3))
+    display(pd.DataFrame(s["kpi_realism"]).round(3))
+    for name in ("candidates.png", "learning_curve.png"):
+        path = run.artifacts / STEP / name
+        if path.exists():
+            display(Image(filename=str(path)))
+    display(Markdown(f"Documents: [charter.md](artifacts/{STEP}/charter.md), [executed notebook]({STEP}.ipynb)"))
+
+
+def headline(run) -> dict[str, Any]:
+    s = run.read_summary(STEP)
+    return {"verdict": s["verdict"], "problem_type": s["problem_type"], "target": s.get("target")}
+
+
+def step_summary(params: Mapping[str, Any], problem_type: str, reason: str, contract: kpi_mod.KpiContract,
+                 baselines: pd.DataFrame, v: Verdict, realism: pd.DataFrame, needed: pd.DataFrame,
+                 set_aside: Mapping[str, Any], framing: Framing, unlabelled: int, train_rows: int) -> dict[str, Any]:
+    """Step 1's machine-readable findings (``summary.json``); ``contract`` is read by later steps."""
+    return {
+        "project": params["project_name"], "problem_statement": params.get("problem_statement"),
+        "target": params.get("target"), "problem_type": problem_type, "problem_type_reason": reason,
+        "contract": contract.to_dict(), "baselines": baselines.to_dict(orient="records"),
+        "verdict": {"code": v.code, "text": v.text}, "heuristic": framing.heuristic,
+        "kpi_realism": realism.to_dict(orient="records"), "rows_needed": needed.to_dict(orient="records"),
+        "set_aside": {"identifiers": set_aside["identifiers"], "leakage": set_aside["leakage"],
+                      "leakage_table": set_aside["leakage_table"].head(10).to_dict(orient="records"),
+                      "excluded_by_parameters": set_aside["excluded_by_parameters"]},
+        "features": set_aside["features"], "training_rows": train_rows, "unlabelled_rows_left_out": unlabelled,
+    }
+
+
+def record_contract(run, params: Mapping[str, Any], contract: kpi_mod.KpiContract) -> None:
+    """Put the KPI targets in the manifest (achieved values are filled by step 4)."""
+    manifest = run.read_manifest()
+    achieved = {k["metric"]: k for k in manifest.get("kpis") or []}
+    rows = []
+    for metric, target in contract.kpis.items():
+        old = achieved.get(metric, {})
+        same = old.get("target") == target
+        rows.append({"metric": metric, "target": target, "direction": contract.direction(metric),
+                     "achieved": old.get("achieved") if same else None, "passed": old.get("passed") if same else None})
+    run.update_manifest(project=manifest.get("project") or params["project_name"], kpis=rows)
+
+
+# --- exercises --------------------------------------------------------------------------------------
+
+
+def check_exercise_1(answer: str | None, summary: Mapping[str, Any]) -> str:
+    """Exercise 1: which column was set aside as a leakage suspect?"""
+    expected = [c for c in summary["set_aside"]["leakage"]]
+    if answer is None:
+        msg = "Not answered yet: set `answer` to a column name."
+    elif not expected:
+        msg = "No column was flagged as a leak in this run, so any answer is wrong: look at the leakage table again."
+    elif str(answer) in expected:
+        msg = f"Right: {answer!r} predicts the target almost perfectly on its own, so it was probably recorded after the outcome."
+    else:
+        msg = f"Not quite: {answer!r} was not flagged. Look at the leakage table (score >= {LEAK_THRESHOLD})."
+    print(msg)
+    return msg
+
+
+def check_exercise_2(answer: str | None, summary: Mapping[str, Any]) -> str:
+    """Exercise 2: what is the verdict code (heuristic_suffices, proceed or revisit)?"""
+    expected = summary["verdict"]["code"]
+    if answer is None:
+        msg = "Not answered yet: set `answer` to heuristic_suffices, proceed or revisit."
+    elif answer == expected:
+        msg = f"Right: the verdict is {expected!r}."
+    else:
+        msg = f"Not quite: compare the heuristic and the quick model with the KPI targets (you said {answer!r})."
+    print(msg)
+    return msg
