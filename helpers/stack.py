@@ -269,14 +269,12 @@ def _release_free_memory() -> None:
     Without this, a fit re-uses memory an earlier fit freed and its peak looks like zero.
     """
     import ctypes
-    import ctypes.util
     import gc
 
-    gc.collect()
-    name = ctypes.util.find_library("c")
-    if name and platform.system() == "Linux":
+    gc.collect(1)  # young generations: a full collection costs ~0.15 s with pandas and sklearn loaded
+    if platform.system() == "Linux":
         try:
-            ctypes.CDLL(name).malloc_trim(0)
+            ctypes.CDLL(None).malloc_trim(0)  # the process's own symbols include libc's
         except (OSError, AttributeError):
             pass
 
@@ -603,6 +601,7 @@ class ScalingStudy:
     n_rows: int
     bytes_per_row: float
     machine: Machine
+    memory_method: str = "rss"  # how fit peaks were measured: rss, tracemalloc or none
 
     def memory_bytes(self, family: str, n: float) -> float:
         """Data in memory plus the fit's projected peak at ``n`` rows."""
@@ -632,13 +631,18 @@ class ScalingStudy:
 
     def to_dict(self) -> dict[str, Any]:
         return {"n_rows": self.n_rows, "bytes_per_row": self.bytes_per_row, "machine": asdict(self.machine),
-                "curves": {name: c.to_dict() for name, c in self.curves.items()}}
+                "memory_method": self.memory_method, "curves": {name: c.to_dict() for name, c in self.curves.items()}}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ScalingStudy:
         curves = {name: FamilyCurves.from_dict(name, c) for name, c in d["curves"].items()}
-        return cls(curves, int(d["n_rows"]), float(d["bytes_per_row"]), Machine(**d["machine"]))
+        return cls(curves, int(d["n_rows"]), float(d["bytes_per_row"]), Machine(**d["machine"]),
+                   d.get("memory_method", "rss"))
 
+
+MEMORY_METHODS = {"rss": "the peak resident memory the process added during the fit, read from Linux /proc",
+                  "tracemalloc": "a tracemalloc estimate, which misses memory native libraries allocate directly",
+                  "none": "not measured: data only"}
 
 MAX_ROWS = 1e13  # beyond any table: "never" for practical purposes
 
@@ -656,7 +660,8 @@ def build_study(prepared: Prepared, measurements: pd.DataFrame, env: Mapping[str
     """Curves from the measurements, plus the data size and memory per row of the train side."""
     X = prepared.X("train")
     bytes_per_row = float(X.memory_usage(deep=True).sum()) / max(len(X), 1)
-    return ScalingStudy(fit_curves(measurements), len(X), bytes_per_row, Machine.from_environment(env))
+    return ScalingStudy(fit_curves(measurements), len(X), bytes_per_row, Machine.from_environment(env),
+                        measurements.attrs.get("memory_method", "rss"))
 
 
 GROWTHS = {"current": 1.0, "10x": 10.0, "100x": 100.0}
@@ -864,6 +869,15 @@ def compute_thresholds(study: ScalingStudy) -> list[dict[str, Any]]:
     return out
 
 
+def thresholds_table(study: ScalingStudy) -> pd.DataFrame:
+    """``compute_thresholds`` formatted for people."""
+    rows = [{"family": t["family"], "this machine up to (rows)": format_rows(t["this_machine_rows"]),
+             "limited by": t["this_machine_limited_by"],
+             "one bigger machine up to (rows)": format_rows(t["bigger_machine_rows"]),
+             "limited by ": t["bigger_machine_limited_by"]} for t in compute_thresholds(study)]
+    return pd.DataFrame(rows).set_index("family")
+
+
 # --- cloud mapping ----------------------------------------------------------------------------
 
 CLOUD_NEEDS = ("storage", "training", "experiment_tracking", "serving", "monitoring")
@@ -911,9 +925,10 @@ def plot_curves(study: ScalingStudy, kind: str = "time", growth: float | None = 
             pts = [(p["n_rows"], p["fit_s"]) for p in c.points]
             ax.plot(grid, c.time.predict(grid), color=color, label=f"{name} (b = {c.time.b:.2f})")
         else:
-            pts = [(p["n_rows"], p["peak_bytes"] / 2**20) for p in c.points if p["peak_bytes"] is not None]
+            pts = [(p["n_rows"], (study.bytes_per_row * p["n_rows"] + p["peak_bytes"]) / 2**20)
+                   for p in c.points if p["peak_bytes"] is not None]
             ax.plot(grid, [study.memory_bytes(name, n) / 2**20 for n in grid], color=color,
-                    label=f"{name}" + (f" (b = {c.memory.b:.2f})" if c.memory else ""))
+                    label=f"{name}" + (f" (fit peak b = {c.memory.b:.2f})" if c.memory else ""))
         if pts:
             ax.scatter(*zip(*pts, strict=True), color=color, zorder=3)
         if growth:
@@ -992,6 +1007,7 @@ def render_decision(context: StackContext, env: Mapping[str, Any], study: Scalin
         curves=curves_table(study).reset_index().to_dict(orient="records"), projections=proj,
         thresholds=thresholds, decisions=decisions, cloud=cloud_table(services).reset_index().to_dict(orient="records"),
         providers=list(services["providers"].values()), reviewed=str(services["reviewed"]),
+        memory_method=MEMORY_METHODS.get(study.memory_method, study.memory_method),
         headroom=MEMORY_HEADROOM, tuning_limit=format_seconds(TUNING_LIMIT_S), tuning_fits=tuning_fits(),
         tiers=COMPUTE_TIERS)
 
@@ -1009,6 +1025,7 @@ def build_summary(env: Mapping[str, Any], study: ScalingStudy, measurements: pd.
         "n_rows": study.n_rows,
         "bytes_per_row": study.bytes_per_row,
         "machine": asdict(study.machine),
+        "memory_method": study.memory_method,
         "curves": {name: c.to_dict() for name, c in study.curves.items()},
         "projections": proj,
         "thresholds": compute_thresholds(study),
@@ -1022,20 +1039,22 @@ def build_summary(env: Mapping[str, Any], study: ScalingStudy, measurements: pd.
     }
 
 
-def save(run: Run, *, summary: Mapping[str, Any], decision_md: str, measurements: pd.DataFrame,
-         projections_frame: pd.DataFrame, figures: Mapping[str, Any]) -> pd.DataFrame:
-    """Write the lock file, decision record, tables, figures and summary; return a table of what was written."""
+def save(run: Run, *, decision_md: str, measurements: pd.DataFrame, projections_frame: pd.DataFrame,
+         figures: Mapping[str, Any]) -> pd.DataFrame:
+    """Write the lock file, decision record, tables and figures; return a table of what was written.
+
+    The notebook writes the summary itself (``run.write_summary``), last, once everything else exists.
+    """
     paths = [write_lock(run), run.write_artifact_text(STEP, DECISION_FILE, decision_md),
              run.write_table(STEP, "scaling_measurements.csv", measurements),
              run.write_table(STEP, "projections.csv", projections_frame)]
     paths += [run.save_figure(STEP, name, fig) for name, fig in figures.items()]
-    paths.append(run.write_summary(STEP, summary))
     return pd.DataFrame({"file": [run.relative(p) for p in paths]})
 
 
 def study_from_summary(summary: Mapping[str, Any]) -> ScalingStudy:
-    return ScalingStudy.from_dict({"n_rows": summary["n_rows"], "bytes_per_row": summary["bytes_per_row"],
-                                   "machine": summary["machine"], "curves": summary["curves"]})
+    keys = ("n_rows", "bytes_per_row", "machine", "memory_method", "curves")
+    return ScalingStudy.from_dict({k: summary[k] for k in keys if k in summary})
 
 
 def headline(run: Run) -> dict[str, Any]:

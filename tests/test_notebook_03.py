@@ -1,0 +1,92 @@
+"""Step 3's notebook end to end under papermill, after steps 1 and 2 in the same run folder."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = ROOT / "playbook"
+STEPS = ("01_vision_and_goals", "02_data_foundation", "03_tools_and_stack")
+BUDGET_S = 3.0
+DATASET = "builtin:breast_cancer"  # small: keeps steps 1 and 2 fast; step 3 does not depend on the data set
+
+pytestmark = pytest.mark.slow
+
+
+def papermill(step: str, out: Path, run_dir: Path, *extra: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "papermill", str(NOTEBOOKS / f"{step}.ipynb"), str(out), "-p", "run_dir",
+           str(run_dir), "-p", "interactive", "False", "--no-progress-bar", *extra]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("nb03")
+    run_dir = folder / "run"
+    for step in STEPS[:2]:
+        done = papermill(step, folder / f"{step}.ipynb", run_dir, "-p", "dataset", DATASET)
+        assert done.returncode == 0, done.stderr[-3000:]
+    done = papermill(STEPS[2], folder / f"{STEPS[2]}.ipynb", run_dir, "-p", "scaling_budget_s", str(BUDGET_S))
+    assert done.returncode == 0, done.stderr[-3000:]
+    return run_dir
+
+
+def read_summary(run_dir: Path) -> dict:
+    return json.loads((run_dir / "artifacts" / STEPS[2] / "summary.json").read_text())
+
+
+def test_summary_has_curves_projections_and_decisions(run_dir):
+    s = read_summary(run_dir)
+    assert set(s["curves"]) == {"logistic_regression", "random_forest", "hist_gradient_boosting",
+                                "k_nearest_neighbors"}
+    for curve in s["curves"].values():
+        assert curve["points"] and curve["a"] > 0 and curve["b"] >= 0
+    for scales in s["projections"].values():
+        assert {"current", "10x", "100x"} <= set(scales)
+        assert all(v["verdict"] in ("this_machine", "bigger_machine", "distributed") for v in scales.values())
+    assert set(s["decisions"]) == {"language_and_libraries", "compute", "cloud"}
+    assert s["context"]["data_kind"] == "tabular" and s["context"]["problem_type"] == "classification"
+    assert s["environment"]["cpu"]["usable_cores"] >= 1
+    assert s["slowest_family"] in s["curves"]
+
+
+def test_budget_is_respected(run_dir):
+    s = read_summary(run_dir)
+    longest = max(p["fit_s"] for c in s["curves"].values() for p in c["points"])
+    # at most one fit beyond the budget; a family's first point repeats its fit, hence 3x; generous margin
+    assert s["measurement"]["elapsed_s"] <= BUDGET_S + 3 * longest + 2.0
+
+
+def test_documents_lock_file_and_figures(run_dir):
+    folder = run_dir / "artifacts" / STEPS[2]
+    record = (folder / "stack_decision.md").read_text()
+    assert "## Decisions" in record and "Amazon S3" in record
+    assert "| problem type | classification |" in record
+    lock = (folder / "requirements.lock.txt").read_text().splitlines()
+    assert any(line.startswith("scikit-learn==") for line in lock)
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["lock_file"] == f"artifacts/{STEPS[2]}/requirements.lock.txt"
+    for name in ("scaling_time.png", "scaling_memory.png", "scaling_measurements.csv", "projections.csv"):
+        assert (folder / name).stat().st_size > 0, name
+
+
+def test_executed_notebook_shows_the_static_explorer(run_dir):
+    nb = nbformat.read(run_dir.parent / f"{STEPS[2]}.ipynb", as_version=4)
+    html_outputs = [o.get("data", {}).get("text/html", "") for c in nb.cells if c.cell_type == "code"
+                    for o in c.get("outputs", [])]
+    readouts = [h for h in html_outputs if "playbook-readout" in h]
+    assert len(readouts) == 3 and all("rows: one fit" in h for h in readouts)
+    exercise_out = "".join(o.get("text", "") for c in nb.cells[-6:] if c.cell_type == "code" for o in c.outputs)
+    assert exercise_out.count("Not answered yet") == 3
+
+
+def test_opened_on_its_own_it_names_the_step_to_run(tmp_path):
+    done = papermill(STEPS[2], tmp_path / "out.ipynb", tmp_path / "empty-run")
+    assert done.returncode != 0
+    assert "PlaybookError" in done.stderr and "02_data_foundation" in done.stderr
