@@ -218,8 +218,8 @@ def plan_cleaning(train_raw: pd.DataFrame, params: Mapping[str, Any],
 
 def _canonical(series: pd.Series, mapping: Mapping[str, str]) -> pd.Series:
     uniques = series.dropna().unique()
-    lookup = {v: mapping.get(quality.normalise_text(v), v) for v in uniques}
-    return series.map(lambda v: lookup.get(v, v) if pd.notna(v) else v)
+    lookup = {v: mapping.get(quality.normalise_text(v), v) for v in uniques}  # per distinct value: fast
+    return series.map(lookup).where(series.notna(), series)
 
 
 def to_number(series: pd.Series) -> pd.Series:
