@@ -191,7 +191,7 @@ def check_columns(columns: Sequence[str], package: Package) -> Validation:
 def check_values(frame: pd.DataFrame, package: Package, v: Validation) -> pd.DataFrame:
     """Type errors; out-of-range values and unseen categories (counted). Returns numeric-coerced features."""
     out = frame
-    for name in package.meta.get("numeric", []):
+    for name in [c for c in package.meta.get("numeric", []) if c in frame.columns]:
         raw = frame[name]
         values = raw if pd.api.types.is_numeric_dtype(raw) else pd.to_numeric(raw, errors="coerce")
         bad = values.isna() & raw.notna() & (raw.astype(str).str.strip() != "")
@@ -207,7 +207,7 @@ def check_values(frame: pd.DataFrame, package: Package, v: Validation) -> pd.Dat
         if out is frame:
             out = frame.copy()
         out[name] = values.astype(float)
-    for name in package.meta.get("categorical", []):
+    for name in [c for c in package.meta.get("categorical", []) if c in frame.columns]:
         known = package.columns.get(name, {}).get("categories")
         if known:
             s = frame[name]
@@ -219,8 +219,6 @@ def check_values(frame: pd.DataFrame, package: Package, v: Validation) -> pd.Dat
 def validate(frame: pd.DataFrame, package: Package) -> tuple[pd.DataFrame, Validation]:
     """Apply step 2's data fixes, then check the batch against the schema (errors are not raised)."""
     v = check_columns(list(frame.columns), package)
-    if v.errors:
-        return frame, v
     cleaned = apply_fixes(frame, package.cleaning)
     return check_values(cleaned, package, v), v
 
@@ -256,30 +254,36 @@ def model_input(frame: pd.DataFrame, package: Package) -> pd.DataFrame:
     return X
 
 
+def predict_arrays(package: Package, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
+    """Labels (thresholded when binary) and probabilities: positive class (binary), all classes, or None."""
+    meta = package.meta
+    X = model_input(frame, package)
+    if meta.get("problem_type") == "classification" and hasattr(package.model, "predict_proba"):
+        proba = package.model.predict_proba(X)
+        classes = list(package.model.classes_)
+        labels = _labels(proba, classes, meta)
+        if len(classes) == 2 and meta.get("positive_label") is not None:
+            return labels, proba[:, _class_index(classes, meta["positive_label"])]
+        return labels, proba
+    return package.model.predict(X), None
+
+
 def predict_frame(package: Package, frame: pd.DataFrame) -> pd.DataFrame:
     """Predictions for validated, fixed rows: key column, label (thresholded), probabilities."""
     meta = package.meta
-    X = model_input(frame, package)
     id_col = meta.get("id_column")
     out = pd.DataFrame(index=frame.index)
     if id_col and id_col in frame.columns:
         out[id_col] = frame[id_col].to_numpy()
     else:
         out["row"] = np.arange(len(frame))
-    ptype = meta.get("problem_type")
-    if ptype == "classification" and hasattr(package.model, "predict_proba"):
-        proba = package.model.predict_proba(X)
-        classes = list(package.model.classes_)
-        out["prediction"] = _labels(proba, classes, meta)
-        if len(classes) == 2 and meta.get("positive_label") is not None:
-            out[f"proba_{meta['positive_label']}"] = proba[:, _class_index(classes, meta["positive_label"])]
-        else:
-            for i, c in enumerate(classes):
-                out[f"proba_{c}"] = proba[:, i]
-    elif ptype == "clustering":
-        out["cluster"] = package.model.predict(X)
-    else:
-        out["prediction"] = package.model.predict(X)
+    labels, proba = predict_arrays(package, frame)
+    out["cluster" if meta.get("problem_type") == "clustering" else "prediction"] = labels
+    if proba is not None and proba.ndim == 1:
+        out[f"proba_{meta['positive_label']}"] = proba
+    elif proba is not None:
+        for i, c in enumerate(package.model.classes_):
+            out[f"proba_{c}"] = proba[:, i]
     return out
 
 
@@ -445,3 +449,118 @@ def render_model_card(context: Mapping[str, Any]) -> str:
     from helpers.documents import render
 
     return render("model_card.md.j2", **context)
+
+
+# --- the notebook's deployment half -------------------------------------------------------------------
+
+
+def sample_rows(prepared, n: int = 5) -> pd.DataFrame:
+    """A few held-out rows as new data looks: no target column."""
+    rows = prepared.test.head(n)
+    return rows.drop(columns=[prepared.target]) if prepared.target in rows.columns else rows
+
+
+def broken_batch(sample: pd.DataFrame, package: Package) -> pd.DataFrame:
+    """A deliberately broken copy of ``sample``: each kind of schema violation once."""
+    broken = sample.copy().reset_index(drop=True)
+    numeric, categorical = package.meta.get("numeric", []), package.meta.get("categorical", [])
+    if numeric:
+        broken = broken.drop(columns=numeric[0])  # a missing column
+    if len(numeric) > 1:
+        col = numeric[1]
+        broken[col] = broken[col].astype(object)
+        broken.loc[0, col] = "n/a (typed by hand)"  # text in a numeric column
+        hi = package.columns.get(col, {}).get("max")
+        if hi is not None and len(broken) > 1:
+            broken.loc[1, col] = hi * 10 + 1  # outside the training range
+    if categorical:
+        broken[categorical[0]] = broken[categorical[0]].astype(object)
+        broken.loc[len(broken) - 1, categorical[0]] = "brand-new category"
+    broken["free_text_note"] = "extra column"  # a column the model does not know
+    return broken
+
+
+def validation_table(frame: pd.DataFrame, package: Package) -> pd.DataFrame:
+    """Everything validation finds in a batch (errors and warnings), without raising."""
+    _, v = validate(frame, package)
+    return v.table()
+
+
+def measure_throughput(package: Package, frame: pd.DataFrame, n_rows: int = 20_000) -> dict[str, float]:
+    """Rows per second of validate + predict on ``n_rows`` rows (held-out rows repeated)."""
+    reps = int(np.ceil(n_rows / max(len(frame), 1)))
+    big = pd.concat([frame] * reps, ignore_index=True).head(n_rows)
+    started = time.perf_counter()
+    predict_batch(package, big)
+    seconds = time.perf_counter() - started
+    return {"rows": n_rows, "seconds": round(seconds, 3), "rows_per_s": round(n_rows / seconds)}
+
+
+def primary_metric(contract) -> str | None:
+    """The contract's first KPI: what champion/challenger and group comparisons use."""
+    return next(iter(contract.kpis), None)
+
+
+def group_metrics(package: Package, prepared, contract, *, n_boot: int = 100, seed: int = 0) -> pd.DataFrame:
+    """The primary KPI per group of every sensitive column on the test side, with intervals."""
+    from helpers.monitoring import batch_kpis
+
+    cols = ["column", "group", "rows", "metric", "value", "ci_low", "ci_high", "passed"]
+    metric = primary_metric(contract)
+    if not prepared.target or not metric or contract.problem_type == "clustering":
+        return pd.DataFrame(columns=cols)
+    test = prepared.test
+    labels, proba = predict_arrays(package, test)
+    single = type(contract)(contract.problem_type, {metric: contract.kpis[metric]}, contract.positive_label,
+                            contract.average, contract.classes)
+    rows = []
+    for column in [c for c in prepared.sensitive_columns if c in test.columns]:
+        for group, idx in test.groupby(column, dropna=False).indices.items():
+            t = batch_kpis(single, test[prepared.target].to_numpy()[idx], labels[idx],
+                              None if proba is None else proba[idx], n_boot=n_boot, seed=seed).iloc[0]
+            rows.append({"column": column, "group": group, "rows": len(idx), "metric": metric, "value": t["achieved"],
+                         "ci_low": t["ci_low"], "ci_high": t["ci_high"], "passed": t["passed"]})
+    return pd.DataFrame(rows, columns=cols)
+
+
+def model_card_context(run: Run, package: Package, prepared, groups: pd.DataFrame,
+                       params: Mapping[str, Any]) -> dict[str, Any]:
+    """Everything the model card template needs, from steps 1-4 and this step."""
+    s1 = run.optional_summary(STEP_NOTEBOOKS[0]) or {}
+    meta, manifest = package.meta, run.read_manifest()
+    kpis = list(meta.get("kpis") or manifest.get("kpis") or [])
+    caveats = [f"KPI {k['metric']} missed its target ({k.get('achieved')} vs {k['target']})." for k in kpis
+               if k.get("passed") is False]
+    caveats.append("Test-side results come from one split; intervals show how much they could move.")
+    caveats.append("Drift and retraining were exercised on simulated batches unless monitor_data was given.")
+    cleaning = prepared.cleaning or {}
+    fixes = [f"numbers stored as text in {c}" for c in cleaning.get("numeric_text", [])]
+    fixes += [f"spellings unified in {c}" for c in cleaning.get("spellings", {})]
+    fixes += [f"column {c} dropped" for c in cleaning.get("drop_columns", [])]
+    return {"project": manifest.get("project") or s1.get("project") or "project", "version": f"v{meta.get('version', 1)}",
+            "family": meta.get("family"), "created_at": meta.get("created_at"), "params": meta.get("params") or {},
+            "problem_type": meta.get("problem_type"), "target": meta.get("target"),
+            "positive_label": meta.get("positive_label"), "threshold": meta.get("threshold"),
+            "features": package.features, "model_path": run.relative(package.path / "model.skops"),
+            "problem_statement": s1.get("problem_statement") or "**[to be completed by the team]**",
+            "sensitive_columns": prepared.sensitive_columns, "kpis": kpis, "test_rows": len(prepared.test),
+            "dataset": (manifest.get("dataset") or {}).get("source"), "train_rows": len(prepared.train),
+            "training_sha": meta.get("training_data_sha256"), "cleaning": fixes,
+            "group_metric": groups["metric"].iloc[0] if len(groups) else None,
+            "groups": groups.to_dict(orient="records"), "caveats": caveats}
+
+
+def check_exercise_1(answer: int | None) -> str:
+    """Exercise 1: which exit code of `playbook gate` stops a deployment when one KPI is missed?"""
+    if answer is None:
+        return _say("Not answered yet: set `answer` to an exit code (0, 1 or 2).")
+    if answer == 1:
+        return _say("Right: 1 means a KPI was measured and missed; CI stops before the deploy job.")
+    if answer == 2:
+        return _say("Not quite: 2 means the run has no measured KPIs at all (step 4 did not run).")
+    return _say(f"Not quite: {answer} is not it. 0 means every KPI passed; look at gate_message above.")
+
+
+def _say(text: str) -> str:
+    print(text)
+    return text

@@ -308,11 +308,80 @@ def batches_from_data(frame: pd.DataFrame, *, time_column: str | None, n_batches
 Predictor = Callable[[pd.DataFrame], tuple[np.ndarray, np.ndarray | None]]  # X -> (labels, proba or None)
 
 
+# Vectorised bootstrap: scoring each resample through sklearn.metrics costs ~3 ms of input
+# validation per call, which made step 5 (thousands of resamples per run) far too slow. These
+# formulas score all resamples at once; `kpis.score` (sklearn) still gives every point value,
+# and a unit test checks the formulas against sklearn.
+_FAST_BINARY = {"accuracy", "precision", "recall", "f1", "roc_auc", "log_loss"}
+_FAST_REGRESSION = {"mae", "rmse", "r2", "mape"}
+
+
+def has_fast_bootstrap(contract: KpiContract, metric: str) -> bool:
+    if contract.problem_type == "regression":
+        return metric in _FAST_REGRESSION
+    return contract.is_binary and metric in _FAST_BINARY
+
+
+def resample_scores(metric: str, contract: KpiContract, y_true, y_pred, proba, idx: np.ndarray) -> np.ndarray:
+    """``metric`` on every resample (rows of ``idx``), vectorised; NaN where undefined."""
+    if contract.problem_type == "regression":
+        y = np.asarray(y_true, dtype=float)[idx]
+        e = np.asarray(y_pred, dtype=float)[idx] - y
+        if metric == "mae":
+            return np.abs(e).mean(axis=1)
+        if metric == "rmse":
+            return np.sqrt((e ** 2).mean(axis=1))
+        if metric == "mape":
+            return (np.abs(e) / np.maximum(np.abs(y), np.finfo(float).eps)).mean(axis=1)
+        total = ((y - y.mean(axis=1, keepdims=True)) ** 2).sum(axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(total > 0, 1 - (e ** 2).sum(axis=1) / total, np.nan)
+    pos = (np.asarray(y_true, dtype=object) == contract.positive_label)[idx]
+    if metric in ("roc_auc", "log_loss"):
+        p = np.asarray(proba, dtype=float)[idx]
+        if metric == "log_loss":
+            p = np.clip(p, 1e-15, 1 - 1e-15)
+            return -(pos * np.log(p) + (~pos) * np.log(1 - p)).mean(axis=1)
+        n_pos = pos.sum(axis=1)
+        n_neg = pos.shape[1] - n_pos
+        ranks = stats.rankdata(p, axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            auc = ((ranks * pos).sum(axis=1) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+        return np.where((n_pos > 0) & (n_neg > 0), auc, np.nan)
+    pred = (np.asarray(y_pred, dtype=object) == contract.positive_label)[idx]
+    tp = (pos & pred).sum(axis=1)
+    fp = (~pos & pred).sum(axis=1)
+    fn = (pos & ~pred).sum(axis=1)
+    if metric == "accuracy":
+        return (pos == pred).mean(axis=1)
+    num, den = {"precision": (tp, tp + fp), "recall": (tp, tp + fn), "f1": (2 * tp, 2 * tp + fp + fn)}[metric]
+    return np.divide(num, den, out=np.zeros(len(num)), where=den > 0)
+
+
+def _percentiles(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    finite = values[np.isfinite(values)]
+    if not finite.size:
+        return float("nan"), float("nan")
+    alpha = (1 - level) / 2
+    return float(np.quantile(finite, alpha)), float(np.quantile(finite, 1 - alpha))
+
+
 def batch_kpis(contract: KpiContract, y_true, y_pred, proba, *, n_boot: int = 100, seed: int = 0) -> pd.DataFrame:
-    """Every KPI of the contract on one labelled batch, with a bootstrap interval."""
+    """Every KPI of the contract on one labelled batch, with a bootstrap 95% interval."""
     if contract.problem_type == "clustering":
         return pd.DataFrame(columns=["metric", "target", "direction", "achieved", "ci_low", "ci_high", "passed"])
-    return kpi_intervals(contract, y_true, y_pred, proba, n_boot=n_boot, seed=seed)
+    if not all(has_fast_bootstrap(contract, m) for m in contract.kpis):
+        return kpi_intervals(contract, y_true, y_pred, proba, n_boot=n_boot, seed=seed)
+    y_true = np.asarray(y_true, dtype=object if contract.problem_type == "classification" else float)
+    idx = np.random.default_rng(seed).integers(0, len(y_true), (n_boot, len(y_true)))
+    rows = []
+    for metric in contract.kpis:
+        value = score(metric, contract, y_true, y_pred, proba)
+        lo, hi = _percentiles(resample_scores(metric, contract, y_true, y_pred, proba, idx)) if n_boot else (
+            float("nan"), float("nan"))
+        rows.append({"metric": metric, "target": contract.kpis[metric], "direction": contract.direction(metric),
+                     "achieved": value, "ci_low": lo, "ci_high": hi, "passed": contract.passed(metric, value)})
+    return pd.DataFrame(rows)
 
 
 def prediction_shares(labels: np.ndarray, proba: np.ndarray | None) -> np.ndarray:
@@ -423,10 +492,432 @@ def compare_models(contract: KpiContract, metric: str, y_true, champion: tuple, 
     full = np.arange(len(y))
     champ, chall = value(champion, full), value(challenger, full)
     gain = sign * (chall - champ)
-    lo, hi = bootstrap_interval(lambda idx: sign * (value(challenger, idx) - value(champion, idx)), len(y),
-                                n_boot=n_boot, seed=seed)
+    if has_fast_bootstrap(contract, metric):
+        idx = np.random.default_rng(seed).integers(0, len(y), (n_boot, len(y)))
+        lo, hi = _percentiles(sign * (resample_scores(metric, contract, y, *challenger, idx)
+                                      - resample_scores(metric, contract, y, *champion, idx)))
+    else:
+        lo, hi = bootstrap_interval(lambda idx: sign * (value(challenger, idx) - value(champion, idx)), len(y),
+                                    n_boot=n_boot, seed=seed)
     promote = bool(np.isfinite(gain) and gain >= margin)
     verdict = (f"promote: {metric} improves by {gain:+.3f} (>= margin {margin:g})" if promote else
                f"keep champion: {metric} changes by {gain:+.3f} (< margin {margin:g})")
     return {"metric": metric, "champion": champ, "challenger": chall, "gain": gain, "gain_ci_low": lo,
             "gain_ci_high": hi, "margin": margin, "promote": promote, "verdict": verdict}
+
+
+# --- the notebook's monitoring half ------------------------------------------------------------------
+
+MAX_CHALLENGERS = 2  # at most this many retrains per run keeps step 5 fast; later triggers are recorded only
+N_IMPORTANT = 3  # the policy watches drift on this many most important features
+
+
+def feature_importance(model, X: pd.DataFrame, y: pd.Series | None, *, seed: int, n_rows: int = 800) -> pd.DataFrame:
+    """Permutation importance of each feature (drop in the model's default score), on a sample."""
+    from sklearn.inspection import permutation_importance
+
+    sample = X.sample(min(n_rows, len(X)), random_state=seed)
+    target = None if y is None else y.loc[sample.index]
+    result = permutation_importance(model, sample, target, n_repeats=3, random_state=seed, n_jobs=1)
+    return (pd.DataFrame({"feature": X.columns, "importance": result.importances_mean,
+                          "std": result.importances_std})
+            .sort_values("importance", ascending=False, kind="stable").reset_index(drop=True))
+
+
+def important_features(importance: pd.DataFrame, n: int = N_IMPORTANT) -> list[str]:
+    return importance.loc[importance["importance"] > 0, "feature"].head(n).tolist()
+
+
+def shift_feature(importance: pd.DataFrame, numeric: Sequence[str]) -> str | None:
+    """The feature the simulation shifts: the most important numeric feature."""
+    ranked = [f for f in importance["feature"] if f in numeric]
+    return ranked[0] if ranked else None
+
+
+def production_batches(params, prepared, *, feature: str | None, positive_label: Any = None,
+                       time_column: str | None = None) -> tuple[list[pd.DataFrame], pd.DataFrame, str]:
+    """Real ``monitor_data`` cut into periods, or the simulation from the test side; and its source."""
+    if params.get("monitor_data"):
+        from helpers.datasets import load_source
+
+        frame = load_source(params["monitor_data"])
+        batches = batches_from_data(frame, time_column=time_column if time_column in frame.columns else None,
+                                    n_batches=params["n_batches"])
+        schedule = pd.DataFrame({"batch": [int(b["batch"].iloc[0]) for b in batches],
+                                 "rows": [len(b) for b in batches],
+                                 "labelled": [bool(prepared.target and prepared.target in b.columns
+                                                   and b[prepared.target].notna().all()) for b in batches]})
+        return batches, schedule, "monitor_data"
+    batches, schedule = simulate_batches(prepared.test, target=prepared.target, problem_type=prepared.problem_type,
+                                         n_batches=params["n_batches"], magnitude=params["drift_magnitude"],
+                                         feature=feature, seed=params["seed"],
+                                         positive_label=positive_label)
+    return batches, schedule, "simulation"
+
+
+def track_all(package, batches: Sequence[pd.DataFrame], detector: DriftDetector, contract: KpiContract, *,
+              reference_pred: np.ndarray, n_boot: int = 50, seed: int = 0) -> list[dict[str, Any]]:
+    """Validate (as ``playbook predict`` does), predict and track every batch."""
+    from helpers import deployment
+
+    results = []
+    for batch in batches:
+        fixed, v = deployment.validate(batch, package)
+        if v.errors:
+            results.append({"drift": pd.DataFrame(columns=["feature", "psi", "band", "test", "statistic", "p_value",
+                                                           "alert"]),
+                            "kpis": None, "prediction_psi": float("nan"), "labels": None, "proba": None,
+                            "n_rows": len(batch), "validation": v, "fixed": fixed})
+            continue
+        res = track_batch(fixed, features=package.features,
+                          predictor=lambda X: deployment.predict_arrays(package, X), detector=detector,
+                          contract=contract, target=package.meta.get("target"), reference_pred=reference_pred,
+                          n_boot=n_boot, seed=seed)
+        res.update(validation=v, fixed=fixed)
+        results.append(res)
+    return results
+
+
+def validation_alerts(results: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """Schema findings per batch (errors stop a batch; warnings are counted)."""
+    rows = []
+    for b, res in enumerate(results, start=1):
+        for r in res["validation"].table().itertuples():
+            rows.append({"batch": b, "feature": "(schema)", "kind": f"schema {r.severity}", "reason": r.finding})
+    return pd.DataFrame(rows, columns=["batch", "feature", "kind", "reason"])
+
+
+def policy_inputs(results: Sequence[dict[str, Any]]) -> tuple[list[bool | None], list[dict[str, float]]]:
+    """Per batch: whether any KPI failed (None when unlabelled) and {feature: PSI}."""
+    breached = [None if r["kpis"] is None else bool((r["kpis"]["passed"] == False).any())  # noqa: E712
+                for r in results]
+    drift = [dict(zip(r["drift"]["feature"], r["drift"]["psi"], strict=True)) for r in results]
+    return breached, drift
+
+
+def retrain_challengers(package, prepared, batches: Sequence[pd.DataFrame], results: Sequence[dict[str, Any]],
+                        decisions: Sequence[dict[str, Any]], contract: KpiContract, *, margin: float, seed: int,
+                        run=None, promote_for_real: bool = False) -> list[dict[str, Any]]:
+    """For each batch where the policy fires: train a challenger, compare, record the decision.
+
+    The challenger is the champion's pipeline (``sklearn.base.clone``) refitted on the
+    training side plus the labelled batches before the firing one; both models are
+    compared on the firing batch. Challengers are saved as ``models/v2``, ... when
+    ``run`` is given; the manifest's champion changes only when ``promote_for_real``.
+    """
+    from sklearn.base import clone
+
+    from helpers import artifacts, deployment, modelio
+
+    metric = deployment.primary_metric(contract)
+    target = prepared.target
+    records, version = [], _next_version(run)
+    for d in [d for d in decisions if d["retrain"]][:MAX_CHALLENGERS]:
+        b = d["batch"] - 1
+        latest = results[b]
+        if latest["kpis"] is None or metric is None:
+            records.append({"batch": d["batch"], "reason": d["reason"], "verdict": "no labels: cannot compare",
+                            "promote": False})
+            continue
+        earlier = [results[i]["fixed"] for i in range(b) if results[i]["kpis"] is not None]
+        train = pd.concat([prepared.train, *earlier], ignore_index=True)
+        challenger = clone(package.model).fit(deployment.model_input(train, package), train[target])
+        chall_pkg = deployment.Package(challenger, package.meta, package.schema, package.cleaning, package.path)
+        record = compare_models(contract, metric, latest["fixed"][target], (latest["labels"], latest["proba"]),
+                                deployment.predict_arrays(chall_pkg, latest["fixed"]), margin=margin, seed=seed)
+        record.update(batch=d["batch"], reason=d["reason"], trained_on_rows=len(train))
+        if run is not None:
+            folder = run.models_dir(version)
+            modelio.save_model(challenger, folder / "model.skops")
+            artifacts.write_json(folder / "model_meta.json", {**package.meta, "version": version,
+                                                              "challenger_of": package.meta.get("version", 1),
+                                                              "comparison": record, "training_rows": len(train)})
+            record["saved_as"] = run.relative(folder)
+            if record["promote"] and promote_for_real:
+                run.update_manifest(champion={"version": version, "path": f"models/v{version}/model.skops",
+                                              "family": package.meta.get("family")})
+            version += 1
+        records.append(record)
+    return records
+
+
+def _next_version(run) -> int:
+    if run is None:
+        return 2
+    existing = [int(p.name[1:]) for p in (run.path / "models").glob("v*") if p.name[1:].isdigit()]
+    return max([1, *existing]) + 1
+
+
+def timeline_figure(kpi: pd.DataFrame, drift: pd.DataFrame, features: Sequence[str]):
+    """KPIs per batch against the contract's thresholds (top) and drift scores per batch (bottom)."""
+    import matplotlib.pyplot as plt
+
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
+    for i, (metric, rows) in enumerate(kpi.groupby("metric", sort=False)):
+        color = f"C{i}"
+        err = np.vstack([rows["achieved"] - rows["ci_low"], rows["ci_high"] - rows["achieved"]]).clip(0)
+        top.errorbar(rows["batch"], rows["achieved"], yerr=None if np.isnan(err).all() else err, marker="o",
+                     color=color, label=metric, capsize=3)
+        top.axhline(rows["target"].iloc[0], color=color, linestyle="--", linewidth=1)
+    top.set_ylabel("KPI (dashed: target)")
+    top.set_title("KPIs per production batch, with 95% intervals")
+    if len(kpi):
+        top.legend(fontsize=8)
+    for i, feature in enumerate(features):
+        rows = drift[drift["feature"] == feature]
+        bottom.plot(rows["batch"], rows["psi"], marker="o", color=f"C{i + 3}", label=feature)
+    preds = drift.drop_duplicates("batch")
+    bottom.plot(preds["batch"], preds["prediction_psi"], marker="s", color="black", label="(predictions)")
+    for level, name in zip(PSI_BANDS, ("moderate", "significant"), strict=True):
+        bottom.axhline(level, color="grey", linestyle=":", linewidth=1)
+        bottom.text(drift["batch"].max() + 0.05, level, name, fontsize=7, va="bottom")
+    bottom.set_ylabel("PSI")
+    bottom.set_xlabel("batch")
+    bottom.set_title("Drift of the most important features and of the predictions")
+    bottom.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def false_alarm_figure(rates: pd.DataFrame):
+    """Share of undrifted batches each check would flag, against the test's nominal level."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3))
+    x = np.arange(len(rates))
+    ax.bar(x - 0.2, rates["test_alarm_rate"], width=0.4, label="KS / chi-square p < alpha")
+    ax.bar(x + 0.2, rates["psi_alarm_rate"], width=0.4, label="PSI >= 0.25")
+    ax.axhline(rates["nominal"].iloc[0], color="black", linestyle="--", label="nominal level alpha")
+    ax.set_xticks(x, rates["feature"], rotation=45, ha="right", fontsize=8)
+    ax.set_ylabel("false-alarm rate")
+    ax.set_title(f"Alarms on undrifted batches of {int(rates['batch_size'].iloc[0])} rows")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+# --- the drift simulator (explorer) -------------------------------------------------------------------
+
+
+def drift_scenarios(package, prepared, contract: KpiContract, detector: DriftDetector, policy: RetrainingPolicy, *,
+                    features: Sequence[str], magnitudes: Sequence[float], n_batches: int, seed: int,
+                    reference_pred: np.ndarray, positive_label: Any = None) -> dict[tuple[str, float], dict]:
+    """Precomputed simulations for the explorer: one per (shifted feature, magnitude), point KPIs only."""
+    out = {}
+    for feature in features:
+        for m in magnitudes:
+            batches, _ = simulate_batches(prepared.test, target=prepared.target, problem_type=prepared.problem_type,
+                                          n_batches=n_batches, magnitude=m, feature=feature, seed=seed,
+                                          batch_size=300, positive_label=positive_label)
+            results = track_all(package, batches, detector, contract, reference_pred=reference_pred, n_boot=0)
+            kpi, drift = timeline(results)
+            breached, psis = policy_inputs(results)
+            out[(feature, float(m))] = {"kpi": kpi, "drift": drift, "alerts": alerts_table(kpi, drift),
+                                        "decisions": policy.decide(breached, psis)}
+    return out
+
+
+def scenario_update(scenarios: dict[tuple[str, float], dict], metric: str | None):
+    """The explorer's update function: (feature, magnitude) -> readout text and figure."""
+    import matplotlib.pyplot as plt
+
+    def update(feature: str, magnitude: float):
+        s = scenarios[(feature, float(magnitude))]
+        rows = s["drift"][s["drift"]["feature"] == feature]
+        last = rows.iloc[-1]
+        fired = [d for d in s["decisions"] if d["retrain"]]
+        text = (f"Shift on {feature} x{magnitude:g}: last batch PSI {last['psi']:.2f} ({last['band']}), "
+                f"{last['test']} p = {last['p_value']:.2g}; {len(s['alerts'])} alert(s). ")
+        k = s["kpi"][s["kpi"]["metric"] == metric] if metric else s["kpi"].iloc[0:0]
+        if len(k):
+            text += f"{metric}: {k['achieved'].iloc[0]:.3f} -> {k['achieved'].iloc[-1]:.3f}. "
+        text += (f"Retraining first fires at batch {fired[0]['batch']} ({fired[0]['reason']})." if fired
+                 else "Retraining never fires.")
+        fig, (a, b) = plt.subplots(1, 2, figsize=(8, 2.6))
+        a.plot(rows["batch"], rows["psi"], marker="o")
+        for level in PSI_BANDS:
+            a.axhline(level, color="grey", linestyle=":")
+        a.set_title(f"PSI of {feature}")
+        a.set_xlabel("batch")
+        if len(k):
+            b.plot(k["batch"], k["achieved"], marker="o")
+            b.axhline(k["target"].iloc[0], color="red", linestyle="--")
+            b.set_title(f"{metric} (dashed: target)")
+        b.set_xlabel("batch")
+        fig.tight_layout()
+        return text, fig
+
+    return update
+
+
+def scenario_controls(features: Sequence[str], magnitudes: Sequence[float]) -> dict[str, Any]:
+    import ipywidgets as w
+
+    return {"feature": w.Dropdown(options=list(features), description="feature"),
+            "magnitude": w.SelectionSlider(options=[float(m) for m in magnitudes], value=float(magnitudes[-1]),
+                                           description="magnitude")}
+
+
+def check_exercise_2(answer: int | None, decisions: Sequence[dict[str, Any]]) -> str:
+    """Exercise 2: which batch first triggers retraining, and why?"""
+    fired = [d for d in decisions if d["retrain"]]
+    if answer is None:
+        return _say("Not answered yet: set `answer` to a batch number (or 0 if retraining never fires).")
+    expected = fired[0]["batch"] if fired else 0
+    if answer == expected:
+        why = fired[0]["reason"] if fired else "no trigger in any batch"
+        return _say(f"Right: batch {expected}. Why: {why}.")
+    return _say(f"Not quite: batch {answer} is not the first trigger. Look at the decisions table: "
+                "which is the first row with retrain = True?")
+
+
+def check_exercise_3(answer: str | None) -> str:
+    """Exercise 3: in which PSI band is a PSI of 0.18?"""
+    if answer is None:
+        return _say("Not answered yet: set `answer` to 'stable', 'moderate' or 'significant'.")
+    if str(answer).strip().lower() == psi_band(0.18):
+        return _say("Right: 0.18 is between 0.1 and 0.25, a moderate shift: investigate, no alarm yet.")
+    return _say(f"Not quite: {answer!r}. The bands are < 0.1 stable, 0.1-0.25 moderate, >= 0.25 significant.")
+
+
+def _say(text: str) -> str:
+    print(text)
+    return text
+
+
+# --- readiness facts, save, report -----------------------------------------------------------------------
+
+STEP = "05_deployment_and_monitoring"
+
+
+def readiness_facts(*, package_dir, sample_check, gate_code: int, card: str, groups: pd.DataFrame,
+                    importance: pd.DataFrame, results: Sequence[dict[str, Any]], alerts: pd.DataFrame,
+                    decisions: Sequence[dict[str, Any]], challengers: Sequence[dict[str, Any]],
+                    throughput: dict[str, Any]) -> dict[str, Any]:
+    """What this step measured, as the facts the ML Test Score rubric looks up (falsy = not shown)."""
+    labelled = [r for r in results if r["kpis"] is not None]
+    finite = all(_finite_outputs(r) for r in results if r["labels"] is not None)
+    return {
+        "schema_validation": sample_check is not None and (package_dir / "schema.json").exists(),
+        "feature_importance": f"{len(importance)} features ranked" if len(importance) else None,
+        "cleaning_replayed": (package_dir / "cleaning.json").exists(),
+        "model_card": bool(card),
+        "batch_kpis": f"{len(labelled)} labelled batches" if labelled else None,
+        "staleness": f"KPI decay over {len(labelled)} batches" if len(labelled) > 1 else None,
+        "group_metrics": f"{len(groups)} groups" if len(groups) else None,
+        "lock_file": (package_dir / "requirements.lock.txt").exists(),
+        "package_loads": True,
+        "gate": f"exit code {gate_code}" if gate_code in (0, 1) else None,
+        "single_rows": True,
+        "challenger_compared": f"{len(challengers)} challenger(s)" if any("gain" in c for c in challengers) else None,
+        "batch_validation": f"{len(results)} batches validated",
+        "same_code_path": True,
+        "retraining_policy": f"{sum(d['retrain'] for d in decisions)} trigger(s) in {len(decisions)} batches",
+        "finite_predictions": finite,
+        "throughput": f"{throughput['rows_per_s']:,} rows/s",
+        "kpi_alerts": f"{int((alerts['kind'] == 'KPI breach').sum())} KPI alert(s)" if labelled else None,
+    }
+
+
+def _finite_outputs(result: dict[str, Any]) -> bool:
+    proba = result["proba"]
+    if proba is None:
+        labels = np.asarray(result["labels"])
+        return bool(not np.issubdtype(labels.dtype, np.number) or np.isfinite(labels.astype(float)).all())
+    p = np.asarray(proba, dtype=float)
+    return bool(np.isfinite(p).all() and (p >= 0).all() and (p <= 1).all())
+
+
+def save_step(run, *, workflow: str, card: str, schedule: pd.DataFrame, kpi_timeline: pd.DataFrame,
+              drift_timeline: pd.DataFrame, alerts: pd.DataFrame, decisions, challengers, false_alarms: pd.DataFrame,
+              readiness_table: pd.DataFrame, readiness_summary: dict[str, Any], figures: dict[str, Any], package_dir,
+              gate_code: int, source: str, shifted: str | None, important: Sequence[str], throughput: dict[str, Any],
+              groups: pd.DataFrame, params) -> dict[str, Any]:
+    """Write every step-5 artifact, then the summary (last: its presence means the step finished)."""
+    from helpers import deployment
+
+    run.write_artifact_text(STEP, "ci_workflow.yml", workflow)
+    run.write_artifact_text(STEP, "model_card.md", card)
+    tables = {"schedule.csv": schedule, "kpi_timeline.csv": kpi_timeline,
+              "drift_timeline.csv": drift_timeline, "alerts.csv": alerts, "decisions.csv": pd.DataFrame(decisions),
+              "challengers.csv": pd.DataFrame(challengers), "false_alarms.csv": false_alarms,
+              "readiness.csv": readiness_table, "group_metrics.csv": groups}
+    for name, table in tables.items():
+        run.write_table(STEP, name, table)
+    for name, fig in figures.items():
+        run.save_figure(STEP, name, fig)
+    code_text = deployment.gate_message(gate_code, pd.DataFrame()).splitlines()[-1] if gate_code == 2 else \
+        ("passed" if gate_code == 0 else "failed")
+    summary = {
+        "package": {"path": run.relative(package_dir), "files": deployment.package_contents(package_dir)["file"].tolist()},
+        "throughput_rows_per_s": throughput["rows_per_s"],
+        "gate": {"exit_code": gate_code, "result": code_text},
+        "monitoring": {"source": source, "batches": len(schedule), "shifted_feature": shifted,
+                       "important_features": list(important), "alerts": len(alerts),
+                       "alerts_by_kind": alerts["kind"].value_counts().to_dict(),
+                       "first_drift_alert_batch": _first(alerts, "drift"),
+                       "first_kpi_breach_batch": _first(alerts, "KPI breach")},
+        "retraining": {"policy": {"retrain_after_breaches": params["retrain_after_breaches"],
+                                  "drift_threshold": params["drift_threshold"],
+                                  "promotion_margin": params["promotion_margin"]},
+                       "decisions": list(decisions), "challengers": list(challengers),
+                       "champion_changed": any(c.get("promote") for c in challengers) and source == "monitor_data"},
+        "readiness": {**readiness_summary, "scores": readiness_table[["id", "score", "status"]].to_dict(orient="records")},
+        "documents": {"model_card": f"artifacts/{STEP}/model_card.md", "ci_workflow": f"artifacts/{STEP}/ci_workflow.yml"},
+    }
+    run.write_summary(STEP, summary)
+    return run.read_summary(STEP)
+
+
+def _first(alerts: pd.DataFrame, kind: str) -> int | None:
+    rows = alerts.loc[alerts["kind"] == kind, "batch"]
+    return int(rows.min()) if len(rows) else None
+
+
+def summary_overview(summary: dict[str, Any]) -> pd.DataFrame:
+    """The headline numbers of step 5 as a small table."""
+    m, r, ready = summary["monitoring"], summary["retraining"], summary["readiness"]
+    promoted = [c for c in r["challengers"] if c.get("promote")]
+    facts = {"model package": summary["package"]["path"], "KPI gate": summary["gate"]["result"],
+             "prediction throughput (rows/s)": f"{summary['throughput_rows_per_s']:,}",
+             "production batches": f"{m['batches']} ({m['source']})", "alerts": m["alerts"],
+             "retraining triggers": sum(d["retrain"] for d in r["decisions"]),
+             "challengers (promoted)": f"{len(r['challengers'])} ({len(promoted)})",
+             "readiness (ML Test Score)": f"{ready['final']:g} (weakest: {ready['weakest_section']})"}
+    return pd.DataFrame({"value": [str(v) for v in facts.values()]}, index=list(facts))
+
+
+def headline(run) -> dict[str, Any]:
+    """First-screen facts for the report: readiness score and band, gate result, monitoring alerts."""
+    s = run.read_summary(STEP)
+    ready = s["readiness"]
+    return {"readiness": {"final": ready["final"], "band": ready["band"], "sections": ready["sections"],
+                          "weakest_section": ready["weakest_section"]},
+            "gate": s["gate"]["result"], "alerts": s["monitoring"]["alerts"],
+            "retraining_triggers": sum(d["retrain"] for d in s["retraining"]["decisions"])}
+
+
+def report_section(run) -> None:
+    """Step 5's report section: overview, readiness, monitoring figure, alerts, documents."""
+    import html
+
+    from IPython.display import HTML, Image, Markdown, display
+
+    s = run.read_summary(STEP)
+    display(Markdown("## 5. Deployment and monitoring"))
+    display(summary_overview(s))
+    ready = s["readiness"]
+    display(HTML(f"<p><b>Production readiness (ML Test Score):</b> {ready['final']:g} &mdash; "
+                 f"{html.escape(ready['band'])}</p>"))
+    folder = run.artifacts / STEP
+    for name in ("readiness.png", "monitoring_timeline.png"):
+        if (folder / name).exists():
+            display(Image(filename=str(folder / name)))
+    if (folder / "alerts.csv").exists():
+        alerts = pd.read_csv(folder / "alerts.csv")
+        display(alerts.head(15))
+    if (folder / "decisions.csv").exists():
+        display(pd.read_csv(folder / "decisions.csv"))
+    docs = s["documents"]
+    display(Markdown(f"Documents: [model card]({docs['model_card']}), [CI workflow]({docs['ci_workflow']}), "
+                     f"[model package]({s['package']['path']}), [executed notebook]({STEP}.ipynb)"))

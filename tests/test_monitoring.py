@@ -166,3 +166,41 @@ def test_compare_models_promotes_only_a_clearly_better_challenger():
     assert not same["promote"] and same["gain"] == 0
     worse = mon.compare_models(contract, "recall", y, good, bad, margin=0.01, n_boot=50)
     assert not worse["promote"] and worse["verdict"].startswith("keep champion")
+
+
+@pytest.mark.parametrize("metric", ["accuracy", "precision", "recall", "f1", "roc_auc", "log_loss"])
+def test_vectorised_resample_scores_equal_sklearn_binary(metric):
+    from helpers.kpis import score
+
+    contract = KpiContract("classification", {metric: 0.5}, "yes", classes=["no", "yes"])
+    rng = np.random.default_rng(0)
+    y = np.where(rng.random(120) < 0.3, "yes", "no").astype(object)
+    proba = np.clip(rng.random(120) * 0.6 + (y == "yes") * 0.3, 0, 1).round(2)  # ties, as real scores have
+    labels = np.where(proba >= 0.5, "yes", "no").astype(object)
+    idx = rng.integers(0, 120, (5, 120))
+    fast = mon.resample_scores(metric, contract, y, labels, proba, idx)
+    slow = [score(metric, contract, y[i], labels[i], proba[i]) for i in idx]
+    np.testing.assert_allclose(fast, slow, rtol=1e-9)
+
+
+@pytest.mark.parametrize("metric", ["mae", "rmse", "r2", "mape"])
+def test_vectorised_resample_scores_equal_sklearn_regression(metric):
+    from helpers.kpis import score
+
+    contract = KpiContract("regression", {metric: 1.0})
+    rng = np.random.default_rng(1)
+    y = rng.normal(10, 3, 80)
+    pred = y + rng.normal(0, 1, 80)
+    idx = rng.integers(0, 80, (5, 80))
+    fast = mon.resample_scores(metric, contract, y, pred, None, idx)
+    np.testing.assert_allclose(fast, [score(metric, contract, y[i], pred[i]) for i in idx], rtol=1e-9)
+
+
+def test_batch_kpis_intervals_bracket_the_point_value():
+    contract = _contract()
+    rng = np.random.default_rng(2)
+    y = np.where(rng.random(300) < 0.4, "yes", "no")
+    proba = np.clip(rng.random(300) * 0.5 + (y == "yes") * 0.4, 0, 1)
+    table = mon.batch_kpis(contract, y, np.where(proba >= 0.5, "yes", "no"), proba, n_boot=200).set_index("metric")
+    assert (table["ci_low"] < table["achieved"]).all() and (table["achieved"] < table["ci_high"]).all()
+    assert 0.02 < table.loc["recall", "ci_high"] - table.loc["recall", "ci_low"] < 0.3
