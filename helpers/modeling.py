@@ -1,0 +1,1235 @@
+"""Step 4: develop, train and optimise the model, then judge it once against the KPI contract.
+
+Every candidate is a scikit-learn ``Pipeline`` with step 2's preprocessing inside, so
+cross-validation fits the preprocessing on each fold's training part only (no leakage).
+All candidates share one set of folds (step 1's fold scheme, with ``cv_folds`` folds) and
+are scored in the units of every KPI of step 1's contract. The test side is opened once,
+in ``final_evaluation``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import html
+import time
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import clone
+from sklearn.decomposition import PCA
+from sklearn.dummy import DummyClassifier, DummyRegressor
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.inspection import permutation_importance
+from sklearn.metrics import confusion_matrix, precision_recall_curve
+from sklearn.model_selection import (
+    ParameterGrid,
+    ParameterSampler,
+    PredefinedSplit,
+    cross_val_predict,
+    cross_validate,
+    learning_curve,
+)
+from sklearn.pipeline import Pipeline
+from threadpoolctl import threadpool_limits
+
+from helpers import families as fam
+from helpers import kpis as kpi_mod
+from helpers.artifacts import Run, to_jsonable
+from helpers.errors import PlaybookError
+from helpers.features import with_model
+from helpers.paths import STEP_NOTEBOOKS
+from helpers.prepared import Prepared, load_prepared
+
+STEP = STEP_NOTEBOOKS[3]
+STEP1 = STEP_NOTEBOOKS[0]
+PROBA_METRICS = ("roc_auc", "average_precision", "log_loss")
+EXPLORER_ROWS = 500  # the explorer grid is precomputed on a subsample of this many training rows
+CLUSTER_SAMPLE = 1500  # rows used to fit and score clusterings per fold (silhouette is quadratic)
+
+
+# --- inputs --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Inputs:
+    """What step 4 works from: step 2's data, step 1's contract and heuristic, and the settings."""
+
+    prepared: Prepared
+    contract: kpi_mod.KpiContract
+    heuristic: dict[str, Any] | None = None
+    seed: int = 42
+    folds: int = 5
+    n_jobs: int = 1
+
+    @property
+    def problem_type(self) -> str:
+        return self.contract.problem_type
+
+    @property
+    def X(self) -> pd.DataFrame:
+        return self.prepared.X("train").reset_index(drop=True)
+
+    @property
+    def y(self) -> pd.Series | None:
+        y = self.prepared.y("train")
+        return None if y is None else y.reset_index(drop=True)
+
+    @property
+    def selection_metric(self) -> str:
+        return selection_metric(self.contract)
+
+    @property
+    def metrics(self) -> list[str]:
+        """The KPIs, plus the selection metric when the contract does not list it."""
+        return list(dict.fromkeys([*self.contract.kpis, self.selection_metric]))
+
+
+def selection_metric(contract: kpi_mod.KpiContract) -> str:
+    """The metric that ranks models: threshold-free for binary problems, silhouette for clustering, else the first KPI."""
+    if contract.problem_type == "clustering":
+        return "silhouette"
+    if contract.is_binary:
+        for metric in ("roc_auc", "average_precision"):
+            if metric in contract.kpis:
+                return metric
+        return "average_precision"  # precision/recall KPIs are met later by the threshold
+    return next(iter(contract.kpis))
+
+
+def load_inputs(run: Run, params: Mapping[str, Any]) -> Inputs:
+    """Step 2's hand-over and step 1's contract (clear errors naming the step to run)."""
+    prepared = load_prepared(run, needed_by=STEP)
+    contract = kpi_mod.load_contract(run, needed_by=STEP)
+    if contract.problem_type != prepared.problem_type:
+        raise PlaybookError(f"Step 1 framed a {contract.problem_type} problem but step 2 prepared {prepared.problem_type} data.",
+                            "re-run steps 1 and 2 with the same parameters in this run folder.")
+    summary = run.read_summary(STEP1, needed_by=STEP)
+    check_enough_rows(prepared, params["cv_folds"])
+    return Inputs(prepared, contract, summary.get("heuristic"), params["seed"], params["cv_folds"], params["n_jobs"])
+
+
+def check_enough_rows(prepared: Prepared, folds: int) -> None:
+    """Refuse a training side too small for the requested folds."""
+    y = prepared.y("train")
+    smallest = int(y.value_counts().min()) if prepared.problem_type == "classification" else len(prepared.train)
+    if smallest < folds:
+        raise PlaybookError(f"cv_folds is {folds} but the training side has only {smallest} rows "
+                            f"{'in its smallest class' if prepared.problem_type == 'classification' else ''}.",
+                            f"lower cv_folds to at most {max(2, smallest)}, or use more data.")
+
+
+def cv_folds(inputs: Inputs, n_rows: int | None = None) -> PredefinedSplit:
+    """Step 1's fold scheme (stratified for classification), fixed once so every candidate shares it."""
+    from helpers.vision import make_folds
+
+    y = inputs.y
+    n = len(inputs.X) if n_rows is None else n_rows
+    labels = make_folds(None if y is None else y[:n], n, inputs.problem_type, inputs.seed, n_splits=inputs.folds)
+    return PredefinedSplit(labels)
+
+
+# --- scoring in KPI units ---------------------------------------------------------------------------
+
+
+def positive_proba(estimator, X: pd.DataFrame, contract: kpi_mod.KpiContract) -> np.ndarray:
+    """Class probabilities: the positive column (binary) or all columns in the contract's class order."""
+    return _order_proba(estimator.predict_proba(X), estimator.classes_, contract)
+
+
+def _order_proba(proba: np.ndarray, classes: Sequence[Any], contract: kpi_mod.KpiContract) -> np.ndarray:
+    known = [str(c) for c in classes]
+    proba = proba[:, [known.index(str(c)) for c in contract.classes]]
+    if contract.is_binary:
+        return proba[:, [str(c) for c in contract.classes].index(str(contract.positive_label))]
+    return proba
+
+
+class KpiScorer:
+    """A ``cross_validate`` scoring callable: every metric in its own units from one prediction.
+
+    ``cross_validate`` accepts a callable returning a dict; building one scorer per metric
+    with ``make_scorer`` would predict once per metric.
+    """
+
+    def __init__(self, contract: kpi_mod.KpiContract, metrics: Sequence[str]):
+        self.contract = contract
+        self.metrics = list(metrics)
+
+    def __call__(self, estimator, X, y) -> dict[str, float]:
+        proba = None
+        if any(m in PROBA_METRICS for m in self.metrics):
+            full = estimator.predict_proba(X)  # labels from the same probabilities: one pass, not two
+            y_pred = np.asarray(estimator.classes_)[full.argmax(axis=1)]
+            proba = _order_proba(full, estimator.classes_, self.contract)
+        else:
+            y_pred = estimator.predict(X)
+        return {m: kpi_mod.score(m, self.contract, np.asarray(y), y_pred, proba) for m in self.metrics}
+
+
+class MetricScorer:
+    """One metric as a scorer; ``signed=True`` negates lower-is-better metrics (for importances)."""
+
+    def __init__(self, contract: kpi_mod.KpiContract, metric: str, signed: bool = False):
+        self.contract = contract
+        self.metric = metric
+        self.signed = signed
+
+    def __call__(self, estimator, X, y) -> float:
+        value = KpiScorer(self.contract, [self.metric])(estimator, X, y)[self.metric]
+        return -value if self.signed and kpi_mod.METRICS[self.metric].direction == "lower" else value
+
+
+def better(metric: str, a: float, b: float) -> bool:
+    """Is ``a`` a better value of ``metric`` than ``b``?"""
+    if not np.isfinite(a):
+        return False
+    if not np.isfinite(b):
+        return True
+    return a > b if kpi_mod.METRICS[metric].direction == "higher" else a < b
+
+
+def sort_by(frame: pd.DataFrame, column: str, metric: str) -> pd.DataFrame:
+    ascending = kpi_mod.METRICS[metric].direction == "lower"
+    return frame.sort_values(column, ascending=ascending, na_position="last", kind="stable").reset_index(drop=True)
+
+
+# --- candidates -------------------------------------------------------------------------------------
+
+
+def family_pipeline(inputs: Inputs, family: fam.Family) -> Pipeline:
+    """Step 2's preprocessing (scaled only when the family needs it) followed by the family's estimator."""
+    scaler = inputs.prepared.scaler if family.scales_features else "none"
+    return with_model(inputs.prepared.make_preprocessor(scaler=scaler), family.build(inputs.seed, inputs.n_jobs))
+
+
+def baseline_pipelines(inputs: Inputs) -> dict[str, Any]:
+    """The dummy baseline and step 1's one-rule heuristic, recomputed on the cleaned data."""
+    from helpers.vision import heuristic_pipeline
+
+    dummy = DummyClassifier(strategy="prior") if inputs.problem_type == "classification" else DummyRegressor()
+    out: dict[str, Any] = {"dummy": with_model(inputs.prepared.make_preprocessor(scaler="none"), dummy)}
+    column = (inputs.heuristic or {}).get("column")
+    if column in inputs.prepared.features:
+        out["heuristic"] = heuristic_pipeline(inputs.X, column, inputs.problem_type, inputs.seed)
+    return out
+
+
+def candidate_pipelines(inputs: Inputs) -> dict[str, Any]:
+    """Baselines first, then every registry family for this problem type."""
+    out = baseline_pipelines(inputs)
+    for family in fam.families_for(inputs.problem_type):
+        out[family.name] = family_pipeline(inputs, family)
+    return out
+
+
+# --- leaderboard (supervised) --------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _quiet(n_jobs: int = 1) -> Iterator[None]:
+    """Native threads limited to ``n_jobs``; convergence and ill-defined-metric chatter silenced.
+
+    OpenMP/BLAS use every core by default; next to joblib workers (or other jobs on a
+    shared machine) that oversubscribes the CPU and made HistGradientBoosting 10x slower here.
+    """
+    with warnings.catch_warnings(), threadpool_limits(max(1, n_jobs) if n_jobs > 0 else None):
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        warnings.filterwarnings("ignore", message=".*[Ss]ingle label.*|.*[Nn]o positive.*|.*ill-defined.*")
+        yield
+
+
+def evaluate(inputs: Inputs, pipeline, cv=None) -> dict[str, Any]:
+    """Cross-validate one pipeline: mean and spread of every metric, train scores and fit time."""
+    with _quiet(inputs.n_jobs):
+        res = cross_validate(pipeline, inputs.X, inputs.y, cv=cv or cv_folds(inputs),
+                             scoring=KpiScorer(inputs.contract, inputs.metrics),
+                             return_train_score=True, n_jobs=inputs.n_jobs, error_score="raise")
+    row: dict[str, Any] = {}
+    for m in inputs.metrics:
+        row[f"{m}_mean"] = float(np.nanmean(res[f"test_{m}"]))
+        row[f"{m}_std"] = float(np.nanstd(res[f"test_{m}"]))
+        row[f"{m}_train"] = float(np.nanmean(res[f"train_{m}"]))
+    row["fit_time_s"] = float(np.mean(res["fit_time"]))
+    return row
+
+
+def overfit_gap(metric: str, train: float, valid: float) -> float:
+    """How much better the training score is than the validation score (positive = overfitting)."""
+    return train - valid if kpi_mod.METRICS[metric].direction == "higher" else valid - train
+
+
+def is_overfitting(metric: str, train: float, valid: float, spread: float) -> bool:
+    """Gap above 0.05 (bounded metrics) or 10% of the validation score (error metrics), and above 2 spreads."""
+    gap = overfit_gap(metric, train, valid)
+    bounded = np.isfinite(kpi_mod.METRICS[metric].high) and np.isfinite(kpi_mod.METRICS[metric].low)
+    limit = 0.05 if bounded else 0.10 * max(abs(valid), 1e-12)
+    return bool(gap > limit and gap > 2 * spread)
+
+
+def leaderboard(inputs: Inputs) -> pd.DataFrame:
+    """Cross-validated scores of the baselines and every family, best first (clustering: ``cluster_leaderboard``)."""
+    if inputs.problem_type == "clustering":
+        return cluster_leaderboard(cluster_sweep(inputs))
+    rows = []
+    cv = cv_folds(inputs)
+    for name, pipe in candidate_pipelines(inputs).items():
+        kind = "baseline" if name in ("dummy", "heuristic") else "family"
+        row = {"model": name, "kind": kind, **evaluate(inputs, pipe, cv)}
+        m = inputs.selection_metric
+        row["gap"] = overfit_gap(m, row[f"{m}_train"], row[f"{m}_mean"])
+        row["overfitting"] = kind == "family" and is_overfitting(m, row[f"{m}_train"], row[f"{m}_mean"], row[f"{m}_std"])
+        rows.append(row)
+    board = sort_by(pd.DataFrame(rows), f"{inputs.selection_metric}_mean", inputs.selection_metric)
+    board.insert(0, "rank", range(1, len(board) + 1))
+    return board
+
+
+def leaders(board: pd.DataFrame, n: int = 2, deployable_only: bool = False, problem_type: str | None = None) -> list[str]:
+    """The ``n`` best families of the leaderboard (baselines excluded)."""
+    names = [m for m, k in zip(board["model"], board["kind"], strict=True) if k == "family"]
+    if deployable_only and problem_type:
+        names = [m for m in names if fam.get_family(problem_type, m).deployable]
+    return names[:n]
+
+
+def overfitting_table(board: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Train vs validation score per family, the gap and the overfitting flag."""
+    cols = ["model", f"{metric}_train", f"{metric}_mean", f"{metric}_std", "gap", "overfitting"]
+    table = board[[c for c in cols if c in board.columns]].rename(columns={
+        f"{metric}_train": "train", f"{metric}_mean": "validation", f"{metric}_std": "spread"})
+    return table
+
+
+# --- explorer grid: family x main hyperparameter, with learning curves, on a subsample -----------------
+
+
+def explorer_grid(inputs: Inputs, families: Sequence[str], rows: int = EXPLORER_ROWS,
+                  sizes: Sequence[float] = (0.4, 1.0)) -> pd.DataFrame:
+    """Learning curves for the given families and each value of their main hyperparameter, on a subsample.
+
+    Precomputed once so the explorer, the validation curve and the learning curves read a
+    table instead of refitting. Columns: family, param, value, train_size, train, validation.
+    """
+    if inputs.problem_type == "clustering":
+        raise PlaybookError("explorer_grid is for supervised problems.", "use cluster_sweep for clustering.")
+    sub = subsample(inputs, rows)
+    cv = cv_folds(sub, len(sub.X))
+    scorer = MetricScorer(sub.contract, sub.selection_metric)
+    out = []
+    with _quiet(inputs.n_jobs):
+        for family in [fam.get_family(sub.problem_type, f) for f in families]:
+            for value in family.main_values:
+                pipe = family_pipeline(sub, family).set_params(**{f"model__{family.main_param}": value})
+                n, train, valid = learning_curve(pipe, sub.X, sub.y, cv=cv, train_sizes=list(sizes), scoring=scorer,
+                                                 n_jobs=sub.n_jobs, shuffle=False)
+                for i, size in enumerate(n):
+                    out.append({"family": family.name, "param": family.main_param, "value": _label(value),
+                                "train_size": int(size), "train": float(np.nanmean(train[i])),
+                                "validation": float(np.nanmean(valid[i])), "validation_std": float(np.nanstd(valid[i]))})
+    return pd.DataFrame(out)
+
+
+def _label(value: Any) -> str:
+    return "None" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def subsample(inputs: Inputs, rows: int) -> Inputs:
+    """The same problem on at most ``rows`` training rows (stratified for classification, seeded)."""
+    prepared = inputs.prepared
+    train = prepared.train
+    if len(train) > rows:
+        from sklearn.model_selection import train_test_split
+
+        strat = prepared.y("train").astype(str) if prepared.problem_type == "classification" else None
+        train, _ = train_test_split(train, train_size=rows, stratify=strat, random_state=inputs.seed)
+    small = Prepared(**{**prepared.__dict__, "train": train})
+    folds = min(inputs.folds, 3)
+    return Inputs(small, inputs.contract, inputs.heuristic, inputs.seed, folds, inputs.n_jobs)
+
+
+def grid_point(grid: pd.DataFrame, family: str, value: str) -> pd.DataFrame:
+    """The learning curve of one (family, main value) cell of the explorer grid."""
+    return grid[(grid["family"] == family) & (grid["value"] == str(value))].sort_values("train_size")
+
+
+def validation_curve_table(grid: pd.DataFrame, family: str) -> pd.DataFrame:
+    """Train and validation score against the family's main hyperparameter (largest training size)."""
+    part = grid[grid["family"] == family]
+    full = part[part["train_size"] == part["train_size"].max()]
+    return full[["param", "value", "train", "validation", "validation_std"]].reset_index(drop=True)
+
+
+# --- tuning -------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Tuning:
+    """Results of the hyperparameter search over the leading families."""
+
+    results: pd.DataFrame  # one row per evaluated configuration
+    best_family: str
+    best_params: dict[str, Any]
+    metric: str
+    stopped_by_budget: bool = False
+    elapsed_s: float = 0.0
+    reason: str = ""
+    warnings: list[str] = field(default_factory=list)
+
+
+def default_params(family: fam.Family, seed: int = 0) -> dict[str, Any]:
+    """The library defaults of the searched hyperparameters (always a candidate)."""
+    est = family.build(seed, 1).get_params()
+    return {k: est[k] for k in family.search_space}
+
+
+def candidates(family: fam.Family, strategy: str, iterations: int, seed: int) -> list[dict[str, Any]]:
+    """The configurations to try: the default first, then ``iterations`` from the space (deterministic)."""
+    space = family.search_space
+    found: list[dict[str, Any]] = [default_params(family, seed)]
+    if strategy == "grid":
+        grid = {k: (list(family.main_values) if k == family.main_param else _discrete(v, seed)) for k, v in space.items()}
+        pool = list(ParameterGrid(grid))
+        step = max(1, len(pool) // max(iterations, 1))
+        pool = pool[::step][:iterations]  # evenly spread over the grid when it is larger than the budget
+    else:
+        pool = list(ParameterSampler(space, n_iter=iterations, random_state=seed))
+    for cand in pool:
+        cand = {k: _plain(v) for k, v in cand.items()}
+        if cand not in found:
+            found.append(cand)
+    return found[: iterations + 1]
+
+
+def _discrete(values: Any, seed: int) -> list:
+    if hasattr(values, "rvs"):  # a distribution: three quantiles stand for it in a grid
+        return [float(values.ppf(q)) for q in (0.1, 0.5, 0.9)]
+    return list(values)
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, np.generic):
+        v = v.item()
+    return round(v, 6) if isinstance(v, float) else v
+
+
+def tune(inputs: Inputs, families: Sequence[str], strategy: str = "random", iterations: int = 8,
+         budget_s: float = 120.0) -> Tuning:
+    """Search each family's registry space; the iteration count decides, the budget only stops an overlong search.
+
+    Candidates are evaluated one by one with ``cross_validate`` (instead of a
+    ``*SearchCV``) so the time budget can stop between configurations; ``halving`` hands
+    the same candidate list to scikit-learn's successive halving.
+    """
+    started = time.perf_counter()
+    rows: list[dict[str, Any]] = []
+    stopped, notes = False, []
+    cv = cv_folds(inputs)
+    for name in families:
+        family = fam.get_family(inputs.problem_type, name)
+        cands = candidates(family, strategy, iterations, inputs.seed)
+        if strategy == "halving":
+            rows += _halving(inputs, family, cands, cv)
+        else:
+            for i, params in enumerate(cands):
+                if i > 0 and time.perf_counter() - started > budget_s:  # the default always runs
+                    stopped = True
+                    notes.append(f"tuning_budget_s={budget_s:g} reached: stopped {name} after {i} of {len(cands)} "
+                                 "configurations (raise the budget for the full, reproducible search).")
+                    break
+                pipe = family_pipeline(inputs, family).set_params(**{f"model__{k}": v for k, v in params.items()})
+                rows.append({"family": name, "default": i == 0, "params": params, **evaluate(inputs, pipe, cv)})
+        if stopped:
+            break
+    for note in notes:
+        warnings.warn(note, stacklevel=2)
+    return _tuning_result(inputs, rows, stopped, time.perf_counter() - started, notes)
+
+
+def _halving(inputs: Inputs, family: fam.Family, cands: list[dict[str, Any]], cv) -> list[dict[str, Any]]:
+    """Successive halving over an explicit candidate list (a grid of single points)."""
+    from sklearn.experimental import enable_halving_search_cv  # noqa: F401
+    from sklearn.model_selection import HalvingGridSearchCV
+
+    grid = [{f"model__{k}": [v] for k, v in c.items()} for c in cands]
+    search = HalvingGridSearchCV(family_pipeline(inputs, family), grid, cv=cv,
+                                 scoring=MetricScorer(inputs.contract, inputs.selection_metric, signed=True),
+                                 factor=2, random_state=inputs.seed, n_jobs=inputs.n_jobs, refit=False)
+    with _quiet(inputs.n_jobs):
+        search.fit(inputs.X, inputs.y)
+    res = pd.DataFrame(search.cv_results_)
+    last = res[res["iter"] == res["iter"].max()]
+    best_round = {int(i): row for i, row in res.iterrows()}
+    sign = -1 if kpi_mod.METRICS[inputs.selection_metric].direction == "lower" else 1
+    out = []
+    for i, params in enumerate(cands):
+        mine = [j for j, r in best_round.items() if {k[7:]: v for k, v in r["params"].items()} == params]
+        j = max(mine)
+        row = res.loc[j]
+        m = inputs.selection_metric
+        out.append({"family": family.name, "default": i == 0, "params": params, "n_resources": int(row["n_resources"]),
+                    f"{m}_mean": sign * float(row["mean_test_score"]), f"{m}_std": float(row["std_test_score"]),
+                    "survived": bool(j in last.index)})
+    return out
+
+
+def _tuning_result(inputs: Inputs, rows: list[dict[str, Any]], stopped: bool, elapsed: float, notes: list[str]) -> Tuning:
+    m = inputs.selection_metric
+    results = pd.DataFrame(rows)
+    if results.empty:
+        raise PlaybookError("The tuning budget ran out before any configuration was evaluated.",
+                            "raise tuning_budget_s.")
+    pool = results[results["survived"]] if "survived" in results else results
+    best = sort_by(pool, f"{m}_mean", m).iloc[0]
+    results = sort_by(results, f"{m}_mean", m)
+    results.insert(0, "rank", range(1, len(results) + 1))
+    default = results[(results["family"] == best["family"]) & results["default"]]
+    reason = _reason(best, default.iloc[0] if len(default) else None, m)
+    return Tuning(results, str(best["family"]), dict(best["params"]), m, stopped, elapsed, reason, notes)
+
+
+def _reason(best: pd.Series, default: pd.Series | None, metric: str) -> str:
+    params = ", ".join(f"{k}={_label(v)}" for k, v in best["params"].items())
+    text = (f"{best['family']} with {params} has the best cross-validated {metric}: "
+            f"{best[f'{metric}_mean']:.4f} (± {best[f'{metric}_std']:.4f} over folds)")
+    if default is not None and not bool(best["default"]):
+        diff = abs(best[f"{metric}_mean"] - default[f"{metric}_mean"])
+        text += f"; the library default scores {default[f'{metric}_mean']:.4f} ({diff:.4f} worse)"
+        if diff < best[f"{metric}_std"]:
+            text += ", a difference smaller than the fold spread, so the gain is uncertain"
+    elif bool(best["default"]):
+        text += "; it is the library default, no sampled configuration beat it"
+    return text + "."
+
+
+def tuning_table(tuning: Tuning) -> pd.DataFrame:
+    """The tuning results with one column per hyperparameter (for display and CSV)."""
+    params = pd.DataFrame([{k: _label(v) for k, v in p.items()} for p in tuning.results["params"]])
+    rest = tuning.results.drop(columns=["params"])
+    return pd.concat([rest.iloc[:, :3], params, rest.iloc[:, 3:]], axis=1)
+
+
+def best_pipeline(inputs: Inputs, tuning: Tuning) -> Pipeline:
+    """The chosen configuration as an unfitted pipeline."""
+    family = fam.get_family(inputs.problem_type, tuning.best_family)
+    return family_pipeline(inputs, family).set_params(**{f"model__{k}": v for k, v in tuning.best_params.items()})
+
+
+# --- decision threshold (binary) ---------------------------------------------------------------------------
+
+
+@dataclass
+class ThresholdChoice:
+    """The decision threshold and how it was chosen, with the cached cross-validated probabilities."""
+
+    threshold: float
+    feasible: bool | None
+    rule: str
+    message: str
+    y: np.ndarray = field(repr=False, default_factory=lambda: np.array([]))
+    proba: np.ndarray = field(repr=False, default_factory=lambda: np.array([]))
+    curve: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)
+
+
+def cv_positive_proba(inputs: Inputs, pipeline) -> np.ndarray:
+    """Out-of-fold positive-class probabilities with the shared folds."""
+    with _quiet(inputs.n_jobs):
+        proba = cross_val_predict(pipeline, inputs.X, inputs.y, cv=cv_folds(inputs), method="predict_proba",
+                                  n_jobs=inputs.n_jobs)
+    classes = sorted(inputs.y.unique(), key=str)  # cross_val_predict orders columns like estimator.classes_
+    return proba[:, [str(c) for c in classes].index(str(inputs.contract.positive_label))]
+
+
+def pr_table(y_true: np.ndarray, proba: np.ndarray, positive: Any) -> pd.DataFrame:
+    """Precision and recall at every candidate threshold (``precision_recall_curve``)."""
+    precision, recall, thresholds = precision_recall_curve(np.asarray(y_true).astype(str) == str(positive), proba)
+    return pd.DataFrame({"threshold": thresholds, "precision": precision[:-1], "recall": recall[:-1]})
+
+
+def select_threshold(curve: pd.DataFrame, kpis: Mapping[str, float]) -> tuple[float, bool | None, str, str]:
+    """Maximise precision subject to recall >= target (or the reverse); report infeasibility.
+
+    scikit-learn's ``TunedThresholdClassifierCV`` maximises one score but takes no
+    constraint, so the constrained choice is made on the precision-recall curve.
+    Returns (threshold, feasible, rule, message).
+    """
+    r_t, p_t = kpis.get("recall"), kpis.get("precision")
+    if r_t is None and p_t is None:
+        if "f1" in kpis:
+            f1 = 2 * curve.precision * curve.recall / (curve.precision + curve.recall).replace(0, np.nan)
+            i = int(f1.fillna(-1).to_numpy().argmax())
+            return float(curve.threshold[i]), True, "maximise f1", f"threshold {curve.threshold[i]:.3f} maximises f1 ({f1[i]:.3f})."
+        return 0.5, None, "default 0.5", "no precision/recall-type KPI constrains the threshold: the default 0.5 is kept."
+    if r_t is not None:
+        ok = curve[curve.recall >= r_t]
+        best = ok.loc[ok.precision.idxmax()]  # recall >= target is always reachable (threshold 0)
+        feasible = p_t is None or best.precision >= p_t
+        rule = f"maximise precision subject to recall >= {r_t:g}"
+        msg = f"threshold {best.threshold:.3f}: recall {best.recall:.3f}, precision {best.precision:.3f}"
+        if not feasible:
+            msg += f" < {p_t:g}: the precision and recall targets cannot both be met on cross-validated predictions"
+        return float(best.threshold), bool(feasible), rule, msg + "."
+    ok = curve[curve.precision >= p_t]
+    rule = f"maximise recall subject to precision >= {p_t:g}"
+    if ok.empty:
+        best = curve.loc[curve.precision.idxmax()]
+        return (float(best.threshold), False, rule,
+                f"no threshold reaches precision {p_t:g} (best {best.precision:.3f}): infeasible; the most precise threshold is kept.")
+    best = ok.loc[ok.recall.idxmax()]
+    return float(best.threshold), True, rule, f"threshold {best.threshold:.3f}: precision {best.precision:.3f}, recall {best.recall:.3f}."
+
+
+def choose_threshold(inputs: Inputs, pipeline) -> ThresholdChoice | None:
+    """Binary problems: the threshold that meets the KPI constraints on cross-validated probabilities."""
+    if not inputs.contract.is_binary:
+        return None
+    proba = cv_positive_proba(inputs, pipeline)
+    y = inputs.y.to_numpy()
+    curve = pr_table(y, proba, inputs.contract.positive_label)
+    thr, feasible, rule, msg = select_threshold(curve, inputs.contract.kpis)
+    return ThresholdChoice(thr, feasible, rule, msg, y, proba, curve)
+
+
+def labels_at(proba: np.ndarray, threshold: float, contract: kpi_mod.KpiContract) -> np.ndarray:
+    """Binary class labels from positive-class probabilities at ``threshold``."""
+    negative = next(c for c in contract.classes if str(c) != str(contract.positive_label))
+    return np.where(proba >= threshold, contract.positive_label, negative).astype(object)
+
+
+def threshold_readout(choice: ThresholdChoice, contract: kpi_mod.KpiContract, threshold: float) -> tuple[str, np.ndarray, dict]:
+    """Precision, recall, confusion matrix and KPI pass/fail at ``threshold`` from cached probabilities."""
+    pred = labels_at(choice.proba, threshold, contract)
+    scores = kpi_mod.score_all(contract, choice.y, pred, choice.proba)
+    classes = [contract.positive_label] + [c for c in contract.classes if str(c) != str(contract.positive_label)]
+    cm = confusion_matrix(choice.y.astype(str), pred.astype(str), labels=[str(c) for c in classes])
+    parts = [f"{m} {v:.3f} ({'pass' if contract.passed(m, v) else 'FAIL'} vs {contract.kpis[m]:g})" for m, v in scores.items()]
+    text = f"threshold {threshold:.2f}: " + "; ".join(parts)
+    return text, cm, scores
+
+
+# --- clustering -----------------------------------------------------------------------------------------------
+
+
+def _cluster_labels(pipeline, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    labels = pipeline.fit_predict(X)
+    return labels, pipeline[:-1].transform(X)
+
+
+def _cluster_scores(contract: kpi_mod.KpiContract, Z: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    keep = labels != -1  # DBSCAN's noise rows belong to no cluster
+    metrics = list(dict.fromkeys([*contract.kpis, "silhouette", "davies_bouldin"]))
+    if len(np.unique(labels[keep])) < 2:
+        return dict.fromkeys(metrics, float("nan"))
+    return {m: kpi_mod.score(m, contract, None, X=Z[keep], labels=labels[keep]) for m in metrics}
+
+
+def cluster_sweep(inputs: Inputs) -> pd.DataFrame:
+    """Every clustering family over its main hyperparameter, scored on each fold's training part.
+
+    Clusterings cannot predict held-out rows (only k-means can), so each fold is fitted and
+    scored on its own training part; the spread over folds shows stability.
+    """
+    sub = subsample(inputs, CLUSTER_SAMPLE)
+    X = sub.X
+    cv = cv_folds(sub, len(X))
+    rows = []
+    with _quiet(inputs.n_jobs):
+        for family in fam.families_for("clustering"):
+            for value in family.main_values:
+                pipe = family_pipeline(sub, family).set_params(**{f"model__{family.main_param}": value})
+                rows.append(_sweep_row(sub, family.name, family.main_param, value, pipe, X, cv))
+        rows.append(_sweep_row(sub, "heuristic", "k", 3, None, X, cv))
+    return pd.DataFrame(rows)
+
+
+def _sweep_row(inputs: Inputs, name: str, param: str, value: Any, pipe, X: pd.DataFrame, cv) -> dict[str, Any]:
+    scores, noise, times, counts = [], [], [], []
+    for train_idx, _ in cv.split(X):
+        part = X.iloc[train_idx]
+        started = time.perf_counter()
+        if pipe is None:
+            labels, Z = trivial_split(inputs, part, int(value))
+        else:
+            labels, Z = _cluster_labels(clone(pipe), part)
+        times.append(time.perf_counter() - started)
+        scores.append(_cluster_scores(inputs.contract, Z, labels))
+        noise.append(float(np.mean(labels == -1)))
+        counts.append(len(set(labels) - {-1}))
+    frame = pd.DataFrame(scores)
+    row = {"family": name, "param": param, "value": _label(value), "n_clusters": float(np.mean(counts)),
+           "noise_share": float(np.mean(noise)), "fit_time_s": float(np.mean(times))}
+    for m in frame.columns:
+        row[f"{m}_mean"] = float(frame[m].mean())
+        row[f"{m}_std"] = float(frame[m].std(ddof=0))
+    return row
+
+
+def trivial_split(inputs: Inputs, X: pd.DataFrame, k: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """Step 1's heuristic for clustering: k groups by quantiles of the first principal component."""
+    Z = inputs.prepared.make_preprocessor().fit_transform(X)
+    pc1 = PCA(n_components=1, random_state=inputs.seed).fit_transform(Z)[:, 0]
+    return np.asarray(pd.qcut(pc1, q=k, labels=False, duplicates="drop")), Z
+
+
+def cluster_leaderboard(sweep: pd.DataFrame) -> pd.DataFrame:
+    """The best setting of each clustering family (by silhouette), best first."""
+    best = sweep.sort_values("silhouette_mean", ascending=False, na_position="last", kind="stable")
+    best = best.groupby("family", sort=False).head(1).reset_index(drop=True)
+    best.insert(0, "model", best.pop("family"))
+    best.insert(1, "kind", np.where(best["model"] == "heuristic", "baseline", "family"))
+    best.insert(0, "rank", range(1, len(best) + 1))
+    return best
+
+
+def cluster_tuning(inputs: Inputs, sweep: pd.DataFrame) -> Tuning:
+    """k-means (the only deployable family) at the k with the best silhouette."""
+    part = sweep[sweep["family"] == "k_means"].sort_values("silhouette_mean", ascending=False, kind="stable")
+    best = part.iloc[0]
+    k = int(best["value"])
+    results = part.rename(columns={"value": "n_clusters_param"}).reset_index(drop=True)
+    results["params"] = [{"n_clusters": int(v)} for v in results["n_clusters_param"]]
+    reason = (f"k_means with n_clusters={k} has the best mean silhouette {best['silhouette_mean']:.3f} "
+              f"(± {best['silhouette_std']:.3f} over folds); only k-means can place new rows (nearest centroid).")
+    return Tuning(results, "k_means", {"n_clusters": k}, "silhouette", reason=reason)
+
+
+# --- final evaluation (the test side is opened here, once) ------------------------------------------------------
+
+
+@dataclass
+class Final:
+    """The refitted model and its one evaluation on the held-out test side."""
+
+    model: Pipeline
+    table: pd.DataFrame  # metric, target, direction, achieved, ci_low, ci_high, passed
+    heuristic: pd.DataFrame  # the heuristic's test scores and the model's margin over it
+    y_test: np.ndarray | None
+    y_pred: np.ndarray
+    proba: np.ndarray | None = None
+    Z_test: np.ndarray | None = None
+
+
+def final_evaluation(inputs: Inputs, pipeline, threshold: ThresholdChoice | None = None, n_boot: int = 200) -> Final:
+    """Refit on the whole training side, then score every KPI once on the test side with bootstrap 95% intervals."""
+    prepared, contract = inputs.prepared, inputs.contract
+    X_test = prepared.X("test")
+    with _quiet(inputs.n_jobs):
+        if inputs.problem_type == "clustering":
+            return _final_clustering(inputs, pipeline, X_test, n_boot)
+        model = clone(pipeline).fit(inputs.X, inputs.y)
+    y_test = prepared.y("test").to_numpy()
+    proba = positive_proba(model, X_test, contract) if inputs.problem_type == "classification" else None
+    if contract.is_binary:
+        y_pred = labels_at(proba, threshold.threshold if threshold else 0.5, contract)
+    else:
+        y_pred = model.predict(X_test)
+    table = kpi_mod.kpi_intervals(contract, y_test, y_pred, proba, n_boot=n_boot, seed=inputs.seed)
+    with _quiet(inputs.n_jobs):
+        margin = heuristic_margin(inputs, table, X_test, y_test)
+    return Final(model, table, margin, y_test, y_pred, proba)
+
+
+def heuristic_margin(inputs: Inputs, table: pd.DataFrame, X_test: pd.DataFrame, y_test: np.ndarray) -> pd.DataFrame:
+    """The heuristic refitted on the training side and scored on the test side; the model's margin over it."""
+    pipes = baseline_pipelines(inputs)
+    if "heuristic" not in pipes:
+        return pd.DataFrame(columns=["metric", "model", "heuristic", "margin"])
+    h = pipes["heuristic"].fit(inputs.X, inputs.y)
+    proba = positive_proba(h, X_test, inputs.contract) if inputs.problem_type == "classification" else None
+    scores = kpi_mod.score_all(inputs.contract, y_test, h.predict(X_test), proba)
+    rows = []
+    for rec in table.to_dict(orient="records"):
+        m = rec["metric"]
+        sign = 1 if kpi_mod.METRICS[m].direction == "higher" else -1
+        rows.append({"metric": m, "model": rec["achieved"], "heuristic": scores[m],
+                     "margin": sign * (rec["achieved"] - scores[m])})
+    return pd.DataFrame(rows)
+
+
+def _final_clustering(inputs: Inputs, pipeline, X_test: pd.DataFrame, n_boot: int) -> Final:
+    model = clone(pipeline).fit(inputs.X)
+    labels = model.predict(X_test)
+    Z = model[:-1].transform(X_test)
+    table = cluster_intervals(inputs.contract, Z, labels, n_boot=n_boot, seed=inputs.seed)
+    h_labels, h_Z = trivial_split(inputs, X_test)
+    h_scores = _cluster_scores(inputs.contract, h_Z, h_labels)
+    margin = pd.DataFrame([{"metric": r["metric"], "model": r["achieved"], "heuristic": h_scores[r["metric"]],
+                            "margin": (1 if r["direction"] == "higher" else -1) * (r["achieved"] - h_scores[r["metric"]])}
+                           for r in table.to_dict(orient="records")])
+    return Final(model, table, margin, None, labels, None, Z)
+
+
+def cluster_intervals(contract: kpi_mod.KpiContract, Z: np.ndarray, labels: np.ndarray, *, n_boot: int = 200,
+                      seed: int = 0, max_rows: int = 500) -> pd.DataFrame:
+    """Clustering KPIs on the test side with bootstrap intervals (rows resampled, at most ``max_rows``)."""
+    rows = []
+    for metric in contract.kpis:
+        def fn(idx, metric=metric):
+            idx = idx[:max_rows]
+            return _cluster_scores(contract, Z[idx], labels[idx])[metric]
+        value = fn(np.arange(len(labels)))
+        lo, hi = kpi_mod.bootstrap_interval(fn, len(labels), n_boot=n_boot, seed=seed)
+        rows.append({"metric": metric, "target": contract.kpis[metric], "direction": contract.direction(metric),
+                     "achieved": value, "ci_low": lo, "ci_high": hi, "passed": contract.passed(metric, value)})
+    return pd.DataFrame(rows)
+
+
+def importance_table(inputs: Inputs, final: Final, n_repeats: int = 5) -> pd.DataFrame:
+    """Permutation importance of each input column on the test side (drop in the selection metric)."""
+    if inputs.problem_type == "clustering":
+        return pd.DataFrame(columns=["feature", "importance", "std"])
+    X_test = inputs.prepared.X("test")
+    scorer = MetricScorer(inputs.contract, inputs.selection_metric, signed=True)
+    with _quiet(inputs.n_jobs):
+        res = permutation_importance(final.model, X_test, final.y_test, scoring=scorer, n_repeats=n_repeats,
+                                     random_state=inputs.seed, n_jobs=inputs.n_jobs)
+    table = pd.DataFrame({"feature": X_test.columns, "importance": res.importances_mean, "std": res.importances_std})
+    return table.sort_values("importance", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def group_metrics(inputs: Inputs, final: Final, min_rows: int = 10) -> pd.DataFrame:
+    """Every KPI per group of each sensitive column on the test side (groups of at least ``min_rows``)."""
+    test = inputs.prepared.test
+    rows = []
+    for column in inputs.prepared.sensitive_columns:
+        if column not in test.columns or inputs.problem_type == "clustering":
+            continue
+        values = test[column].astype(str).to_numpy()
+        for group in sorted(set(values)):
+            idx = values == group
+            if idx.sum() < min_rows:
+                continue
+            proba = None if final.proba is None else final.proba[idx]
+            scores = kpi_mod.score_all(inputs.contract, final.y_test[idx], final.y_pred[idx], proba)
+            rows.append({"column": column, "group": group, "rows": int(idx.sum()), **scores})
+    return pd.DataFrame(rows)
+
+
+def cluster_profiles(inputs: Inputs, final: Final) -> pd.DataFrame:
+    """Size and mean of each numeric feature per cluster on the test side (original units)."""
+    X = inputs.prepared.X("test").reset_index(drop=True)
+    numeric = X[inputs.prepared.numeric]
+    profile = numeric.groupby(final.y_pred).mean()
+    profile.insert(0, "rows", pd.Series(final.y_pred).value_counts().sort_index())
+    profile.index.name = "cluster"
+    return profile.reset_index()
+
+
+# --- model file and metadata ----------------------------------------------------------------------------------------
+
+
+def training_data_sha256(frame: pd.DataFrame) -> str:
+    """A content hash of the training table (values, index and column names)."""
+    digest = hashlib.sha256()
+    digest.update("\x1f".join(map(str, frame.columns)).encode())
+    digest.update(pd.util.hash_pandas_object(frame, index=True).to_numpy().tobytes())
+    return digest.hexdigest()
+
+
+def model_meta(inputs: Inputs, tuning: Tuning, final: Final, threshold: ThresholdChoice | None) -> dict[str, Any]:
+    """Everything a model card and step 5 need about the saved model."""
+    import datetime as dt
+
+    p, c = inputs.prepared, inputs.contract
+    return to_jsonable({
+        "version": 1, "family": tuning.best_family, "params": tuning.best_params, "features": p.features,
+        "numeric": p.numeric, "categorical": p.categorical, "target": p.target, "problem_type": p.problem_type,
+        "classes": c.classes if p.problem_type == "classification" else None,
+        "positive_label": c.positive_label if c.is_binary else None,
+        "threshold": threshold.threshold if threshold else None,
+        "selection_metric": tuning.metric, "kpis": final.table,
+        "training_data_sha256": training_data_sha256(p.train), "training_rows": len(p.train),
+        "schema_version": 1, "id_column": p.id_column, "sensitive_columns": p.sensitive_columns,
+        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    })
+
+
+def save_model_files(run: Run, inputs: Inputs, tuning: Tuning, final: Final, threshold: ThresholdChoice | None) -> dict[str, Any]:
+    """Save the model (skops) and ``model_meta.json`` in ``models/v1``; mark it champion; fill the scoreboard."""
+    from helpers import artifacts, modelio
+
+    folder = run.models_dir(1)
+    modelio.save_model(final.model, folder / "model.skops")
+    meta = model_meta(inputs, tuning, final, threshold)
+    artifacts.write_json(folder / "model_meta.json", meta)
+    run.update_manifest(champion={"version": 1, "path": "models/v1/model.skops", "family": tuning.best_family})
+    artifacts.record_kpis(run, final.table)
+    return meta
+
+
+def step_summary(inputs: Inputs, board: pd.DataFrame, tuning: Tuning, threshold: ThresholdChoice | None,
+                 final: Final, seconds: float) -> dict[str, Any]:
+    """The machine-readable findings of step 4."""
+    passed = [bool(p) for p in final.table["passed"] if p is not None]
+    flagged = board.loc[board.get("overfitting", pd.Series(False, index=board.index)).astype(bool), "model"].tolist()
+    return to_jsonable({
+        "problem_type": inputs.problem_type, "selection_metric": tuning.metric, "cv_folds": inputs.folds,
+        "champion": {"family": tuning.best_family, "params": tuning.best_params, "version": 1,
+                     "path": "models/v1/model.skops", "reason": tuning.reason},
+        "leaderboard": board[["rank", "model", "kind"]].to_dict(orient="records"),
+        "overfitting": flagged,
+        "tuning": {"configurations": len(tuning.results), "stopped_by_budget": tuning.stopped_by_budget,
+                   "elapsed_s": round(tuning.elapsed_s, 2), "warnings": tuning.warnings},
+        "threshold": None if threshold is None else {"value": threshold.threshold, "feasible": threshold.feasible,
+                                                      "rule": threshold.rule, "message": threshold.message},
+        "kpis": final.table, "all_kpis_passed": bool(passed) and all(passed),
+        "margin_over_heuristic": final.heuristic, "seconds": round(seconds, 1),
+    })
+
+
+# --- report --------------------------------------------------------------------------------------------------------------
+
+
+def headline(run: Run) -> dict[str, Any]:
+    """First-screen facts for the report: the champion family and the KPI scoreboard."""
+    summary = run.read_summary(STEP)
+    return {"champion": summary["champion"]["family"], "kpis": summary["kpis"],
+            "all_kpis_passed": summary.get("all_kpis_passed")}
+
+
+def report_section(run: Run) -> None:
+    """The report's step-4 section: scoreboard, leaderboard, key figures, links to the model files."""
+    from IPython.display import HTML, Image, Markdown, display
+
+    summary = run.read_summary(STEP)
+    champ = summary["champion"]
+    display(Markdown(f"**Champion:** `{html.escape(champ['family'])}` — {html.escape(champ['reason'])}"))
+    display(pd.DataFrame(summary["kpis"]))
+    board = run.step_dir(STEP) / "leaderboard.csv"
+    if board.exists():
+        display(pd.read_csv(board).head(8))
+    for name in ("leaderboard.png", "diagnostics.png", "threshold.png", "importance.png"):
+        path = run.step_dir(STEP) / name
+        if path.exists():
+            display(Image(filename=str(path)))
+    links = [("model file", "models/v1/model.skops"), ("model metadata", "models/v1/model_meta.json"),
+             ("tuning results", run.relative(run.step_dir(STEP) / "tuning_results.csv"))]
+    display(HTML("<p>" + " · ".join(f"<a href='{html.escape(p)}'>{html.escape(t)}</a>" for t, p in links) + "</p>"))
+
+
+# --- exercises --------------------------------------------------------------------------------------------------------------
+
+
+def check_exercise_1(answer: Any, board: pd.DataFrame) -> str:
+    """Exercise 1: which family overfits most (largest train-validation gap)?"""
+    families_only = board[board["kind"] == "family"]
+    right = str(families_only.sort_values("gap", ascending=False).iloc[0]["model"])
+    return _verdict(answer, right, "the family with the largest gap between train and validation score")
+
+
+def check_exercise_2(answer: Any, choice: ThresholdChoice | None, contract: kpi_mod.KpiContract) -> str:
+    """Exercise 2: a threshold whose cross-validated recall meets the recall KPI."""
+    if answer is None:
+        return _print("Not answered yet: set answer to a threshold between 0 and 1.")
+    if choice is None or "recall" not in contract.kpis:
+        return _print("This problem has no recall KPI on a binary target: nothing to check here.")
+    try:
+        value = float(answer)
+    except (TypeError, ValueError):
+        return _print(f"Wrong type: {answer!r} is not a number between 0 and 1.")
+    recall = kpi_mod.score("recall", contract, choice.y, labels_at(choice.proba, value, contract))
+    target = contract.kpis["recall"]
+    if recall >= target:
+        return _print(f"Right: at {value:.2f} the cross-validated recall is {recall:.3f} >= {target:g}.")
+    return _print(f"Not yet: at {value:.2f} recall is {recall:.3f} < {target:g}. Lower the threshold to flag more rows.")
+
+
+def _verdict(answer: Any, right: str, what: str) -> str:
+    if answer is None:
+        return _print(f"Not answered yet: set answer to {what}.")
+    if str(answer).strip() == right:
+        return _print(f"Right: {right} is {what}.")
+    return _print(f"Not quite: {answer!r} is not {what}. Look at the gap column of the overfitting table.")
+
+
+def _print(text: str) -> str:
+    print(text)
+    return text
+
+
+# --- figures -----------------------------------------------------------------------------------------------------------------
+
+
+def _plt():
+    import matplotlib.pyplot as plt  # imported lazily: no work at import time
+
+    return plt
+
+
+def plot_leaderboard(board: pd.DataFrame, metric: str, contract: kpi_mod.KpiContract):
+    """Cross-validated score of every candidate (mean ± spread over folds), with the KPI target."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(board) + 1.2))
+    colors = ["#999999" if k == "baseline" else "#1f77b4" for k in board["kind"]]
+    ax.barh(board["model"], board[f"{metric}_mean"], xerr=board[f"{metric}_std"], color=colors)
+    if metric in contract.kpis:
+        ax.axvline(contract.kpis[metric], color="red", ls="--", label=f"KPI target {contract.kpis[metric]:g}")
+        ax.legend(loc="lower right")
+    ax.invert_yaxis()
+    ax.set_xlabel(f"cross-validated {metric} (grey: baselines)")
+    ax.set_title("Leaderboard")
+    fig.tight_layout()
+    return fig
+
+
+def _default_value(problem_type: str, family: str, seed: int) -> str:
+    f = fam.get_family(problem_type, family)
+    return _label(f.build(seed, 1).get_params()[f.main_param])
+
+
+def plot_learning_curves(grid: pd.DataFrame, families: Sequence[str], metric: str, problem_type: str, seed: int = 0):
+    """Train and validation score against training rows for the leading families (default main setting)."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(families), figsize=(4.5 * len(families), 3.4), squeeze=False)
+    for ax, name in zip(axes[0], families, strict=True):
+        part = grid[grid["family"] == name]
+        value = _default_value(problem_type, name, seed)
+        if value not in set(part["value"]):
+            value = part.sort_values("validation", ascending=False)["value"].iloc[0]
+        _learning_axes(ax, grid_point(grid, name, value), f"{name} ({part['param'].iloc[0]}={value})", metric)
+    fig.tight_layout()
+    return fig
+
+
+def _learning_axes(ax, curve: pd.DataFrame, title: str, metric: str) -> None:
+    ax.plot(curve["train_size"], curve["train"], "o-", label="train")
+    ax.plot(curve["train_size"], curve["validation"], "o-", label="validation")
+    ax.fill_between(curve["train_size"], curve["validation"] - curve["validation_std"],
+                    curve["validation"] + curve["validation_std"], alpha=0.2, color="C1")
+    ax.set_xlabel("training rows (subsample)")
+    ax.set_ylabel(metric)
+    ax.set_title(title, fontsize=10)
+    ax.legend()
+
+
+def plot_validation_curve(table: pd.DataFrame, family: str, metric: str):
+    """Train and validation score against the main hyperparameter of one family."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    x = range(len(table))
+    ax.plot(x, table["train"], "o-", label="train")
+    ax.errorbar(x, table["validation"], yerr=table["validation_std"], fmt="o-", label="validation")
+    ax.set_xticks(list(x), table["value"])
+    ax.set_xlabel(str(table["param"].iloc[0]))
+    ax.set_ylabel(metric)
+    ax.set_title(f"Validation curve: {family}")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_tuning(tuning: Tuning):
+    """Cross-validated score against each searched hyperparameter (the default in red)."""
+    plt = _plt()
+    m = tuning.metric
+    res = tuning.results[tuning.results["family"] == tuning.best_family]
+    keys = list(res["params"].iloc[0])[:3]
+    fig, axes = plt.subplots(1, max(len(keys), 1), figsize=(4 * max(len(keys), 1), 3.2), squeeze=False)
+    for ax, key in zip(axes[0], keys, strict=False):
+        values = [p.get(key) for p in res["params"]]
+        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+        x = values if numeric else [_label(v) for v in values]
+        ax.scatter(x, res[f"{m}_mean"], c=["red" if d else "C0" for d in res["default"]])
+        if numeric and key in ("C", "alpha", "learning_rate"):
+            ax.set_xscale("log")
+        ax.set_xlabel(key)
+        ax.set_ylabel(f"cv {m}")
+    fig.suptitle(f"Tuning {tuning.best_family} (red: library default)", fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def plot_threshold(choice: ThresholdChoice, contract: kpi_mod.KpiContract, threshold: float | None = None):
+    """Precision and recall against the threshold (cross-validated), with KPI lines and the chosen threshold."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    ax.plot(choice.curve["threshold"], choice.curve["precision"], label="precision")
+    ax.plot(choice.curve["threshold"], choice.curve["recall"], label="recall")
+    for metric, color in (("precision", "C0"), ("recall", "C1")):
+        if metric in contract.kpis:
+            ax.axhline(contract.kpis[metric], color=color, ls=":", label=f"{metric} KPI {contract.kpis[metric]:g}")
+    ax.axvline(choice.threshold if threshold is None else threshold, color="k", ls="--",
+               label=f"threshold {choice.threshold if threshold is None else threshold:.2f}")
+    ax.set_xlabel("decision threshold on P(positive)")
+    ax.set_ylim(0, 1.02)
+    ax.legend(fontsize=8, loc="lower left")
+    ax.set_title("Precision-recall trade-off (cross-validated)")
+    fig.tight_layout()
+    return fig
+
+
+def plot_diagnostics(inputs: Inputs, final: Final):
+    """Test-side diagnostics: classification curves, regression residuals or cluster sizes."""
+    if inputs.problem_type == "classification":
+        return _classification_diagnostics(inputs, final)
+    if inputs.problem_type == "regression":
+        return _regression_diagnostics(final)
+    return _cluster_diagnostics(inputs, final)
+
+
+def _classification_diagnostics(inputs: Inputs, final: Final):
+    from sklearn.calibration import CalibrationDisplay
+    from sklearn.metrics import ConfusionMatrixDisplay, PrecisionRecallDisplay, RocCurveDisplay
+
+    plt = _plt()
+    c = inputs.contract
+    y = final.y_test.astype(str)
+    if not c.is_binary:
+        fig, ax = plt.subplots(figsize=(5, 4))
+        ConfusionMatrixDisplay.from_predictions(y, final.y_pred.astype(str), ax=ax, colorbar=False)
+        ax.set_title("Confusion matrix (test)")
+        fig.tight_layout()
+        return fig
+    fig, axes = plt.subplots(1, 4, figsize=(17, 3.8))
+    pos = str(c.positive_label)
+    ConfusionMatrixDisplay.from_predictions(y, final.y_pred.astype(str), ax=axes[0], colorbar=False)
+    axes[0].set_title("Confusion matrix (test)")
+    RocCurveDisplay.from_predictions(y == pos, final.proba, ax=axes[1], name="model")
+    axes[1].set_title("ROC curve")
+    PrecisionRecallDisplay.from_predictions(y == pos, final.proba, ax=axes[2], name="model")
+    axes[2].set_title("Precision-recall curve")
+    CalibrationDisplay.from_predictions(y == pos, final.proba, n_bins=10, ax=axes[3], name="model")
+    axes[3].set_title("Calibration")
+    fig.tight_layout()
+    return fig
+
+
+def _regression_diagnostics(final: Final):
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    y, p = final.y_test.astype(float), final.y_pred.astype(float)
+    axes[0].scatter(p, y - p, s=10, alpha=0.6)
+    axes[0].axhline(0, color="k", lw=1)
+    axes[0].set_xlabel("predicted")
+    axes[0].set_ylabel("residual (actual - predicted)")
+    axes[0].set_title("Residuals (test)")
+    axes[1].scatter(y, p, s=10, alpha=0.6)
+    lo, hi = float(min(y.min(), p.min())), float(max(y.max(), p.max()))
+    axes[1].plot([lo, hi], [lo, hi], "k--", lw=1)
+    axes[1].set_xlabel("actual")
+    axes[1].set_ylabel("predicted")
+    axes[1].set_title("Predicted vs actual (test)")
+    fig.tight_layout()
+    return fig
+
+
+def _cluster_diagnostics(inputs: Inputs, final: Final):
+    plt = _plt()
+    profile = cluster_profiles(inputs, final)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), gridspec_kw={"width_ratios": [1, 2.5]})
+    axes[0].bar(profile["cluster"].astype(str), profile["rows"])
+    axes[0].set_xlabel("cluster")
+    axes[0].set_ylabel("test rows")
+    axes[0].set_title("Cluster sizes")
+    values = profile.drop(columns=["cluster", "rows"])
+    z = (values - values.mean()) / values.std(ddof=0).replace(0, 1)
+    im = axes[1].imshow(z.to_numpy(), aspect="auto", cmap="coolwarm", vmin=-2, vmax=2)
+    axes[1].set_yticks(range(len(profile)), profile["cluster"].astype(str))
+    axes[1].set_xticks(range(values.shape[1]), values.columns, rotation=60, ha="right", fontsize=8)
+    axes[1].set_title("Cluster profiles (feature means, standardised)")
+    fig.colorbar(im, ax=axes[1])
+    fig.tight_layout()
+    return fig
+
+
+def plot_importance(table: pd.DataFrame, metric: str, top: int = 12):
+    """Permutation importance on the test side (drop in the metric when a column is shuffled)."""
+    plt = _plt()
+    part = table.head(top)
+    fig, ax = plt.subplots(figsize=(6, 0.35 * len(part) + 1.2))
+    ax.barh(part["feature"], part["importance"], xerr=part["std"])
+    ax.invert_yaxis()
+    ax.set_xlabel(f"drop in {metric} when shuffled (test)")
+    ax.set_title("Permutation importance")
+    fig.tight_layout()
+    return fig
+
+
+def plot_cluster_sweep(sweep: pd.DataFrame):
+    """Silhouette against each clustering family's main hyperparameter."""
+    plt = _plt()
+    names = [f for f in sweep["family"].unique() if f != "heuristic"]
+    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.2), squeeze=False)
+    base = sweep[sweep["family"] == "heuristic"]["silhouette_mean"]
+    for ax, name in zip(axes[0], names, strict=True):
+        part = sweep[sweep["family"] == name]
+        ax.errorbar(part["value"], part["silhouette_mean"], yerr=part["silhouette_std"], fmt="o-")
+        if len(base):
+            ax.axhline(float(base.iloc[0]), color="grey", ls=":", label="trivial split")
+            ax.legend(fontsize=8)
+        ax.set_xlabel(str(part["param"].iloc[0]))
+        ax.set_ylabel("silhouette")
+        ax.set_title(name)
+    fig.tight_layout()
+    return fig
+
+
+# --- explorers (read cached results only) ----------------------------------------------------------------------------------
+
+
+def model_explorer(grid: pd.DataFrame, metric: str):
+    """Update function for the model explorer: (family, position of the main value) -> readout, learning curve."""
+
+    def update(family: str, position: int):
+        part = grid[grid["family"] == family]
+        values = list(dict.fromkeys(part["value"]))
+        value = values[min(max(int(position), 0), len(values) - 1)]
+        curve = grid_point(grid, family, value)
+        last = curve.iloc[-1]
+        text = (f"{family}, {last['param']}={value}: validation {metric} {last['validation']:.3f} "
+                f"(± {last['validation_std']:.3f}), train {last['train']:.3f}, gap {last['train'] - last['validation']:+.3f} "
+                f"on {int(last['train_size'])} rows")
+        plt = _plt()
+        fig, ax = plt.subplots(figsize=(5, 3.2))
+        _learning_axes(ax, curve, f"{family} ({last['param']}={value})", metric)
+        fig.tight_layout()
+        return text, fig
+
+    return update
+
+
+def model_explorer_controls(grid: pd.DataFrame):
+    """The model explorer's widgets: a family drop-down and a slider over its main values."""
+    import ipywidgets as w
+
+    families = list(dict.fromkeys(grid["family"]))
+    n = grid.groupby("family")["value"].nunique().max()
+    return {"family": w.Dropdown(options=families, description="family"),
+            "position": w.IntSlider(value=0, min=0, max=int(n) - 1, description="main value #")}
+
+
+def threshold_explorer(choice: ThresholdChoice, contract: kpi_mod.KpiContract):
+    """Update function for the threshold slider: KPIs and confusion matrix from cached CV probabilities."""
+
+    def update(threshold: float):
+        text, cm, _ = threshold_readout(choice, contract, threshold)
+        plt = _plt()
+        fig, axes = plt.subplots(1, 2, figsize=(10, 3.2), gridspec_kw={"width_ratios": [2, 1]})
+        axes[0].plot(choice.curve["threshold"], choice.curve["precision"], label="precision")
+        axes[0].plot(choice.curve["threshold"], choice.curve["recall"], label="recall")
+        axes[0].axvline(threshold, color="k", ls="--")
+        axes[0].legend(fontsize=8)
+        axes[0].set_xlabel("threshold")
+        axes[1].imshow(cm, cmap="Blues")
+        for (i, j), v in np.ndenumerate(cm):
+            axes[1].text(j, i, str(v), ha="center", va="center")
+        labels = [str(contract.positive_label), "other"]
+        axes[1].set_xticks([0, 1], labels)
+        axes[1].set_yticks([0, 1], labels)
+        axes[1].set_xlabel("predicted")
+        axes[1].set_ylabel("actual")
+        fig.tight_layout()
+        return text, fig
+
+    return update
+
+
+def threshold_controls(choice: ThresholdChoice):
+    import ipywidgets as w
+
+    return {"threshold": w.FloatSlider(value=round(choice.threshold, 2), min=0.02, max=0.98, step=0.01,
+                                       description="threshold")}
