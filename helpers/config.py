@@ -10,7 +10,7 @@ from __future__ import annotations
 import keyword
 import math
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -299,28 +299,24 @@ def merge(*layers: Mapping[str, Any], text_layer: Mapping[str, str] | None = Non
     (command-line ``-p`` strings). Every name and value is checked.
     """
     values = defaults()
-    explicit: set[str] = set()
     for layer in layers:
         for name, value in layer.items():
             values[name] = convert(name, value)
-            explicit.add(name)
     for name, value in (text_layer or {}).items():
         values[name] = convert(name, value, from_text=True)
-        explicit.add(name)
-    values = resolve_preset(values, explicit)
+    values = resolve_preset(values)
     check_consistency(values)
     return values
 
 
-def resolve_preset(values: dict[str, Any], explicit: Iterable[str] = ()) -> dict[str, Any]:
-    """Fill preset-backed parameters that are still ``None`` from the dataset's preset."""
+def resolve_preset(values: dict[str, Any]) -> dict[str, Any]:
+    """Fill preset-backed parameters that are ``None`` from the dataset's preset."""
     from helpers.datasets import preset_for  # local: datasets imports pandas
 
-    explicit = set(explicit)
     preset = preset_for(values.get("dataset") or "")
     out = dict(values)
     for key in PRESET_KEYS:
-        if key in out and out[key] is None and key not in explicit and key in preset:
+        if key in out and out[key] is None and key in preset:
             out[key] = preset[key]
     if "problem_type" in out and out["problem_type"] is None:
         out["problem_type"] = "auto"

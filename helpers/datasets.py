@@ -309,6 +309,12 @@ def sha256_of_frame(frame: pd.DataFrame) -> str:
     return digest.hexdigest()
 
 
+def _is_scratch(run) -> bool:
+    from helpers.artifacts import interactive_run_dir
+
+    return run.path == interactive_run_dir().resolve()
+
+
 def load_snapshot(run, params) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The raw table of this run: read the snapshot, or load the source once and write it.
 
@@ -318,6 +324,9 @@ def load_snapshot(run, params) -> tuple[pd.DataFrame, dict[str, Any]]:
         frame = pd.read_parquet(run.raw_snapshot_path)
         manifest = run.read_manifest()
         provenance = manifest.get("dataset") or {}
+        if provenance.get("source") not in (None, params["dataset"]) and _is_scratch(run):
+            run.raw_snapshot_path.unlink()  # the interactive scratch folder may be overwritten
+            return load_snapshot(run, params)
         if provenance.get("source") not in (None, params["dataset"]):
             raise PlaybookError(
                 f"Run folder {run.path} holds a snapshot of {provenance.get('source')!r}, not {params['dataset']!r}.",
