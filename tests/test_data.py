@@ -81,7 +81,7 @@ def test_bias_and_scale_on_churn(churn):
     assert scale["compact_bytes"] < scale["memory_bytes"]
 
 
-def test_saved_artifacts_schema_and_hand_over(churn):
+def test_saved_artifacts_schema_and_hand_over(churn, capsys):
     run, params, result = churn
     p = result["prepared"]
     summary = data.step_summary(issues=result["issues"], decisions=result["decisions"], split_info=result["split"],
@@ -102,9 +102,12 @@ def test_saved_artifacts_schema_and_hand_over(churn):
     assert back.features == p.features and back.train.index.equals(p.train.index)
     assert back.cleaning == p.cleaning
     assert "**[human]**" in doc and "Motivation" in doc and "Maintenance" in doc
+    data.report_section(run)  # displays (prints outside a kernel) without error
     head = data.headline(run)
     assert head["n_issues"] == len(result["issues"])
     assert [i["column"] for i in head["severe_issues"]] == ["retention_call_minutes"]
+    shown = capsys.readouterr().out
+    assert "remove duplicate rows" in shown and "Markdown object" in shown
 
 
 def test_apply_cleaning_replays_on_new_data_without_target(churn):
