@@ -10,7 +10,8 @@ readouts and figures for a few representative settings, so reports show real out
 from __future__ import annotations
 
 import html
-from collections.abc import Callable, Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from typing import Any
 
 import matplotlib.pyplot as plt
@@ -43,11 +44,15 @@ class Explorer:
         self.readout = w.HTML(layout=w.Layout(min_height="2em"))
         self.readout.add_class(READOUT_CLASS)
         self.output = w.Output()
+        self.output.add_class("playbook-explorer-figure")
         self.last_text = ""
+        self.last_seconds = 0.0
         for control in self.controls.values():
+            _uniform_label(control)
             control.observe(self._on_change, names="value")
         header = w.HTML(f"<b>{html.escape(title)}</b>")
-        row = w.HBox(list(self.controls.values()), layout=w.Layout(flex_flow="row wrap"))
+        header.add_class("playbook-explorer-title")
+        row = w.HBox(list(self.controls.values()), layout=w.Layout(flex_flow="row wrap", align_items="center"))
         self.widget = w.VBox([header, row, self.readout, self.output])
         self.widget.add_class("playbook-explorer")
         self.refresh()
@@ -56,7 +61,10 @@ class Explorer:
         return {name: control.value for name, control in self.controls.items()}
 
     def refresh(self) -> str:
+        """Call the update function with the controls' values; show its readout and figure."""
+        start = time.perf_counter()
         text, fig = self.update(**self.values())
+        self.last_seconds = time.perf_counter() - start
         self.last_text = text
         self.readout.value = readout_html(text)
         self.output.clear_output(wait=True)
@@ -67,7 +75,20 @@ class Explorer:
         return text
 
     def _on_change(self, _change) -> None:
-        self.refresh()
+        # An exception in a widget callback only reaches the browser's log console: show it
+        # in the readout instead, where the person who moved the control looks.
+        try:
+            self.refresh()
+        except Exception as exc:  # noqa: BLE001 - any failure must be visible, not swallowed
+            self.last_text = f"Could not update: {exc}"
+            self.readout.value = readout_html(self.last_text)
+
+
+def _uniform_label(control: Any) -> None:
+    """Show every control's full label (the default width cuts labels such as "threshold")."""
+    style = getattr(control, "style", None)
+    if style is not None and hasattr(style, "description_width"):
+        style.description_width = "initial"
 
 
 def explorer(title: str, controls: Callable[[], Mapping[str, Any]], update: ExplorerUpdate, *,
@@ -99,13 +120,14 @@ def values_table(values: Mapping[str, Any]) -> pd.DataFrame:
     return pd.DataFrame({"parameter": list(values), "value": [repr(v) for v in values.values()]}).set_index("parameter")
 
 
-def parameter_panel(step: str, params: Mapping[str, Any], *, interactive: bool):
-    """The panel of a step's parameters; in batch runs a static table of the values."""
+def parameter_panel(step: str, params: MutableMapping[str, Any], *, interactive: bool,
+                    namespace: MutableMapping[str, Any] | None = None):
+    """The panel of a step's parameters (see ``helpers.panel``); in batch runs a static table of the values."""
     if not interactive:
         display(values_table(params))
         return None
     from helpers.panel import ParameterPanel
 
-    panel = ParameterPanel(step, params)
+    panel = ParameterPanel(step, params, namespace=namespace)
     display(panel.widget)
     return panel
