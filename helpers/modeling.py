@@ -48,7 +48,7 @@ from helpers.prepared import Prepared, load_prepared
 STEP = STEP_NOTEBOOKS[3]
 STEP1 = STEP_NOTEBOOKS[0]
 PROBA_METRICS = ("roc_auc", "average_precision", "log_loss")
-EXPLORER_ROWS = 500  # the explorer grid is precomputed on a subsample of this many training rows
+EXPLORER_ROWS = 400  # the explorer grid is precomputed on a subsample of this many training rows
 CLUSTER_SAMPLE = 1500  # rows used to fit and score clusterings per fold (silhouette is quadratic)
 
 
@@ -243,17 +243,18 @@ def _quiet(n_jobs: int = 1) -> Iterator[None]:
         yield
 
 
-def evaluate(inputs: Inputs, pipeline, cv=None) -> dict[str, Any]:
-    """Cross-validate one pipeline: mean and spread of every metric, train scores and fit time."""
+def evaluate(inputs: Inputs, pipeline, cv=None, train: bool = True) -> dict[str, Any]:
+    """Cross-validate one pipeline: mean and spread of every metric, train scores (optional) and fit time."""
     with _quiet(inputs.n_jobs):
         res = cross_validate(pipeline, inputs.X, inputs.y, cv=cv or cv_folds(inputs),
                              scoring=KpiScorer(inputs.contract, inputs.metrics),
-                             return_train_score=True, n_jobs=inputs.n_jobs, error_score="raise")
+                             return_train_score=train, n_jobs=inputs.n_jobs, error_score="raise")
     row: dict[str, Any] = {}
     for m in inputs.metrics:
         row[f"{m}_mean"] = float(np.nanmean(res[f"test_{m}"]))
         row[f"{m}_std"] = float(np.nanstd(res[f"test_{m}"]))
-        row[f"{m}_train"] = float(np.nanmean(res[f"train_{m}"]))
+        if train:
+            row[f"{m}_train"] = float(np.nanmean(res[f"train_{m}"]))
     row["fit_time_s"] = float(np.mean(res["fit_time"]))
     return row
 
@@ -442,7 +443,7 @@ def tune(inputs: Inputs, families: Sequence[str], strategy: str = "random", iter
                                  "configurations (raise the budget for the full, reproducible search).")
                     break
                 pipe = family_pipeline(inputs, family).set_params(**{f"model__{k}": v for k, v in params.items()})
-                rows.append({"family": name, "default": i == 0, "params": params, **evaluate(inputs, pipe, cv)})
+                rows.append({"family": name, "default": i == 0, "params": params, **evaluate(inputs, pipe, cv, train=False)})
         if stopped:
             break
     for note in notes:
