@@ -178,7 +178,8 @@ def check_columns(columns: Sequence[str], package: Package) -> Validation:
     missing = [c for c in package.features if c not in columns]
     if missing:
         v.errors.append(f"missing column(s) {', '.join(missing)}")
-    known = set(package.columns) | set(package.features) | {package.meta.get("target"), package.meta.get("id_column")}
+    known = set(package.columns) | set(package.features) | set(package.meta.get("sensitive_columns") or []) | {
+        package.meta.get("target"), package.meta.get("id_column")}
     extra = [c for c in columns if c not in known]
     if extra:
         v.warnings.append(f"extra column(s) ignored: {', '.join(map(str, extra))}")

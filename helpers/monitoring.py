@@ -153,21 +153,23 @@ def false_alarm_rates(reference: pd.DataFrame, numeric: Sequence[str], categoric
                       psi_alert: float = PSI_BANDS[1], seed: int = 0) -> pd.DataFrame:
     """How often each check alerts on undrifted data at ``batch_size`` rows.
 
-    The reference is split at random into two halves: one is the reference, batches
-    are drawn from the other (so batch and reference are independent samples of the
-    same distribution, as a drift-free production batch would be).
+    Each trial splits the data at random into two halves: one is the reference, the
+    batch is drawn from the other (so batch and reference are independent samples of
+    the same distribution, as a drift-free production batch would be). A fresh split per
+    trial matters: with one fixed split, every trial would share that split's chance
+    difference and the rates would be badly off.
     """
     rng = np.random.default_rng(seed)
-    order = rng.permutation(len(reference))
     half = len(reference) // 2
-    ref, pool = reference.iloc[order[:half]], reference.iloc[order[half:]]
-    if len(pool) < 2:
+    if half < 2:
         raise PlaybookError("Too few reference rows to estimate false alarms.", "use more training rows.")
-    size = min(batch_size, len(pool))
-    detector = DriftDetector(numeric, categorical, alpha=alpha, psi_alert=psi_alert).fit(ref)
+    size = min(batch_size, len(reference) - half)
     rows = []
     for _ in range(n_trials):
-        batch = pool.iloc[rng.choice(len(pool), size=size, replace=False)]
+        order = rng.permutation(len(reference))
+        detector = DriftDetector(numeric, categorical, alpha=alpha, psi_alert=psi_alert).fit(
+            reference.iloc[order[:half]])
+        batch = reference.iloc[rng.choice(order[half:], size=size, replace=False)]
         table = detector.score(batch)
         table["test_alarm"] = table["p_value"] < alpha
         table["psi_alarm"] = table["psi"] >= psi_alert
@@ -187,8 +189,8 @@ def false_alarm_rates(reference: pd.DataFrame, numeric: Sequence[str], categoric
 class DriftSchedule:
     """The documented drift of a simulation, per batch (ramp r = batch / (n - 1)).
 
-    - covariate shift on ``feature``: rows are resampled with weight exp(1.5 * m * r * z),
-      z the feature's standardised value (P(y | x) is unchanged);
+    - covariate shift on ``feature``: rows are resampled with weight exp(0.8 * m * r * z),
+      z the feature's normal score (from ranks); P(y | x) is unchanged;
     - label-prior shift, from the middle batch on: the positive class (classification)
       or the upper half of the target (regression) is weighted 1 + m * r;
     - concept drift, in the last third: in the segment where ``feature`` is above its
@@ -204,7 +206,7 @@ class DriftSchedule:
         rows = []
         for b in range(self.n_batches):
             r = b / (self.n_batches - 1) if self.n_batches > 1 else 0.0
-            cov = 1.5 * self.magnitude * r if self.feature else 0.0
+            cov = 0.8 * self.magnitude * r if self.feature else 0.0
             prior = 1 + self.magnitude * r if b >= self.n_batches / 2 else 1.0
             concept = 0.3 * self.magnitude * r if b >= 2 * self.n_batches / 3 else 0.0
             rows.append({"batch": b + 1, "covariate_shift": round(cov, 3), "label_prior_weight": round(prior, 3),
@@ -249,8 +251,10 @@ def simulate_batches(frame: pd.DataFrame, *, target: str | None, problem_type: s
 
 
 def _standardised(values: pd.Series) -> np.ndarray:
+    """Normal scores from ranks: robust to outliers (a units error must not dominate the weights)."""
     v = pd.Series(values, dtype=float)
-    z = (v - v.mean()) / (v.std() or 1.0)
+    ranks = v.rank(method="average")
+    z = pd.Series(stats.norm.ppf(ranks / (v.notna().sum() + 1)), index=v.index)
     return z.fillna(0.0).to_numpy()
 
 
@@ -562,7 +566,7 @@ def track_all(package, batches: Sequence[pd.DataFrame], detector: DriftDetector,
 
     results = []
     for batch in batches:
-        fixed, v = deployment.validate(batch, package)
+        fixed, v = deployment.validate(batch.drop(columns="batch", errors="ignore"), package)
         if v.errors:
             results.append({"drift": pd.DataFrame(columns=["feature", "psi", "band", "test", "statistic", "p_value",
                                                            "alert"]),
@@ -576,6 +580,13 @@ def track_all(package, batches: Sequence[pd.DataFrame], detector: DriftDetector,
         res.update(validation=v, fixed=fixed)
         results.append(res)
     return results
+
+
+def alert_counts(alerts: pd.DataFrame) -> pd.DataFrame:
+    """Alerts per batch and kind (the full table is saved as alerts.csv)."""
+    if alerts.empty:
+        return pd.DataFrame(index=pd.Index([], name="batch"))
+    return alerts.pivot_table(index="batch", columns="kind", values="reason", aggfunc="size", fill_value=0)
 
 
 def validation_alerts(results: Sequence[dict[str, Any]]) -> pd.DataFrame:
@@ -611,7 +622,8 @@ def retrain_challengers(package, prepared, batches: Sequence[pd.DataFrame], resu
 
     metric = deployment.primary_metric(contract)
     target = prepared.target
-    records, version = [], _next_version(run)
+    # challengers of this champion are numbered from its version + 1 (a re-run replaces them)
+    records, version = [], int(package.meta.get("version") or 1) + 1
     for d in [d for d in decisions if d["retrain"]][:MAX_CHALLENGERS]:
         b = d["batch"] - 1
         latest = results[b]
@@ -641,11 +653,6 @@ def retrain_challengers(package, prepared, batches: Sequence[pd.DataFrame], resu
     return records
 
 
-def _next_version(run) -> int:
-    if run is None:
-        return 2
-    existing = [int(p.name[1:]) for p in (run.path / "models").glob("v*") if p.name[1:].isdigit()]
-    return max([1, *existing]) + 1
 
 
 def timeline_figure(kpi: pd.DataFrame, drift: pd.DataFrame, features: Sequence[str]):
