@@ -86,6 +86,22 @@ def test_executed_notebook_shows_the_static_explorer(run_dir):
     assert exercise_out.count("Not answered yet") == 3
 
 
+def test_playbook_run_steps_1_to_3_end_to_end(tmp_path):
+    out = tmp_path / "run"
+    cmd = [str(Path(sys.executable).parent / "playbook"), "run", "--steps", "1,2,3", "--out", str(out), "--no-html",
+           "-p", "dataset", DATASET, "-p", "scaling_budget_s", "2"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    manifest = json.loads((out / "manifest.json").read_text())
+    statuses = {s["step"]: s["status"] for s in manifest["steps"]}
+    assert all(statuses[s] == "succeeded" for s in STEPS)
+    assert manifest["lock_file"] == f"artifacts/{STEPS[2]}/requirements.lock.txt"
+    assert (out / manifest["lock_file"]).exists()
+    report = nbformat.read(out / "report.ipynb", as_version=4)
+    shown = json.dumps([c.get("outputs", []) for c in report.cells])
+    assert "3. Tools and stack" in shown and "stack_decision.md" in shown and "image/png" in shown
+
+
 def test_opened_on_its_own_it_names_the_step_to_run(tmp_path):
     done = papermill(STEPS[2], tmp_path / "out.ipynb", tmp_path / "empty-run")
     assert done.returncode != 0
