@@ -377,6 +377,7 @@ def measure_scaling(prepared: Prepared, families: Sequence[Family], *, budget_s:
     start = clock()
     last: dict[str, tuple[int, float]] = {}
     stopped: set[str] = set()
+    failed: dict[str, str] = {}
     rows: list[Measurement] = []
 
     def fits_in_budget(name: str, n: int, factor: float = 1.0) -> bool:
@@ -402,13 +403,19 @@ def measure_scaling(prepared: Prepared, families: Sequence[Family], *, budget_s:
                     return with_model(prepared.make_preprocessor(), family.build(seed, n_jobs))
 
                 first = family.name not in last  # its first fit also pays one-off costs: repeat it
-                fit_s, peak = time_fit(make, Xn, yn, min_repeats=2 if first else 1, rss=method == "rss", clock=clock)
+                try:
+                    fit_s, peak = time_fit(make, Xn, yn, min_repeats=2 if first else 1, rss=method == "rss",
+                                           clock=clock)
+                except ValueError as exc:  # e.g. too few rows for the family: report it, measure the others
+                    failed[family.name] = f"{n} rows: {exc}"
+                    stopped.add(family.name)
+                    continue
                 last[family.name] = (n, fit_s)
                 if method == "tracemalloc" and fits_in_budget(family.name, n, factor=13.0):
                     peak = peak_fit_memory(make, Xn, yn)
                 rows.append(Measurement(family.name, n, fit_s, peak))
     frame = pd.DataFrame([asdict(r) for r in rows], columns=["family", "n_rows", "fit_s", "peak_bytes"])
-    frame.attrs.update(elapsed_s=clock() - start, memory_method=method)
+    frame.attrs.update(elapsed_s=clock() - start, memory_method=method, failed=failed)
     return frame
 
 
@@ -658,6 +665,10 @@ def _solve_rows(excess: Callable[[float], float]) -> float:
 
 def build_study(prepared: Prepared, measurements: pd.DataFrame, env: Mapping[str, Any]) -> ScalingStudy:
     """Curves from the measurements, plus the data size and memory per row of the train side."""
+    if measurements.empty:
+        failed = "; ".join(f"{k}: {v}" for k, v in measurements.attrs.get("failed", {}).items())
+        raise PlaybookError(f"No model family could be measured{' (' + failed + ')' if failed else ''}.",
+                            "raise scaling_budget_s, or check step 2's training data (enough rows per class).")
     X = prepared.X("train")
     bytes_per_row = float(X.memory_usage(deep=True).sum()) / max(len(X), 1)
     return ScalingStudy(fit_curves(measurements), len(X), bytes_per_row, Machine.from_environment(env),
@@ -1034,7 +1045,7 @@ def build_summary(env: Mapping[str, Any], study: ScalingStudy, measurements: pd.
         "compute": decisions["compute"]["decision"],
         "slowest_family": slowest_family(study),
         "measurement": {"budget_s": budget_s, "elapsed_s": measurements.attrs.get("elapsed_s"),
-                        "fits": len(measurements)},
+                        "points": len(measurements), "failed": measurements.attrs.get("failed", {})},
         "documents": {"stack_decision": f"artifacts/{STEP}/{DECISION_FILE}", "lock_file": f"artifacts/{STEP}/{LOCK_FILE}"},
     }
 

@@ -9,6 +9,7 @@ from importlib import metadata
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.linear_model import LogisticRegression
 
 from helpers import artifacts, families, features, stack
 from helpers.errors import PlaybookError
@@ -464,3 +465,23 @@ def test_families_measured_are_the_registry_families():
     assert list(m["family"]) == [f.name for f in fams]
     pipe = features.with_model(prepared.make_preprocessor(), fams[0].build(0, 1))
     assert list(pipe.named_steps) == ["preprocess", "model"]
+
+
+def test_clustering_families_are_measured_without_a_target():
+    prepared = make_prepared(300, "clustering")
+    m = stack.measure_scaling(prepared, families.families_for("clustering"), budget_s=20, sizes=[120, 240])
+    assert set(m["family"]) == {"k_means", "agglomerative", "dbscan"} and len(m) == 6
+    study = stack.build_study(prepared, m, stack.environment_report())
+    assert study.n_rows == 240 and set(study.curves) == set(m["family"])
+
+
+def test_a_family_that_cannot_fit_is_reported_and_the_others_measured():
+    prepared = make_prepared(300)
+    broken = families.Family("broken", "classification", lambda seed, n_jobs: LogisticRegression(C=-1.0))
+    ok = families.get_family("classification", "logistic_regression")
+    m = stack.measure_scaling(prepared, [broken, ok], budget_s=20, sizes=[100, 240])
+    assert set(m["family"]) == {"logistic_regression"}
+    assert m.attrs["failed"]["broken"].startswith("100 rows:") and "'C' parameter" in m.attrs["failed"]["broken"]
+    empty = stack.measure_scaling(prepared, [broken], budget_s=20, sizes=[100])
+    with pytest.raises(PlaybookError, match="No model family could be measured"):
+        stack.build_study(prepared, empty, stack.environment_report())
