@@ -316,7 +316,7 @@ class ParameterPanel:
         self.path.add_class("playbook-project-path")
         self.overwrite = w.Checkbox(value=False, description="overwrite", indent=False, layout=w.Layout(width="110px"))
         self.overwrite.add_class("playbook-overwrite")
-        self.save_button = w.Button(description="Save as project file", icon="save",
+        self.save_button = w.Button(description="Save as project file", icon="save", layout=w.Layout(width="auto"),
                                     tooltip="write these values as a project.yaml for `playbook run -f`")
         self.save_button.add_class("playbook-save")
         self.save_button.on_click(lambda _b: self.save())
@@ -327,13 +327,19 @@ class ParameterPanel:
     def _layout(self) -> Any:
         w = _w()
         title = w.HTML(f"<b>Parameters of {html.escape(self.step)}</b> "
-                       f"<span style='color:#555'>(run folder: {html.escape(str(self.params.get('run_dir') or 'scratch'))})</span>")
+                       f"<span style='color:#555'>(run folder: {html.escape(str(self.run_folder()))})</span>")
         rows = [f.row for f in self.fields.values()]
         actions = w.HBox([self.apply_button, self.path, self.overwrite, self.save_button], layout=w.Layout(**_ROW))
         box = w.VBox([title, *rows, actions, self.status],
                      layout=w.Layout(border="1px solid #ccc", padding="6px", width="100%"))
         box.add_class("playbook-panel")
         return box
+
+    def run_folder(self) -> str:
+        """The run folder this notebook writes into (set by the setup cell, not by the panel)."""
+        from helpers.artifacts import interactive_run_dir
+
+        return str(self.params.get("run_dir") or interactive_run_dir())
 
     def problem_type(self) -> str | None:
         """The problem type in the panel when valid, else the one in force (None when unknown)."""
