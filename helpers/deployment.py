@@ -194,9 +194,12 @@ def check_values(frame: pd.DataFrame, package: Package, v: Validation) -> pd.Dat
     out = frame
     for name in [c for c in package.meta.get("numeric", []) if c in frame.columns]:
         raw = frame[name]
-        values = raw if pd.api.types.is_numeric_dtype(raw) else pd.to_numeric(raw, errors="coerce")
-        bad = values.isna() & raw.notna() & (raw.astype(str).str.strip() != "")
-        if bad.any():
+        is_number = pd.api.types.is_numeric_dtype(raw)
+        values = raw if is_number else pd.to_numeric(raw, errors="coerce")
+        bad = values.isna() & raw.notna()
+        if not is_number and bad.any():
+            bad &= raw.astype(object).map(lambda t: str(t).strip() != "")  # blanks are missing, not errors
+        if not is_number and bad.any():
             example = raw[bad].iloc[0]
             v.errors.append(f"column {name} expects numbers but has {int(bad.sum())} non-numeric value(s), e.g. {example!r}")
         spec = package.columns.get(name, {})
@@ -212,7 +215,8 @@ def check_values(frame: pd.DataFrame, package: Package, v: Validation) -> pd.Dat
         known = package.columns.get(name, {}).get("categories")
         if known:
             s = frame[name]
-            unseen = s.notna() & ~s.astype(str).isin([str(k) for k in known])
+            text = s if pd.api.types.infer_dtype(s, skipna=True) == "string" else s.astype(str)
+            unseen = s.notna() & ~text.isin([str(k) for k in known])
             v.add_count(f"{name} has categories unseen in training", int(unseen.sum()))
     return out
 
@@ -249,7 +253,9 @@ def model_input(frame: pd.DataFrame, package: Package) -> pd.DataFrame:
     X = frame[package.features].copy()
     for c in package.meta.get("categorical", []):
         s = X[c]
-        X[c] = s.astype(str).astype(object).where(s.notna(), np.nan)
+        if pd.api.types.infer_dtype(s, skipna=True) not in ("string", "empty"):
+            s = s.astype(str).where(s.notna(), None)  # numbers or mixed values become text
+        X[c] = s.astype(object).where(s.notna(), np.nan)
     for c in package.meta.get("numeric", []):
         X[c] = pd.to_numeric(X[c], errors="coerce").astype(float).replace([np.inf, -np.inf], np.nan)
     return X
@@ -324,7 +330,8 @@ def read_chunks(path: Path, package: Package, chunk_size: int) -> Iterator[pd.Da
     if suffix not in (".csv", ".txt", ".tsv"):
         raise PlaybookError(f"Cannot read {path.name}: the input must be .csv or .parquet.",
                             "convert the file to CSV or Parquet.")
-    text_cols = {c: str for c in [*package.meta.get("categorical", []), package.meta.get("id_column")] if c}
+    # object, not str: pandas' arrow-backed strings cost a conversion per value here
+    text_cols = {c: object for c in [*package.meta.get("categorical", []), package.meta.get("id_column")] if c}
     try:
         yield from pd.read_csv(path, chunksize=chunk_size, dtype=text_cols, sep="\t" if suffix == ".tsv" else ",",
                                low_memory=False)
@@ -356,7 +363,10 @@ def predict_file(package: Package, input_path: str | os.PathLike, output_path: s
                 v.raise_errors()
             for k, n in v.counts.items():
                 total.add_count(k, n)
-            predict_frame(package, fixed).to_csv(tmp, mode="a", header=i == 0, index=False, float_format="%.6g")
+            out = predict_frame(package, fixed)
+            floats = out.select_dtypes("float").columns
+            out[floats] = out[floats].round(6)  # vectorised; to_csv's float_format formats value by value
+            out.to_csv(tmp, mode="a", header=i == 0, index=False)
             rows += len(chunk)
         if rows == 0:
             raise PlaybookError(f"{src} has no data rows.", "give a file with at least one row.")
