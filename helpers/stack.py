@@ -698,8 +698,20 @@ def projections_table(table: pd.DataFrame) -> pd.DataFrame:
                                "memory_bytes": "memory", "verdict_label": "verdict"}).set_index(["family", "scale"])
 
 
+FIXED_COST_EXPONENT = 0.8  # below this, fixed per-fit costs still dominate the measured sizes
+
+
+def curve_caveat(law: PowerLaw) -> str:
+    """A warning when a time law is unreliable for extrapolation, else an empty string."""
+    if law.assumed:
+        return "exponent assumed, not fitted: measure more sizes (raise scaling_budget_s)"
+    if law.b < FIXED_COST_EXPONENT:
+        return "fixed costs dominate the measured sizes: projections are likely optimistic"
+    return ""
+
+
 def curves_table(study: ScalingStudy) -> pd.DataFrame:
-    """Fitted exponents and fit quality per family."""
+    """Fitted exponents and fit quality per family, with a caveat where extrapolation is shaky."""
     rows = []
     for name, c in study.curves.items():
         lim = study.limit_rows(name)
@@ -707,7 +719,8 @@ def curves_table(study: ScalingStudy) -> pd.DataFrame:
                      "time fit R²": None if c.time.r2 is None else round(c.time.r2, 3),
                      "memory exponent": None if c.memory is None else round(c.memory.b, 2),
                      "points": len(c.points), "fit at current size": format_seconds(study.fit_s(name, study.n_rows)),
-                     "this machine enough up to": format_rows(lim["rows"]), "limited by": lim["limited_by"]})
+                     "this machine enough up to": format_rows(lim["rows"]), "limited by": lim["limited_by"],
+                     "caveat": curve_caveat(c.time)})
     return pd.DataFrame(rows).set_index("family")
 
 

@@ -485,3 +485,12 @@ def test_a_family_that_cannot_fit_is_reported_and_the_others_measured():
     empty = stack.measure_scaling(prepared, [broken], budget_s=20, sizes=[100])
     with pytest.raises(PlaybookError, match="No model family could be measured"):
         stack.build_study(prepared, empty, stack.environment_report())
+
+
+def test_curve_caveats_flag_shaky_extrapolation():
+    assert stack.curve_caveat(stack.PowerLaw(1e-6, 1.2, 0.99, 3)) == ""
+    assert "optimistic" in stack.curve_caveat(stack.PowerLaw(1e-3, 0.3, 0.99, 3))
+    assert "assumed" in stack.curve_caveat(stack.PowerLaw(1e-3, 1.0, None, 1, assumed=True))
+    study = make_study({"flat": (0.1, 0.2), "steep": (1e-9, 2.0)})
+    table = stack.curves_table(study)
+    assert table.loc["flat", "caveat"] and not table.loc["steep", "caveat"]
