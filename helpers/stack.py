@@ -819,7 +819,7 @@ COMPUTE_RULES = (
 
 CLOUD_RULES = (
     Rule("no_cloud_needed", lambda c: c.planned_tier == "this_machine" and c.data_kind == "tabular",
-         "no cloud compute needed for training; use the organisation's storage, tracking and serving platform",
+         "no cloud compute needed for training; keep storage, tracking and serving on the platform the organisation already uses",
          "the workload fits this machine now and at the planned growth",
          "the managed services below if the organisation already runs on a cloud"),
     Rule("gpu_training", lambda c: c.data_kind in ("images", "audio", "text") and not c.gpu,

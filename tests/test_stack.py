@@ -365,6 +365,7 @@ def test_decision_record_has_context_options_and_cloud_map(finished):
     assert "| training rows | 640 |" in md
     assert "Amazon S3" in md and "Vertex AI Experiments" in md
     assert all(f"| {name} |" in md for name in study.curves)
+    assert "&#39;" not in md and "&amp;" not in md  # our own texts need no escaping
 
 
 def test_summary_holds_curves_projections_and_decisions(finished):
