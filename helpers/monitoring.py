@@ -189,7 +189,7 @@ def false_alarm_rates(reference: pd.DataFrame, numeric: Sequence[str], categoric
 class DriftSchedule:
     """The documented drift of a simulation, per batch (ramp r = batch / (n - 1)).
 
-    - covariate shift on ``feature``: rows are resampled with weight exp(0.8 * m * r * z),
+    - covariate shift on ``feature``: rows are resampled with weight exp(1.5 * m * r * z),
       z the feature's normal score (from ranks); P(y | x) is unchanged;
     - label-prior shift, from the middle batch on: the positive class (classification)
       or the upper half of the target (regression) is weighted 1 + m * r;
@@ -206,7 +206,7 @@ class DriftSchedule:
         rows = []
         for b in range(self.n_batches):
             r = b / (self.n_batches - 1) if self.n_batches > 1 else 0.0
-            cov = 0.8 * self.magnitude * r if self.feature else 0.0
+            cov = 1.5 * self.magnitude * r if self.feature else 0.0
             prior = 1 + self.magnitude * r if b >= self.n_batches / 2 else 1.0
             concept = 0.3 * self.magnitude * r if b >= 2 * self.n_batches / 3 else 0.0
             rows.append({"batch": b + 1, "covariate_shift": round(cov, 3), "label_prior_weight": round(prior, 3),
@@ -229,19 +229,21 @@ def _describe(cov: float, prior: float, concept: float, feature: str | None) -> 
 def simulate_batches(frame: pd.DataFrame, *, target: str | None, problem_type: str, n_batches: int,
                      magnitude: float, feature: str | None, seed: int, batch_size: int | None = None,
                      positive_label: Any = None) -> tuple[list[pd.DataFrame], pd.DataFrame]:
-    """Seeded production batches drawn (with replacement) from ``frame`` under ``DriftSchedule``."""
+    """Seeded production batches drawn from ``frame`` under ``DriftSchedule`` (weighted sampling,
+    without replacement unless a batch needs more than half the rows)."""
     if len(frame) < 10:
         raise PlaybookError(f"Only {len(frame)} held-out rows: too few to simulate production.",
                             "use a larger test_size or more data.")
     schedule = DriftSchedule(n_batches, magnitude, feature).table()
-    size = batch_size or max(50, min(len(frame), 2000) // 2)
+    size = batch_size or max(50, min(len(frame), 2000) // 2)  # half the held-out rows, at most 1000
     rng = np.random.default_rng(seed)
     z = _standardised(frame[feature]) if feature else np.zeros(len(frame))
     prior_mask = _prior_mask(frame, target, problem_type, positive_label)
     batches = []
     for row in schedule.itertuples():
         weights = np.exp(np.clip(row.covariate_shift * z, -20, 20)) * np.where(prior_mask, row.label_prior_weight, 1.0)
-        idx = rng.choice(len(frame), size=size, replace=True, p=weights / weights.sum())
+        # without replacement: repeated rows would make KS and chi-square overconfident
+        idx = rng.choice(len(frame), size=size, replace=size > len(frame) // 2, p=weights / weights.sum())
         batch = frame.iloc[idx].copy()
         if target and row.concept_flip_share > 0:
             batch[target] = _concept_drift(batch, frame, target, problem_type, feature, row.concept_flip_share, rng)
