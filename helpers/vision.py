@@ -52,6 +52,16 @@ def infer_problem_type(y: pd.Series | None, requested: str = "auto") -> tuple[st
     return "regression", f"the target is numeric with {n_unique} distinct values"
 
 
+def frame_problem(frame: pd.DataFrame, target: str | None, requested: str = "auto") -> tuple[str, str]:
+    """Check the target column and settle the problem type (with the reason)."""
+    if target and target not in frame.columns:
+        raise PlaybookError(f"Target column {target!r} is not in the data.",
+                            f"set target to one of: {', '.join(map(str, frame.columns[:25]))}.")
+    problem_type, reason = infer_problem_type(frame[target] if target else None, requested)
+    check_target(frame, target, problem_type)
+    return problem_type, reason
+
+
 def check_target(frame: pd.DataFrame, target: str | None, problem_type: str) -> pd.Series | None:
     """The target column, checked: present, not all missing, enough classes or spread."""
     if problem_type == "clustering" or not target:
