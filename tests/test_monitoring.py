@@ -204,3 +204,40 @@ def test_batch_kpis_intervals_bracket_the_point_value():
     table = mon.batch_kpis(contract, y, np.where(proba >= 0.5, "yes", "no"), proba, n_boot=200).set_index("metric")
     assert (table["ci_low"] < table["achieved"]).all() and (table["achieved"] < table["ci_high"]).all()
     assert 0.02 < table.loc["recall", "ci_high"] - table.loc["recall", "ci_low"] < 0.3
+
+
+def test_real_monitor_data_end_to_end_promotes_and_updates_the_champion(tmp_path):
+    from test_deployment import CATEGORICAL, NUMERIC, SCHEMA, make_frame, make_run
+
+    from helpers import deployment
+    from helpers.prepared import Prepared
+
+    run = make_run(tmp_path / "run")
+    deployment.write_package(run, schema=SCHEMA, cleaning={})
+    package = deployment.package_for_run(run)
+    train = make_frame(400)
+    prepared = Prepared(train=train, test=make_frame(200, seed=9), target="churn", problem_type="classification",
+                        numeric=NUMERIC, categorical=CATEGORICAL, id_column="customer_id")
+    # production: three monthly periods (file order shuffled) where the outcome has flipped (concept drift)
+    new = make_frame(3000, seed=3)
+    new["churn"] = np.where(new["churn"] == "yes", "no", "yes")
+    new["month"] = np.repeat(["2024-01", "2024-02", "2024-03"], 1000)
+    new.sample(frac=1, random_state=0).to_csv(tmp_path / "prod.csv", index=False)
+    params = {"monitor_data": str(tmp_path / "prod.csv"), "n_batches": 3}
+    batches, schedule, source = mon.production_batches(params, prepared, feature=None, time_column="month")
+    assert source == "monitor_data" and list(schedule["rows"]) == [1000, 1000, 1000]
+    assert all(b["month"].nunique() == 1 for b in batches) and schedule["labelled"].all()
+    contract = KpiContract("classification", {"roc_auc": 0.7}, "yes", classes=["no", "yes"])
+    detector = mon.DriftDetector(NUMERIC, CATEGORICAL).fit(train)
+    ref = mon.prediction_shares(*deployment.predict_arrays(package, prepared.test))
+    results = mon.track_all(package, batches, detector, contract, reference_pred=ref, n_boot=20)
+    assert any("extra column(s) ignored: month" in w for w in results[0]["validation"].warnings)
+    decisions = mon.RetrainingPolicy(k=1, important_features=NUMERIC).decide(*mon.policy_inputs(results))
+    assert [d["retrain"] for d in decisions] == [True, True, True]
+    records = mon.retrain_challengers(package, prepared, batches, results, decisions, contract, margin=0.05,
+                                      seed=0, run=run, promote_for_real=True)
+    assert records[0]["promote"] is False and records[0]["trained_on_rows"] == 400  # nothing new to learn from
+    assert records[1]["promote"] is True and records[1]["trained_on_rows"] == 1400
+    assert records[1]["saved_as"] == "models/v3"
+    assert (run.path / "models" / "v3" / "model.skops").exists()
+    assert run.read_manifest()["champion"]["version"] == 3
