@@ -900,7 +900,7 @@ def headline(run) -> dict[str, Any]:
     """First-screen facts for the report: readiness score and band, gate result, monitoring alerts."""
     s = run.read_summary(STEP)
     ready = s["readiness"]
-    return {"readiness": {"final": ready["final"], "band": ready["band"], "sections": ready["sections"],
+    return {"readiness": {"score": ready["final"], "final": ready["final"], "band": ready["band"], "sections": ready["sections"],
                           "weakest_section": ready["weakest_section"]},
             "gate": s["gate"]["result"], "alerts": s["monitoring"]["alerts"],
             "retraining_triggers": sum(d["retrain"] for d in s["retraining"]["decisions"])}

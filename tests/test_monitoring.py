@@ -241,3 +241,50 @@ def test_real_monitor_data_end_to_end_promotes_and_updates_the_champion(tmp_path
     assert records[1]["saved_as"] == "models/v3"
     assert (run.path / "models" / "v3" / "model.skops").exists()
     assert run.read_manifest()["champion"]["version"] == 3
+
+
+def test_drift_simulator_reads_precomputed_scenarios_and_updates_its_readout(tmp_path):
+    from test_deployment import CATEGORICAL, NUMERIC, SCHEMA, make_frame, make_run
+
+    from helpers import deployment, widgets
+    from helpers.prepared import Prepared
+
+    run = make_run(tmp_path / "run")
+    deployment.write_package(run, schema=SCHEMA, cleaning={})
+    package = deployment.package_for_run(run)
+    train = make_frame(400)
+    prepared = Prepared(train=train, test=make_frame(600, seed=4), target="churn", problem_type="classification",
+                        numeric=NUMERIC, categorical=CATEGORICAL, id_column="customer_id")
+    contract = KpiContract("classification", {"recall": 0.7}, "yes", classes=["no", "yes"])
+    detector = mon.DriftDetector(NUMERIC, CATEGORICAL).fit(train)
+    ref = mon.prediction_shares(*deployment.predict_arrays(package, prepared.test))
+    policy = mon.RetrainingPolicy(k=2, drift_threshold=0.25, important_features=["tenure"])
+    scenarios = mon.drift_scenarios(package, prepared, contract, detector, policy, features=["tenure", "charges"],
+                                    magnitudes=(0.0, 2.0), n_batches=3, seed=0, reference_pred=ref,
+                                    positive_label="yes")
+    assert set(scenarios) == {("tenure", 0.0), ("tenure", 2.0), ("charges", 0.0), ("charges", 2.0)}
+    update = mon.scenario_update(scenarios, "recall")
+    calm, _ = update("tenure", 0.0)
+    shifted, fig = update("tenure", 2.0)
+    assert calm.startswith("Shift on tenure x0: last batch PSI") and "recall:" in calm
+    assert fig is not None and "significant" in shifted and "Retraining first fires at batch" in shifted
+    explorer = widgets.Explorer("Drift simulator", mon.scenario_controls(["tenure", "charges"], (0.0, 2.0)), update)
+    assert explorer.last_text.startswith("Shift on tenure x2")
+    explorer.controls["feature"].value = "charges"
+    assert explorer.last_text.startswith("Shift on charges x2")
+    assert "Shift on charges x2" in explorer.readout.value
+
+
+def test_exercise_checks_never_raise_and_say_right_or_wrong(capsys):
+    decisions = [{"batch": 1, "retrain": False, "reason": "no trigger"},
+                 {"batch": 2, "retrain": True, "reason": "KPI breached 2 batches in a row (k = 2)"}]
+    assert mon.check_exercise_2(None, decisions).startswith("Not answered yet")
+    assert mon.check_exercise_2(2, decisions).startswith("Right: batch 2. Why: KPI breached")
+    assert mon.check_exercise_2(1, decisions).startswith("Not quite")
+    assert mon.check_exercise_3("Moderate").startswith("Right")
+    assert mon.check_exercise_3("stable").startswith("Not quite")
+    from helpers import deployment
+
+    assert deployment.check_exercise_1(1).startswith("Right")
+    assert deployment.check_exercise_1(2).startswith("Not quite: 2 means")
+    assert "Not answered yet" in capsys.readouterr().out

@@ -1,0 +1,111 @@
+"""Step 5's notebook end to end: on the shared demo run, with real monitor_data, and without upstream steps."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from helpers import deployment
+
+ROOT = Path(__file__).resolve().parent.parent
+STEP = "05_deployment_and_monitoring"
+NOTEBOOK = ROOT / "playbook" / f"{STEP}.ipynb"
+
+pytestmark = pytest.mark.slow
+
+
+def papermill(out: Path, run_dir: Path, *extra: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "papermill", str(NOTEBOOK), str(out), "-p", "run_dir", str(run_dir),
+           "-p", "interactive", "False", "--no-progress-bar", *extra]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+
+
+def summary(run_dir: Path) -> dict:
+    return json.loads((run_dir / "artifacts" / STEP / "summary.json").read_text())
+
+
+def test_demo_run_packages_gates_monitors_and_scores_readiness(demo_run):
+    s = summary(demo_run.path)
+    assert set(s["package"]["files"]) == set(deployment.PACKAGE_FILES)
+    manifest = json.loads((demo_run.path / "manifest.json").read_text())
+    expected_gate = 0 if all(k["passed"] for k in manifest["kpis"]) else 1
+    assert s["gate"]["exit_code"] == expected_gate
+    m = s["monitoring"]
+    assert m["source"] == "simulation" and m["batches"] == 3 and m["important_features"]
+    assert len(s["retraining"]["decisions"]) == 3
+    assert s["retraining"]["champion_changed"] is False
+    assert manifest["champion"]["version"] == 1  # a simulation never replaces the champion
+    ready = s["readiness"]
+    assert len(ready["scores"]) == 28 and ready["final"] == min(ready["sections"].values())
+    assert 1.0 <= ready["final"] <= 7.0 and ready["band"]
+    folder = demo_run.path / "artifacts" / STEP
+    for name in ("ci_workflow.yml", "model_card.md", "alerts.csv", "kpi_timeline.csv", "readiness.csv",
+                 "monitoring_timeline.png", "readiness.png"):
+        assert (folder / name).exists(), name
+    workflow = yaml.safe_load((folder / "ci_workflow.yml").read_text())
+    assert list(workflow["jobs"]) == ["test", "playbook", "deploy"]
+    card = (folder / "model_card.md").read_text()
+    assert "## Quantitative analyses" in card and "| gender |" in card
+
+
+def test_predict_and_gate_commands_on_the_demo_run(demo_run, tmp_path, capsys):
+    from helpers.prepared import load_prepared
+
+    prepared = load_prepared(demo_run)
+    new = prepared.test.drop(columns=prepared.target).head(50)
+    new.to_csv(tmp_path / "new.csv", index=False)
+    assert deployment.predict_cli(str(demo_run.path), str(tmp_path / "new.csv"), str(tmp_path / "p.csv")) == 0
+    out = pd.read_csv(tmp_path / "p.csv")
+    assert list(out["customer_id"]) == list(new["customer_id"]) and out["proba_yes"].between(0, 1).all()
+    code = deployment.gate_cli(str(demo_run.path))
+    assert code == summary(demo_run.path)["gate"]["exit_code"]
+    assert "Gate:" in capsys.readouterr().out
+
+
+@pytest.fixture(scope="module")
+def monitored_run(demo_run, tmp_path_factory) -> Path:
+    """A copy of the demo run, step 5 re-run on real monitor_data (labelled, with a week column)."""
+    from helpers.prepared import load_prepared
+
+    folder = tmp_path_factory.mktemp("nb05")
+    run_dir = folder / "run"
+    shutil.copytree(demo_run.path, run_dir)
+    prepared = load_prepared(demo_run)
+    data = prepared.test.assign(week=[f"2024-W{1 + i * 4 // len(prepared.test):02d}" for i in range(len(prepared.test))])
+    data.to_csv(folder / "production.csv", index=False)
+    done = papermill(folder / "out.ipynb", run_dir, "-p", "monitor_data", str(folder / "production.csv"),
+                     "-p", "n_batches", "4")
+    assert done.returncode == 0, done.stderr[-3000:]
+    return run_dir
+
+
+def test_real_monitor_data_is_cut_into_periods(monitored_run):
+    s = summary(monitored_run)
+    assert s["monitoring"]["source"] == "monitor_data" and s["monitoring"]["batches"] == 4
+    schedule = pd.read_csv(monitored_run / "artifacts" / STEP / "schedule.csv")
+    assert schedule["labelled"].all() and schedule["rows"].sum() > 0
+
+
+def test_missing_upstream_steps_name_the_step_to_run(tmp_path):
+    done = papermill(tmp_path / "out.ipynb", tmp_path / "empty")
+    assert done.returncode != 0
+    assert "PlaybookError" in done.stderr and "01_vision_and_goals" in done.stderr
+
+
+def test_headline_and_report_section(demo_run, capsys):
+    from helpers import monitoring
+
+    head = monitoring.headline(demo_run)
+    s = summary(demo_run.path)
+    assert head["readiness"]["score"] == s["readiness"]["final"] and head["readiness"]["band"]
+    assert head["gate"] in ("passed", "failed")
+    json.dumps(head)  # JSON-friendly
+    monitoring.report_section(demo_run)
+    assert "Image" in capsys.readouterr().out  # the saved figures are shown
