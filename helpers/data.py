@@ -369,7 +369,7 @@ def group_table(frame: pd.DataFrame, column: str, target: str | None, problem_ty
 def bias_report(prepared: Prepared, positive: Any) -> dict[str, Any]:
     """Class imbalance and, per sensitive column, group sizes, rates, largest gap, warnings."""
     train, target, ptype = prepared.train, prepared.target, prepared.problem_type
-    out: dict[str, Any] = {"positive_label": positive, "groups": {}, "warnings": []}
+    out: dict[str, Any] = {"positive_label": positive, "groups": {}, "warnings": [], "class_balance": None}
     if target and ptype == "classification":
         out["class_balance"] = class_balance(train[target])
     for col in prepared.sensitive_columns:

@@ -1,0 +1,47 @@
+"""Benchmark: `playbook run` on the demo, per step.
+
+Prints each step's wall time (as the runner measured it), the sum of its cells'
+execution times (papermill metadata) and their ratio: the orchestration overhead
+(kernel start, imports, papermill bookkeeping). Figures, not assertions: machines
+here are shared and noisy.
+
+    python benchmarks/bench_playbook.py [--steps 1-5] [-p NAME VALUE ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--steps", default=None)
+    parser.add_argument("-p", nargs=2, action="append", default=[])
+    args = parser.parse_args()
+    out = Path(tempfile.mkdtemp(prefix="bench-playbook-")) / "run"
+    cmd = [sys.executable, "-m", "helpers.cli", "run", "--out", str(out), "--no-html"]
+    if args.steps:
+        cmd += ["--steps", args.steps]
+    for name, value in args.p:
+        cmd += ["-p", name, value]
+    started = time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True)
+    total = time.perf_counter() - started
+    manifest = json.loads((out / "manifest.json").read_text())
+    print(f"{'step':<32}{'wall s':>8}{'cells s':>9}{'ratio':>7}")
+    for entry in manifest["steps"]:
+        nb = json.loads((out / entry["notebook"]).read_text())
+        cells = sum(c["metadata"].get("papermill", {}).get("duration") or 0 for c in nb["cells"])
+        wall = entry["duration_s"] or 0
+        print(f"{entry['step']:<32}{wall:>8.1f}{cells:>9.1f}{wall / cells if cells else float('nan'):>7.2f}")
+    print(f"{'whole command (incl. report)':<32}{total:>8.1f}")
+
+
+if __name__ == "__main__":
+    main()
