@@ -332,11 +332,21 @@ def load_snapshot(run, params) -> tuple[pd.DataFrame, dict[str, Any]]:
                 f"Run folder {run.path} holds a snapshot of {provenance.get('source')!r}, not {params['dataset']!r}.",
                 "use a new run folder (run_dir) for a different data set.")
         return frame, provenance
+    frame, seconds = load_checked(params)
+    return frame, write_snapshot(run, params, frame, seconds)
+
+
+def load_checked(params) -> tuple[pd.DataFrame, float]:
+    """Load the source named by ``params`` and run the structural checks; also the load time."""
     started = time.perf_counter()
     frame = load_source(params["dataset"], encoding=params.get("encoding", "utf-8"),
                         sep=params.get("sep"), query=params.get("query"))
     frame = check_loaded(frame, params["dataset"])
-    seconds = time.perf_counter() - started
+    return frame, time.perf_counter() - started
+
+
+def write_snapshot(run, params, frame: pd.DataFrame, seconds: float) -> dict[str, Any]:
+    """Write the raw snapshot of a loaded table and its provenance (manifest ``dataset``)."""
     # object columns with mixed types cannot be written to Parquet: keep them as text
     for col in frame.columns:
         if frame[col].dtype == object:
@@ -351,4 +361,4 @@ def load_snapshot(run, params) -> tuple[pd.DataFrame, dict[str, Any]]:
                   "loaded_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                   "query": params.get("query")}
     run.update_manifest(dataset=provenance)
-    return frame, provenance
+    return provenance
