@@ -1,8 +1,8 @@
 """Step 2's notebook end to end under papermill.
 
-Step 2 loads the data itself (the first load writes the snapshot) and reads step 1's
-summary only when it exists, so this test runs it alone, self-contained; the shared
-demo run of the lead's session fixture covers the 1 -> 2 order.
+The demo is the session's shared `playbook run` (steps in order); a clean data set and a
+bad input run step 2 alone (it loads the data itself and reads step 1's summary only
+when it exists).
 """
 
 from __future__ import annotations
@@ -35,16 +35,17 @@ def run_steps(folder: Path, *extra: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def demo_run(tmp_path_factory) -> Path:
-    return run_steps(tmp_path_factory.mktemp("nb02"))
+def demo_dir(demo_run) -> Path:
+    """The session's shared demo run (tests/conftest.py): steps 1 -> 2 -> ... by `playbook run`."""
+    return demo_run.path
 
 
 def summary(run_dir: Path) -> dict:
     return json.loads((run_dir / "artifacts" / "02_data_foundation" / "summary.json").read_text())
 
 
-def test_demo_summary_and_artifacts(demo_run):
-    s = summary(demo_run)
+def test_demo_summary_and_artifacts(demo_dir):
+    s = summary(demo_dir)
     severe = {(i["check"], i["column"]) for i in s["issues"] if i["severity"] == "high"}
     assert severe == {("target leakage", "retention_call_minutes")}
     checks = {i["check"] for i in s["issues"]}
@@ -52,15 +53,15 @@ def test_demo_summary_and_artifacts(demo_run):
             "constant column", "identifier column"} <= checks
     assert s["split"]["train_rows"] + s["split"]["test_rows"] == s["provenance"]["rows"]
     assert set(s["dropped_columns"]) == {"country", "retention_call_minutes"}
-    folder = demo_run / "artifacts" / "02_data_foundation"
+    folder = demo_dir / "artifacts" / "02_data_foundation"
     for name in ("train.parquet", "test.parquet", "schema.json", "datasheet.md", "cleaning.json",
                  "missingness.png", "distributions.png", "target_balance.png"):
         assert (folder / name).stat().st_size > 0, name
-    assert (demo_run / "artifacts" / "raw.parquet").exists()
+    assert (demo_dir / "artifacts" / "raw.parquet").exists()
 
 
-def test_executed_notebook_shows_static_explorers(demo_run):
-    nb = json.loads((demo_run.parent / "02.ipynb").read_text())
+def test_executed_notebook_shows_static_explorers(demo_dir):
+    nb = json.loads((demo_dir / "02_data_foundation.ipynb").read_text())
     html = "".join("".join(o.get("data", {}).get("text/html", "")) for c in nb["cells"] if c["cell_type"] == "code"
                    for o in c.get("outputs", []))
     assert "playbook-readout" in html and "Imputation and scaling picker" in "".join(

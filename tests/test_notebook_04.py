@@ -1,7 +1,6 @@
 """Step 4's notebook end to end under papermill: demo, regression and clustering configurations.
 
-Self-contained: the demo runs the real step 1 and 2 notebooks first; the regression and
-clustering configurations write step 1's contract and step 2's hand-over with the helpers
+The demo is the session's shared `playbook run`; the regression and clustering configurations write step 1's contract and step 2's hand-over with the helpers
 (quicker, and independent of those notebooks), then execute step 4 through papermill.
 """
 
@@ -30,16 +29,6 @@ def papermill(step: str, out: Path, run_dir: Path, *extra: str) -> subprocess.Co
     cmd = [sys.executable, "-m", "papermill", str(NOTEBOOKS / f"{step}.ipynb"), str(out / f"{step}.ipynb"),
            "-p", "run_dir", str(run_dir), "-p", "interactive", "False", "--no-progress-bar", *extra]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-
-
-def run_steps(folder: Path) -> Path:
-    run_dir = folder / "run"
-    for step in ("01_vision_and_goals", "02_data_foundation"):
-        done = papermill(step, folder, run_dir)
-        assert done.returncode == 0, done.stderr[-3000:]
-    done = papermill(STEP4, folder, run_dir, *FAST4)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return run_dir
 
 
 def fake_upstream(run_dir: Path, name: str, kpi: dict, heuristic: str | None) -> None:
@@ -72,8 +61,9 @@ def summary(run_dir: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def churn_run(tmp_path_factory) -> Path:
-    return run_steps(tmp_path_factory.mktemp("nb04"))
+def churn_run(demo_run) -> Path:
+    """The session's shared demo run (tests/conftest.py): steps 1 -> 5 by `playbook run`."""
+    return demo_run.path
 
 
 def test_demo_scoreboard_champion_and_model_file(churn_run):
@@ -111,7 +101,7 @@ def test_demo_tables_and_figures(churn_run):
         assert (folder / f"{name}.png").stat().st_size > 5000, name
     groups = pd.read_csv(folder / "group_metrics.csv")
     assert set(groups["column"]) == {"gender", "senior_citizen"}
-    executed = (churn_run.parent / f"{STEP4}.ipynb").read_text()
+    executed = (churn_run / f"{STEP4}.ipynb").read_text()
     assert "playbook-readout" in executed and "Not answered yet" in executed
 
 
