@@ -38,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-html", action="store_true", help="skip the HTML export of the report")
     run.add_argument("--timeout", type=float, help="per-cell timeout in seconds")
     run.add_argument("--notebooks", help="folder with (edited) notebooks, e.g. one made by `playbook init`")
+    run.add_argument("--resume", metavar="RUN_DIR",
+                     help="continue this run folder: reuse the steps whose inputs (parameters, data, notebook, "
+                          "helpers source) are unchanged, re-run the others and every step after them")
 
     params = sub.add_parser("params", help="list the parameters (of one step)")
     params.add_argument("step", nargs="?", help="step number or notebook name")
@@ -54,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--input", required=True, help="CSV or Parquet file of new rows")
     predict.add_argument("--output", required=True, help="CSV file to write the predictions to")
     predict.add_argument("--chunk-size", type=int, default=100_000)
+    predict.add_argument("--overwrite", action="store_true", help="replace an existing output file")
 
     gate = sub.add_parser("gate", help="KPI quality gate: exit 0 all passed, 1 one failed, 2 none measured")
     gate.add_argument("--run", required=True)
@@ -73,6 +77,10 @@ def cmd_run(args) -> int:
     from helpers import config, runner
 
     layers = []
+    saved_steps: list[str] = []
+    if args.resume:
+        saved, saved_steps = _resumed_run(args)
+        layers.append(saved)
     if args.file:
         layers.append(config.load_project_file(args.file))
     if args.yaml:
@@ -82,10 +90,31 @@ def cmd_run(args) -> int:
         config.check_name(name)
         text_layer[name] = value
     values = config.merge(*layers, text_layer=text_layer)
-    steps = runner.parse_steps(args.steps, _available(args.notebooks))
     command = "playbook " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    if args.resume:
+        steps = runner.parse_steps(args.steps, _available(args.notebooks)) if args.steps else saved_steps
+        return runner.resume_playbook(args.resume, values, steps=steps, command=command, html=not args.no_html,
+                                      timeout=args.timeout, notebooks=args.notebooks)
+    steps = runner.parse_steps(args.steps, _available(args.notebooks))
     return runner.run_playbook(values, steps=steps, out=args.out, command=command, html=not args.no_html,
                                timeout=args.timeout, notebooks=args.notebooks)
+
+
+def _resumed_run(args) -> tuple[dict, list[str]]:
+    """The parameters a run was started with (the base layer of ``--resume``)."""
+    from helpers import artifacts
+
+    if args.out:
+        raise PlaybookError("--resume continues an existing run folder; --out names a new one.", "use only one of them.")
+    run = artifacts.Run(args.resume)
+    if not run.has_manifest():
+        raise PlaybookError(f"--resume {args.resume!r} is not a run folder (no manifest.json).",
+                            "give the folder made by `playbook run`.")
+    manifest = run.read_manifest()
+    if not manifest.get("steps"):
+        raise PlaybookError(f"The manifest of {args.resume!r} lists no steps.", "start a new run instead.")
+    saved = {k: v for k, v in (manifest.get("parameters") or {}).items() if k not in ("run_dir", "interactive")}
+    return saved, [e["step"] for e in manifest["steps"]]
 
 
 def _available(notebooks: str | None) -> list[str]:
@@ -139,7 +168,7 @@ def cmd_init(args) -> int:
 def cmd_predict(args) -> int:
     from helpers import deployment
 
-    return deployment.predict_cli(args.run, args.input, args.output, args.chunk_size)
+    return deployment.predict_cli(args.run, args.input, args.output, args.chunk_size, overwrite=args.overwrite)
 
 
 def cmd_gate(args) -> int:

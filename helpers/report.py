@@ -125,6 +125,10 @@ def first_screen_html(run: artifacts.Run) -> str:
     if severe:
         items = "".join(f"<li>{_esc(i.get('check'))} — {_esc(i.get('column'))}: {_esc(i.get('evidence'))}</li>" for i in severe[:5])
         parts.append(f"<h3>Most severe data issues</h3><ul>{items}</ul>")
+    stack = heads.get("03_tools_and_stack", {})
+    if stack.get("compute"):
+        parts.append(f"<p><b>Compute (step 3):</b> {_esc(stack['compute'])} "
+                     f"(slowest family to train: {_esc(stack.get('slowest_family'))})</p>")
     readiness = heads.get("05_deployment_and_monitoring", {}).get("readiness")
     if readiness:
         parts.append(f"<p><b>Production readiness (ML Test Score):</b> {_esc(readiness.get('score'))} — "

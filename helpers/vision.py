@@ -39,7 +39,7 @@ LEAK_THRESHOLD = 0.99
 def infer_problem_type(y: pd.Series | None, requested: str = "auto") -> tuple[str, str]:
     """The problem type and the reason for it (explicit, or inferred from the target)."""
     if requested and requested != "auto":
-        return requested, f"set explicitly (problem_type = {requested!r})"
+        return requested, "given by the problem_type parameter or the dataset preset"
     if y is None:
         return "clustering", "no target column: the task is to find structure (clustering)"
     values = y.dropna()
@@ -498,13 +498,15 @@ def learning_curve_points(X: pd.DataFrame, y: pd.Series, contract: kpi_mod.KpiCo
     numeric, categorical = split_kinds(X, list(X.columns))
     pipe = with_model(make_preprocessor(numeric, categorical, scaler="none"), family.build(seed, 1))
     rng = np.random.default_rng(seed)
+    smallest_fold = min(int((folds != f).sum()) for f in np.unique(folds))
+    counts = [max(10, int(share * smallest_fold)) for share in sizes]  # same sizes in every fold
     rows = []
     for f in np.unique(folds):
         train_idx = np.flatnonzero(folds != f)
         valid = folds == f
         order = rng.permutation(train_idx)
-        for share in sizes:
-            idx = np.sort(order[: max(10, int(share * len(order)))])
+        for count in counts:
+            idx = np.sort(order[:count])
             if contract.problem_type == "classification" and y[idx].nunique() < 2:
                 continue
             model = clone(pipe).fit(X.iloc[idx], y[idx])
