@@ -203,6 +203,8 @@ def load_builtin(name: str) -> pd.DataFrame:
 
 def detect_separator(sample: str) -> str:
     """Guess a CSV delimiter from a text sample (``csv.Sniffer``, comma when unsure)."""
+    if not sample.endswith("\n") and "\n" in sample:
+        sample = sample[:sample.rfind("\n")]  # whole lines only: a cut-off last line misleads the sniffer
     try:
         return csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
     except csv.Error:
