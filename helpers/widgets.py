@@ -10,13 +10,14 @@ readouts and figures for a few representative settings, so reports show real out
 from __future__ import annotations
 
 import html
+import io
 import time
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from typing import Any
 
 import matplotlib.pyplot as plt
 import pandas as pd
-from IPython.display import HTML, Markdown, display
+from IPython.display import HTML, Image, Markdown, display
 
 READOUT_CLASS = "playbook-readout"
 ExplorerUpdate = Callable[..., tuple[str, Any]]  # (**control values) -> (readout text, figure or None)
@@ -26,6 +27,18 @@ def _ipywidgets():
     import ipywidgets  # imported lazily: batch runs never need it
 
     return ipywidgets
+
+
+def figure_image(fig: Any) -> Image:
+    """A figure as a PNG image, then closed.
+
+    ``display(fig)`` shows only "<Figure size ...>" text when the kernel's backend is not the
+    inline one (e.g. MPLBACKEND=agg): a PNG shows the same under every backend.
+    """
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", bbox_inches="tight", dpi=100)
+    plt.close(fig)
+    return Image(data=buffer.getvalue(), format="png")
 
 
 def readout_html(text: str) -> str:
@@ -69,9 +82,9 @@ class Explorer:
         self.readout.value = readout_html(text)
         self.output.clear_output(wait=True)
         if fig is not None:
+            image = figure_image(fig)
             with self.output:
-                display(fig)
-            plt.close(fig)
+                display(image)
         return text
 
     def _on_change(self, _change) -> None:
@@ -107,8 +120,7 @@ def explorer(title: str, controls: Callable[[], Mapping[str, Any]], update: Expl
         settings = ", ".join(f"{k} = {v}" for k, v in case.items())
         display(HTML(f"<p><i>{html.escape(settings)}</i></p>" + readout_html(text)))
         if fig is not None:
-            display(fig)
-            plt.close(fig)
+            display(figure_image(fig))
     return None
 
 

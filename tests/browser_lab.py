@@ -54,7 +54,8 @@ class Lab:
     log: Path
 
     def notebook_url(self, name: str) -> str:
-        return f"{self.url}/lab/tree/{name}?token={self.token}"
+        # reset: a fresh workspace, so notebooks of earlier tests are not reopened (nor their kernels restarted)
+        return f"{self.url}/lab/tree/{name}?reset&token={self.token}"
 
 
 @contextlib.contextmanager
@@ -116,9 +117,10 @@ def copy_notebooks(source: Path, names: list[str], target: Path) -> None:
 
 # --- page actions (JupyterLab 4, exposed as window.jupyterapp) -----------------------------------
 
-KERNEL_IDLE = """() => {
+KERNEL_IDLE = """(path) => {
   const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;
-  const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;
+  if (!w || !w.context || w.context.path !== path) return false;
+  const k = w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;
   return !!k && k.status === 'idle' && !!w.content;
 }"""
 
@@ -148,7 +150,7 @@ ERROR_OUTPUTS = """() => {
 def open_notebook(page, lab: Lab, name: str, timeout_ms: int = 60_000) -> None:
     """Open a notebook and wait until its kernel is idle."""
     page.goto(lab.notebook_url(f"{name}.ipynb"))
-    page.wait_for_function(KERNEL_IDLE, timeout=timeout_ms)
+    page.wait_for_function(KERNEL_IDLE, arg=f"{name}.ipynb", timeout=timeout_ms)
 
 
 def run_all(page, timeout_ms: int) -> list[str]:

@@ -92,20 +92,22 @@ def notebook_page(page):
 
 
 def change_first_control(explorer) -> str:
-    """Change the explorer's first dropdown (another option) or slider (one step right); describe it."""
-    select = explorer.locator(".widget-dropdown select")
-    if select.count():
-        select = select.first
+    """Change the explorer's first dropdown with a choice (to another option), else its first slider; describe it."""
+    for select in explorer.locator(".widget-dropdown select").all():
         current = select.input_value()
-        values = select.locator("option").evaluate_all("opts => opts.map(o => o.value)")
-        other = next(v for v in values if v != current)
-        select.select_option(other)
-        return f"dropdown {current!r} -> {other!r}"
+        others = [v for v in select.locator("option").evaluate_all("opts => opts.map(o => o.value)") if v != current]
+        if others:
+            select.select_option(others[0])
+            return f"dropdown {current!r} -> {others[0]!r}"
     handle = explorer.locator(".widget-slider .noUi-handle")
-    assert handle.count(), "the explorer has neither a dropdown nor a slider to change"
-    handle.first.focus()
-    handle.first.press("ArrowRight")
-    return "slider one step right"
+    assert handle.count(), "the explorer has neither a dropdown with a choice nor a slider to change"
+    handle = handle.first
+    before = handle.get_attribute("aria-valuenow")
+    handle.focus()
+    handle.press("ArrowRight")
+    if handle.get_attribute("aria-valuenow") == before:  # already at the right end
+        handle.press("ArrowLeft")
+    return f"slider {before} -> {handle.get_attribute('aria-valuenow')}"
 
 
 @pytest.mark.parametrize("step", STEPS)

@@ -86,7 +86,8 @@ def test_batch_explorer_renders_static_cases_without_creating_controls(monkeypat
     assert shown[0].data == "**Squares** (static view of the interactive explorer)"
     assert shown[3].data == ("<p><i>n = 5, label = y &amp; z</i></p>"
                              "<div class='playbook-readout-text'>y &amp; z: 5 squared is 25</div>")
-    assert [type(x).__name__ for x in shown] == ["Markdown", "HTML", "Figure", "HTML", "Figure"]
+    assert [type(x).__name__ for x in shown] == ["Markdown", "HTML", "Image", "HTML", "Image"]
+    assert shown[2].format == "png" and shown[2].data.startswith(b"\x89PNG")
     assert plt.get_fignums() == []
 
 
@@ -116,3 +117,55 @@ def test_interactive_panel_writes_into_the_given_namespace():
     panel.fields["seed"].control.value = 3
     panel.apply_button.click()
     assert namespace["seed"] == 3 and params.seed == 3
+
+
+# --- batch output of a real run (the session's demo run) ---------------------------------------
+
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+def executed_code_cells(run_path):
+    import nbformat
+
+    from helpers import paths
+
+    for step in paths.available_steps():
+        path = run_path / f"{step}.ipynb"
+        if path.exists():
+            for cell in nbformat.read(path, as_version=4).cells:
+                if cell.cell_type == "code":
+                    yield step, cell
+
+
+def output_data(cell, mime: str) -> list[str]:
+    return [str(o["data"][mime]) for o in cell.get("outputs", []) if mime in o.get("data", {})]
+
+
+@pytest.mark.slow
+def test_batch_notebooks_show_static_explorers_and_parameter_tables(demo_run):
+    explorers = panels = 0
+    for step, cell in executed_code_cells(demo_run.path):
+        mimes = {m for o in cell.get("outputs", []) for m in o.get("data", {})}
+        assert WIDGET_VIEW not in mimes, f"{step}: a widget placeholder in a batch run: {cell.source[:80]}"
+        lost = [t for t in output_data(cell, "text/plain") if t.startswith("<Figure size")]
+        assert not lost, f"{step}: a figure shown as text (not an image): {cell.source[:80]}"
+        if "widgets.explorer(" in cell.source:
+            explorers += 1
+            assert any("static view of the interactive explorer" in t for t in output_data(cell, "text/markdown")), step
+            readouts = [t for t in output_data(cell, "text/html") if "playbook-readout-text" in t]
+            assert readouts and all("Could not update" not in t for t in readouts), step
+        if "parameter_panel(" in cell.source:
+            panels += 1
+            assert any("<table" in t and "seed" in t for t in output_data(cell, "text/html")), step
+    assert explorers >= 1 and panels >= 1
+    report = (demo_run.path / "report.html").read_text(encoding="utf-8")
+    assert WIDGET_VIEW not in report and "<Figure size" not in report
+
+
+@pytest.mark.slow
+def test_batch_notebooks_keep_their_plots(demo_run):
+    # A cell ending in plt.show() (not under an `if`) must carry its figure as an image.
+    missing = [f"{step}: {cell.source.splitlines()[0]}" for step, cell in executed_code_cells(demo_run.path)
+               if cell.source.rstrip().endswith("plt.show()") and "if " not in cell.source
+               and not output_data(cell, "image/png")]
+    assert missing == [], "plots missing from executed notebooks (kernel backend not inline?)"
