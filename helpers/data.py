@@ -202,6 +202,11 @@ def plan_cleaning(train_raw: pd.DataFrame, params: Mapping[str, Any],
     for col in cleaning["numeric_text"]:
         n = int(train_raw[col].notna().sum())
         decisions.append(decision("coerce to numbers", col, "numbers stored as text; blanks become missing", n))
+    for col in list(train_raw.select_dtypes("number").columns) + cleaning["numeric_text"]:
+        n = int(np.isinf(to_number(train_raw[col]).to_numpy(dtype=float, na_value=np.nan)).sum())
+        if n:
+            decisions.append(decision("replace infinities with missing", col,
+                                      "inf/-inf is no measurement (models and plots reject it); imputed like a gap", n))
     for col, mapping in cleaning["spellings"].items():
         values = train_raw[col].dropna()
         changed = int((values != _canonical(values, mapping)).sum())
@@ -242,7 +247,15 @@ def apply_cleaning(frame: pd.DataFrame, cleaning: Mapping[str, Any]) -> pd.DataF
     for col in cleaning.get("numeric_text") or []:
         if col in out.columns:
             out[col] = to_number(out[col])
+    for col in infinite_columns(out):  # on every table: new data may bring infinities elsewhere
+        out[col] = out[col].replace([np.inf, -np.inf], np.nan)
     return out.drop(columns=[c for c in cleaning.get("drop_columns") or [] if c in out.columns])
+
+
+def infinite_columns(frame: pd.DataFrame) -> list[str]:
+    """Numeric columns holding inf or -inf."""
+    numeric = frame.select_dtypes("number").columns
+    return [c for c in numeric if not pd.api.types.is_bool_dtype(frame[c]) and np.isinf(frame[c].to_numpy(dtype=float, na_value=np.nan)).any()]
 
 
 def clean_table(raw: pd.DataFrame, cleaning: Mapping[str, Any],
