@@ -88,6 +88,10 @@ def check_target(frame: pd.DataFrame, target: str | None, problem_type: str) -> 
                                 "clean the target column, or use problem_type classification.")
         if numeric.nunique() < 2:
             raise PlaybookError(f"Target {target!r} is constant.", "choose a target that varies.")
+        steps = numeric.diff().dropna()
+        if len(steps) >= 5 and (steps == 1).all():
+            raise PlaybookError(f"Target {target!r} is the row number (it counts up by 1 in file order): "
+                                "there is nothing to learn.", "set target to the column to predict.")
     return y
 
 
