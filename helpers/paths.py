@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 
 STEP_NOTEBOOKS = (
@@ -15,21 +14,21 @@ STEP_NOTEBOOKS = (
 REPORT_NOTEBOOK = "report"
 
 
-def _resource_dir(clone_name: str, package: str) -> Path:
-    clone = Path(__file__).resolve().parent.parent / clone_name
-    if clone.is_dir():
-        return clone
-    return Path(str(resources.files(package)))
+def _resource_dir(name: str) -> Path:
+    """``<clone>/<name>`` in a checkout; ``helpers/<name>`` in an installed wheel (see pyproject)."""
+    here = Path(__file__).resolve().parent
+    clone = here.parent / name
+    return clone if (here.parent / "pyproject.toml").exists() and clone.is_dir() else here / name
 
 
 def notebooks_dir() -> Path:
     """The folder holding the step notebooks and ``report.ipynb``."""
-    return _resource_dir("playbook", "helpers.playbook")
+    return _resource_dir("playbook")
 
 
 def templates_dir() -> Path:
     """The folder holding ``project.yaml`` and the Jinja templates."""
-    return _resource_dir("templates", "helpers.templates")
+    return _resource_dir("templates")
 
 
 def data_dir() -> Path:
