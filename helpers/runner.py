@@ -17,12 +17,13 @@ import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from helpers import artifacts, config, paths
+from helpers import artifacts, config, paths, resume
 from helpers.errors import PlaybookError
 
 KERNEL_NAME = "playbook-python"
@@ -63,8 +64,14 @@ def step_parameters(step: str, values: Mapping[str, Any], run_dir: Path) -> dict
     return out
 
 
-def preflight(values: Mapping[str, Any]) -> None:
-    """Cheap checks of the data source before any kernel starts."""
+def preflight(values: Mapping[str, Any], steps: Sequence[str] = ()) -> tuple[Any, float] | None:
+    """Checks of the data source before any kernel starts.
+
+    When a step that loads the data is selected, the source is loaded and checked here
+    (readable, has rows, a usable target): bad data is rejected in a second instead of
+    after a kernel start, and the notebooks then read the snapshot the runner writes.
+    Returns the loaded frame and its load time, or None.
+    """
     from helpers.datasets import BUILTIN_PREFIX, is_database_url, preset_for
 
     dataset = values["dataset"]
@@ -75,6 +82,17 @@ def preflight(values: Mapping[str, Any]) -> None:
         if not path.exists():
             raise PlaybookError(f"The data file {dataset!r} does not exist.",
                                 "check the dataset path (relative paths are relative to where you run playbook).")
+    if not any(s in config.DATA_STEPS for s in steps):
+        return None
+    from helpers import data, datasets, vision
+
+    frame, seconds = datasets.load_checked(values)
+    if len(frame) < data.MIN_ROWS:  # before the target checks: too few rows explains everything else
+        raise PlaybookError(f"The data has only {len(frame)} row(s); a train/test split needs at least {data.MIN_ROWS}.",
+                            "point dataset at a table with more rows.")
+    problem_type, _ = vision.frame_problem(frame, values.get("target"), values.get("problem_type") or "auto")
+    data.check_table(frame, values, problem_type)
+    return frame, seconds
 
 
 def prepare_out_dir(out: str | os.PathLike | None, project: str) -> Path:
@@ -88,8 +106,13 @@ def prepare_out_dir(out: str | os.PathLike | None, project: str) -> Path:
 
 
 @contextlib.contextmanager
-def playbook_kernel() -> Iterator[str]:
-    """A kernelspec that runs this very Python (not whatever "python3" the user has)."""
+def playbook_kernel(run_path: str | os.PathLike | None = None) -> Iterator[str]:
+    """A kernelspec that runs this very Python (not whatever "python3" the user has).
+
+    Its kernels carry the run folder in their environment (``resume.KERNEL_ENV``) so the
+    kernels of a run can be found and stopped; ipykernel itself exits when the runner
+    that started it dies (jupyter_client sets ``JPY_PARENT_PID``).
+    """
     tmp = Path(tempfile.mkdtemp(prefix="playbook-kernel-"))
     spec_dir = tmp / "kernels" / KERNEL_NAME
     spec_dir.mkdir(parents=True)
@@ -101,6 +124,8 @@ def playbook_kernel() -> Iterator[str]:
             # n_jobs; nested OpenMP threads oversubscribe small machines (20x slower measured here)
             "env": {"PYTHONPATH": env_path, "MPLBACKEND": "agg", "PYDEVD_DISABLE_FILE_VALIDATION": "1",
                     "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}}
+    if run_path is not None:
+        spec["env"][resume.KERNEL_ENV] = str(Path(run_path).resolve())
     (spec_dir / "kernel.json").write_text(json.dumps(spec))
     old = os.environ.get("JUPYTER_PATH")
     os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [str(tmp), old]))
@@ -167,51 +192,155 @@ def write_project_file(run: artifacts.Run, values: Mapping[str, Any]) -> Path:
     return artifacts.write_text(run.path / "project.yaml", text + yaml.safe_dump(keep, sort_keys=False, allow_unicode=True))
 
 
-def start_manifest(run: artifacts.Run, values: Mapping[str, Any], steps: Sequence[str], command: str) -> None:
+def start_manifest(run: artifacts.Run, values: Mapping[str, Any], steps: Sequence[str], command: str,
+                   notebooks: Path) -> None:
     manifest = artifacts.empty_manifest()
     manifest.update(project=values.get("project_name"), parameters=dict(values), command=command,
-                    environment=artifacts.environment_info())
+                    environment=artifacts.environment_info(), notebooks=str(notebooks.resolve()),
+                    runner=resume.runner_info())
     manifest["steps"] = [{"step": s, "notebook": f"{s}.ipynb", "status": "not_run", "duration_s": None, "output": None}
                          for s in steps]
     run.write_manifest(manifest)
+
+
+def notebooks_folder(notebooks: str | os.PathLike | None, steps: Sequence[str]) -> Path:
+    folder = Path(notebooks) if notebooks else paths.notebooks_dir()
+    for step in steps:
+        if not (folder / f"{step}.ipynb").exists():
+            raise PlaybookError(f"Notebook {step}.ipynb is not in {folder}.", "check --notebooks, or run `playbook init` again.")
+    return folder
 
 
 def run_playbook(values: Mapping[str, Any], *, steps: Sequence[str], out: str | os.PathLike | None = None,
                  command: str = "", html: bool = True, timeout: float | None = None,
                  notebooks: str | os.PathLike | None = None, echo=print) -> int:
     """Execute the selected steps into a new run folder and build the report; return the exit code."""
-    preflight(values)
+    loaded = preflight(values, steps)
     check_helpers_importable()
-    folder = Path(notebooks) if notebooks else paths.notebooks_dir()
-    for step in steps:
-        if not (folder / f"{step}.ipynb").exists():
-            raise PlaybookError(f"Notebook {step}.ipynb is not in {folder}.", "check --notebooks, or run `playbook init` again.")
+    folder = notebooks_folder(notebooks, steps)
     run = artifacts.Run(prepare_out_dir(out, values.get("project_name") or "run"))
-    start_manifest(run, values, steps, command)
+    start_manifest(run, values, steps, command, folder)
     write_project_file(run, values)
+    if loaded is not None:
+        from helpers.datasets import write_snapshot
+
+        write_snapshot(run, values, *loaded)
     echo(f"Run folder: {run.path}")
+    return execute_steps(run, values, steps, folder, html=html, timeout=timeout, echo=echo)
+
+
+def resume_playbook(run_dir: str | os.PathLike, values: Mapping[str, Any], *, steps: Sequence[str],
+                    command: str = "", html: bool = True, timeout: float | None = None,
+                    notebooks: str | os.PathLike | None = None, echo=print) -> int:
+    """Continue a run: reuse each step whose inputs are unchanged, re-run the rest (and every later step)."""
+    run = artifacts.Run(run_dir)
+    manifest = run.read_manifest()
+    if resume.runner_alive(manifest.get("runner")) and any(e.get("status") == "running" for e in manifest["steps"]):
+        raise PlaybookError(f"Run {run.path} is still running (process {manifest['runner']['pid']}).",
+                            "wait for it to finish, or stop it first.")
+    resume.check_same_data(manifest.get("parameters") or {}, values)
+    check_helpers_importable()
+    folder = notebooks_folder(notebooks or manifest.get("notebooks"), steps)
+    stopped = resume.stop_kernels(run.path)  # orphans of a killed runner must not write any more
+    leftovers = resume.remove_temp_files(run)
+    for entry in manifest["steps"]:
+        if entry.get("status") == "running":  # its runner was killed: treat it as interrupted
+            entry["status"] = "interrupted"
+    manifest.setdefault("resumes", []).append({
+        "command": command, "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "stopped_kernels": stopped, "removed_temp_files": [run.relative(p) for p in leftovers]})
+    manifest.update(parameters=dict(values), notebooks=str(folder.resolve()), runner=resume.runner_info())
+    run.write_manifest(manifest)
+    write_project_file(run, values)
+    echo(f"Resuming run folder: {run.path}")
+    if stopped:
+        echo(f"      stopped {len(stopped)} kernel process(es) left over from the killed run")
+    if leftovers:
+        echo(f"      removed {len(leftovers)} half-written temporary file(s)")
+    return execute_steps(run, values, steps, folder, html=html, timeout=timeout, echo=echo, resuming=True)
+
+
+def execute_steps(run: artifacts.Run, values: Mapping[str, Any], steps: Sequence[str], folder: Path, *,
+                  html: bool, timeout: float | None, echo, resuming: bool = False) -> int:
+    """Run (or, when resuming, reuse) each step in order, then build the (partial) report."""
     progress = sys.stderr.isatty()
     code = EXIT_OK
     outcomes: list[StepOutcome] = []
-    with playbook_kernel() as kernel:
-        for i, step in enumerate(steps, 1):
-            echo(f"[{i}/{len(steps)}] {step} ...")
-            run.set_step_status(step, "running", output=f"{step}.ipynb")
-            result = execute_step(step, folder / f"{step}.ipynb", run.path / f"{step}.ipynb",
-                                  step_parameters(step, values, run.path), kernel, timeout, progress)
-            run.set_step_status(step, result.status, duration_s=result.duration_s)
-            outcomes.append(result)
-            echo(f"      {result.status} in {result.duration_s:.1f} s")
-            if result.exit_code != EXIT_OK:
-                code = result.exit_code
-                report_failure(result, run, echo)
-                break
-        try:
-            build_report_safely(run, html, kernel, echo, timeout)
-        except KeyboardInterrupt:
-            code = EXIT_INTERRUPTED
+    rerun_from: str | None = None
+    current: str | None = None
+    previous_sigterm = _sigterm_as_interrupt()
+    try:
+        with playbook_kernel(run.path) as kernel:
+            try:
+                for i, step in enumerate(steps, 1):
+                    current = step
+                    inputs = resume.step_inputs(run, step, values, folder / f"{step}.ipynb")
+                    if resuming:
+                        entry = next((e for e in run.read_manifest()["steps"] if e["step"] == step), None)
+                        reuse, why = (False, f"an earlier step ({rerun_from}) re-ran") if rerun_from else \
+                            resume.reuse_decision(run, entry, inputs)
+                        if reuse:
+                            run.set_step_status(step, "reused", reason=why)
+                            echo(f"[{i}/{len(steps)}] {step}: reused ({why})")
+                            continue
+                        rerun_from = rerun_from or step
+                        echo(f"[{i}/{len(steps)}] {step}: re-run ({why}) ...")
+                        kept = resume.keep_previous_attempt(run, step)
+                        if kept is not None:
+                            echo(f"      previous notebook kept as {kept.name}")
+                        run.set_step_status(step, "running", output=f"{step}.ipynb", inputs=inputs, reason=why)
+                    else:
+                        echo(f"[{i}/{len(steps)}] {step} ...")
+                        run.set_step_status(step, "running", output=f"{step}.ipynb", inputs=inputs)
+                    result = execute_step(step, folder / f"{step}.ipynb", run.path / f"{step}.ipynb",
+                                          step_parameters(step, values, run.path), kernel, timeout, progress)
+                    run.set_step_status(step, result.status, duration_s=result.duration_s,
+                                        **({"message": result.message} if result.message else {}))
+                    outcomes.append(result)
+                    current = None
+                    echo(f"      {result.status} in {result.duration_s:.1f} s")
+                    if result.exit_code != EXIT_OK:
+                        code = result.exit_code
+                        resume.stop_kernels(run.path)  # a timed-out or interrupted kernel must not go on writing
+                        report_failure(result, run, echo)
+                        break
+            except KeyboardInterrupt:
+                code = EXIT_INTERRUPTED
+                resume.stop_kernels(run.path)
+                if current is not None:
+                    run.set_step_status(current, "interrupted")
+                    echo(f"Interrupted during step {current}.")
+            try:
+                build_report_safely(run, html, kernel, echo, timeout)
+            except KeyboardInterrupt:
+                code = EXIT_INTERRUPTED
+            finally:
+                resume.stop_kernels(run.path)
+    finally:
+        _restore_sigterm(previous_sigterm)
     print_summary(run, outcomes, echo)
     return code
+
+
+def _raise_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _sigterm_as_interrupt():
+    """Treat SIGTERM (a cancelled CI job) like Ctrl-C: mark the step interrupted, write the report."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _raise_interrupt)
+
+
+def _restore_sigterm(previous) -> None:
+    import signal
+
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def report_failure(result: StepOutcome, run: artifacts.Run, echo) -> None:
