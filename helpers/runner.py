@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 import sys
@@ -118,7 +119,10 @@ def playbook_kernel(run_path: str | os.PathLike | None = None) -> Iterator[str]:
     spec_dir.mkdir(parents=True)
     package_root = str(Path(__file__).resolve().parent.parent)
     env_path = os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))
-    spec = {"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+    # kernel log lines (tracebacks of interrupted cells, transport warnings) would reach the terminal
+    # as raw noise: the executed notebook keeps the full story, the command line prints one message
+    spec = {"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}",
+                     "--IPKernelApp.log_level=CRITICAL"],
             "display_name": "Playbook (this Python)", "language": "python",
             # one OpenMP thread per kernel unless the user says otherwise: parallelism comes from
             # n_jobs; nested OpenMP threads oversubscribe small machines (20x slower measured here)
@@ -181,6 +185,8 @@ def execute_step(step: str, notebook: Path, output: Path, parameters: Mapping[st
     except DeadKernelError as exc:
         return outcome("failed", EXIT_CRASH, f"the kernel died ({str(exc).strip() or 'no detail'})")
     except KeyboardInterrupt:
+        # nbclient's abandoned tasks would print "Task exception was never retrieved" tracebacks
+        logging.getLogger("asyncio").setLevel(logging.CRITICAL)
         return outcome("interrupted", EXIT_INTERRUPTED, "interrupted")
     return outcome("succeeded", EXIT_OK)
 
