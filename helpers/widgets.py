@@ -77,14 +77,15 @@ class Explorer:
         """Call the update function with the controls' values; show its readout and figure."""
         start = time.perf_counter()
         text, fig = self.update(**self.values())
-        self.last_seconds = time.perf_counter() - start
-        self.last_text = text
-        self.readout.value = readout_html(text)
         self.output.clear_output(wait=True)
         if fig is not None:
             image = figure_image(fig)
             with self.output:
                 display(image)
+        # the readout changes last: once it shows the new text, the figure is there too
+        self.last_seconds = time.perf_counter() - start
+        self.last_text = text
+        self.readout.value = readout_html(text)
         return text
 
     def _on_change(self, _change) -> None:

@@ -171,3 +171,10 @@ def screenshot(page, name: str) -> Path:
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path))
     return path
+
+
+def record(line: str) -> None:
+    """Append a measured figure to test-artifacts/browser-timings.txt (printed figures, not timed asserts)."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    with open(ARTIFACTS / "browser-timings.txt", "a", encoding="utf-8") as f:
+        f.write(line + "\n")

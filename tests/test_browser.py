@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shutil
+import time
 from pathlib import Path
 
 import browser_lab
@@ -123,10 +124,14 @@ def test_notebook_runs_and_its_explorer_responds(lab, notebook_page, step):
         readout = explorer.locator(".playbook-readout")
         expect(readout).not_to_have_text(re.compile(r"^\s*$"))
         before = readout.inner_text()
+        started = time.perf_counter()
         change = change_first_control(explorer)
         expect(readout).not_to_have_text(before, timeout=15_000)
+        seconds = time.perf_counter() - started
         after = readout.inner_text()
         assert not after.startswith("Could not update"), f"{change}: {after}"
+        browser_lab.record(f"{step}: {change}: readout updated in {seconds:.2f} s (browser round trip)")
+        page.wait_for_function(browser_lab.KERNEL_IDLE, arg=f"{step}.ipynb", timeout=15_000)
     finally:
         browser_lab.screenshot(page, step)
 

@@ -168,4 +168,5 @@ def test_batch_notebooks_keep_their_plots(demo_run):
     missing = [f"{step}: {cell.source.splitlines()[0]}" for step, cell in executed_code_cells(demo_run.path)
                if cell.source.rstrip().endswith("plt.show()") and "if " not in cell.source
                and not output_data(cell, "image/png")]
-    assert missing == [], "plots missing from executed notebooks (kernel backend not inline?)"
+    assert missing == [], (f"{len(missing)} plot(s) missing from the executed notebooks, e.g. {missing[:3]}: "
+                           "the batch kernel must use the inline backend (no MPLBACKEND=agg in its env).")
