@@ -20,7 +20,7 @@ from tests.test_resume import killed_and_resumed_run
 STEPS = ["01_vision_and_goals", "02_data_foundation", "03_tools_and_stack", "04_model_development",
          "05_deployment_and_monitoring"]
 # keys whose values are clock readings (timestamps, durations, speeds) or machine state (free memory)
-VOLATILE = re.compile(r"(_at$|_s$|seconds|per_s|elapsed|duration)")
+VOLATILE = re.compile(r"(_at$|_s$|seconds|per_s|elapsed|duration|available)")
 # step 3 measures fit times: only what does not come from a clock is compared
 STEP3_STABLE = ("n_rows", "thresholds", "memory_method")
 
