@@ -357,6 +357,8 @@ def predict_file(package: Package, input_path: str | os.PathLike, output_path: s
                 head = check_columns(list(chunk.columns), package)
                 head.raise_errors()
                 total.warnings += head.warnings
+            if chunk.empty:  # a header-only file: no rows to validate or predict
+                continue
             fixed, v = validate(chunk, package)
             if v.errors:
                 v.errors = [f"{e} (rows {rows + 1}-{rows + len(chunk)})" for e in v.errors]
