@@ -314,3 +314,50 @@ def test_interrupt_exits_130_marks_the_step_and_leaves_no_kernel(tmp_path):
     assert "Traceback" not in stdout + stderr and "nterrupted" in stdout + stderr
     check_consistent_run(out, STEP1, status="interrupted")
     assert kernels_gone(out)
+
+
+# --- playbook predict on the demo run's model ----------------------------------------------------
+
+
+def _rows(run: Run, n: int = 30) -> pd.DataFrame:
+    return pd.read_parquet(run.raw_snapshot_path).drop(columns="churn").head(n)
+
+
+PREDICT_CASES = [  # (case, write the input file -> path, expected exit code, message fragment)
+    ("input missing", lambda run, f: f / "nope.csv", 2, "does not exist"),
+    ("input empty", lambda run, f: (f / "in.csv").write_text("") and f / "in.csv", 2, "is empty"),
+    ("input header only", lambda run, f: _rows(run, 0).to_csv(f / "in.csv", index=False) or f / "in.csv", 2,
+     "has no data rows"),
+    ("input not csv/parquet", lambda run, f: (f / "in.xlsx").write_text("x") and f / "in.xlsx", 2,
+     "must be .csv or .parquet"),
+    ("model columns missing", lambda run, f: _rows(run).drop(columns=["contract"]).to_csv(f / "in.csv", index=False)
+     or f / "in.csv", 2, "missing column(s) contract"),
+    ("text in a numeric column", lambda run, f: _rows(run).assign(monthly_charges="lots").to_csv(f / "in.csv", index=False)
+     or f / "in.csv", 2, "monthly_charges expects numbers"),
+    ("extra columns and HTML values (handled)", lambda run, f: _rows(run).assign(contract="<script>x</script>")
+     .to_csv(f / "in.csv", index=False) or f / "in.csv", 0, "extra column(s) ignored"),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("case", "make", "expected", "fragment"), PREDICT_CASES, ids=[c[0] for c in PREDICT_CASES])
+def test_predict_bad_inputs(demo_run, case, make, expected, fragment, tmp_path, capsys):
+    out = tmp_path / "pred.csv"
+    code = cli.main(["predict", "--run", str(demo_run.path), "--input", str(make(demo_run, tmp_path)),
+                     "--output", str(out)])
+    captured = capsys.readouterr()
+    text = captured.out + captured.err
+    assert code == expected, text
+    assert fragment in text and "Traceback" not in text
+    assert out.exists() == (expected == 0)  # nothing half-written on failure
+    assert not list(tmp_path.glob(".*tmp*"))
+
+
+def test_predict_rejects_a_folder_that_is_not_a_run_or_has_no_model(tmp_path, capsys):
+    args = ["--input", str(tmp_path / "in.csv"), "--output", str(tmp_path / "o.csv")]
+    assert cli.main(["predict", "--run", str(tmp_path), *args]) == 2
+    assert "is not a run folder" in capsys.readouterr().err
+    Run(tmp_path).write_manifest({"steps": [], "champion": None})
+    assert cli.main(["predict", "--run", str(tmp_path), *args]) == 2
+    err = capsys.readouterr().err
+    assert "needs the results of step 04_model_development" in err and "Traceback" not in err
