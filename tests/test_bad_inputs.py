@@ -252,6 +252,23 @@ def test_repairable_data_run_is_consistent(repaired_run):
     assert {"signup", "code", "note"} <= set(features["categorical"])  # dates as text, one value per row, long text
 
 
+# --- bad input that only a notebook can find: exit 2, the step marked failed, partial report ------
+
+
+@pytest.mark.slow
+def test_bad_input_found_inside_a_notebook_exits_2(tmp_path):
+    out = tmp_path / "run"
+    result = run_cli("run", "--steps", "3", "--out", str(out))  # step 3 without the steps it builds on
+    text = result.stdout + result.stderr
+    assert result.returncode == 2, text
+    assert "needs the results of step 02_data_foundation" in text and "Fix: run that step first" in text
+    assert "Traceback" not in text and "03_tools_and_stack.ipynb" in text  # names the saved notebook
+    manifest = check_consistent_run(out, "03_tools_and_stack")
+    assert "needs the results of step 02_data_foundation" in manifest["steps"][0]["message"]
+    assert (out / "report.html").exists()
+    assert kernels_gone(out)
+
+
 # --- runtime: slow cell, dead kernel, interrupt (a copied step 1 with one extra cell) -----------
 
 
