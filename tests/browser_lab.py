@@ -77,7 +77,10 @@ def jupyterlab(root: Path, env: dict[str, str], workdir: Path, timeout: float = 
     log = workdir / "jupyterlab.log"
     cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}", "--ServerApp.ip=127.0.0.1",
            f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}", "--LabApp.expose_app_in_browser=True",
-           "--ServerApp.port_retries=0", "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+           "--ServerApp.port_retries=0",
+           # if the test process is killed, the orphaned server and its kernels end themselves
+           "--ServerApp.shutdown_no_activity_timeout=900", "--MappingKernelManager.cull_idle_timeout=900",
+           "--MappingKernelManager.cull_interval=60", "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
            "--allow-root"]
     with open(log, "wb") as log_file:
         proc = subprocess.Popen(cmd, env=full_env, stdout=log_file, stderr=subprocess.STDOUT, cwd=root,
@@ -124,8 +127,18 @@ KERNEL_IDLE = """(path) => {
   return !!k && k.status === 'idle' && !!w.content;
 }"""
 
-# Done when the kernel is idle and every code cell ran, or an error stopped the run.
-RUN_FINISHED = """() => {
+# Remember every kernel status from now on (a dead kernel never finishes the run: fail fast instead).
+WATCH_KERNEL = """() => {
+  window.playbookKernelStates = [];
+  window.jupyterapp.shell.currentWidget.sessionContext.statusChanged.connect(
+    (_, status) => window.playbookKernelStates.push(status));
+}"""
+
+KERNEL_LOST = ["dead", "restarting", "autorestarting", "terminating"]
+
+# Done when the kernel is idle and every code cell ran, or an error stopped the run, or the kernel died.
+RUN_FINISHED = """(lost) => {
+  if ((window.playbookKernelStates || []).some(s => lost.includes(s))) return true;
   const w = window.jupyterapp.shell.currentWidget;
   const k = w.sessionContext.session && w.sessionContext.session.kernel;
   if (!k || k.status !== 'idle') return false;
@@ -155,10 +168,14 @@ def open_notebook(page, lab: Lab, name: str, timeout_ms: int = 60_000) -> None:
 
 def run_all(page, timeout_ms: int) -> list[str]:
     """Run all cells (as Run > Run All Cells), wait until done; return the error outputs."""
+    page.evaluate(WATCH_KERNEL)
     page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
     page.wait_for_timeout(500)
-    page.wait_for_function(RUN_FINISHED, timeout=timeout_ms, polling=500)
-    return page.evaluate(ERROR_OUTPUTS)
+    page.wait_for_function(RUN_FINISHED, arg=KERNEL_LOST, timeout=timeout_ms, polling=500)
+    states = page.evaluate("() => window.playbookKernelStates")
+    lost = [s for s in states if s in KERNEL_LOST]
+    died = [f"the kernel was lost during the run (statuses: {', '.join(lost)})"] if lost else []
+    return died + page.evaluate(ERROR_OUTPUTS)
 
 
 def traceback_elements(page) -> int:

@@ -92,14 +92,18 @@ def notebook_page(page):
         pass
 
 
-def change_first_control(explorer) -> str:
-    """Change the explorer's first dropdown with a choice (to another option), else its first slider; describe it."""
+def change_first_control(explorer) -> tuple[str, str | None]:
+    """Change the explorer's first dropdown with a choice (to another option), else its first slider.
+
+    Returns a description and, for a dropdown, the label chosen (the readout should name it).
+    """
     for select in explorer.locator(".widget-dropdown select").all():
         current = select.input_value()
-        others = [v for v in select.locator("option").evaluate_all("opts => opts.map(o => o.value)") if v != current]
+        options = select.locator("option").evaluate_all("opts => opts.map(o => [o.value, o.textContent])")
+        others = [(value, label) for value, label in options if value != current]
         if others:
-            select.select_option(others[0])
-            return f"dropdown {current!r} -> {others[0]!r}"
+            select.select_option(others[0][0])
+            return f"dropdown {current!r} -> {others[0][1]!r}", others[0][1]
     handle = explorer.locator(".widget-slider .noUi-handle")
     assert handle.count(), "the explorer has neither a dropdown with a choice nor a slider to change"
     handle = handle.first
@@ -108,7 +112,7 @@ def change_first_control(explorer) -> str:
     handle.press("ArrowRight")
     if handle.get_attribute("aria-valuenow") == before:  # already at the right end
         handle.press("ArrowLeft")
-    return f"slider {before} -> {handle.get_attribute('aria-valuenow')}"
+    return f"slider {before} -> {handle.get_attribute('aria-valuenow')}", None
 
 
 @pytest.mark.parametrize("step", STEPS)
@@ -125,11 +129,13 @@ def test_notebook_runs_and_its_explorer_responds(lab, notebook_page, step):
         expect(readout).not_to_have_text(re.compile(r"^\s*$"))
         before = readout.inner_text()
         started = time.perf_counter()
-        change = change_first_control(explorer)
+        change, chosen = change_first_control(explorer)
         expect(readout).not_to_have_text(before, timeout=15_000)
         seconds = time.perf_counter() - started
         after = readout.inner_text()
         assert not after.startswith("Could not update"), f"{change}: {after}"
+        if chosen is not None:  # the readout describes the new choice
+            assert chosen in after, f"{change}: the readout does not mention it: {after}"
         browser_lab.record(f"{step}: {change}: readout updated in {seconds:.2f} s (browser round trip)")
         page.wait_for_function(browser_lab.KERNEL_IDLE, arg=f"{step}.ipynb", timeout=15_000)
     finally:
