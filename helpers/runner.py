@@ -126,7 +126,7 @@ def playbook_kernel(run_path: str | os.PathLike | None = None) -> Iterator[str]:
             "display_name": "Playbook (this Python)", "language": "python",
             # one OpenMP thread per kernel unless the user says otherwise: parallelism comes from
             # n_jobs; nested OpenMP threads oversubscribe small machines (20x slower measured here)
-            "env": {"PYTHONPATH": env_path, "MPLBACKEND": "agg", "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+            "env": {"PYTHONPATH": env_path, "PYDEVD_DISABLE_FILE_VALIDATION": "1",
                     "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}}
     if run_path is not None:
         spec["env"][resume.KERNEL_ENV] = str(Path(run_path).resolve())
