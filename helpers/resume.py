@@ -28,6 +28,7 @@ REUSABLE = ("succeeded", "reused")
 DATA_PARAMETERS = ("dataset", "encoding", "sep", "query")
 _TEMP_NAME = re.compile(r"^\..+\.tmp(\.[A-Za-z0-9]+)?$")  # artifacts.atomic_path's temporary files
 _PACKAGE_ROOT = Path(__file__).resolve().parent
+ORCHESTRATION = ("runner.py", "cli.py", "resume.py")
 
 
 def file_hash(path: str | os.PathLike) -> str | None:
@@ -44,11 +45,16 @@ def file_hash(path: str | os.PathLike) -> str | None:
 
 @functools.cache
 def source_hash() -> str:
-    """One hash of the ``helpers`` package source and the document templates."""
+    """One hash of the ``helpers`` package source and the document templates.
+
+    The orchestration modules (runner, CLI, this one) are left out: they decide which notebooks
+    run, not what a notebook computes, so upgrading them does not make a run's steps stale.
+    """
     digest = hashlib.sha256()
     roots = [_PACKAGE_ROOT, _PACKAGE_ROOT.parent / "templates"]
     for root in roots:
-        files = sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+        files = sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts
+                       and not (root == _PACKAGE_ROOT and p.name in ORCHESTRATION))
         for p in files:
             digest.update(str(p.relative_to(root.parent)).encode())
             digest.update(p.read_bytes())
