@@ -138,6 +138,7 @@ def test_notebook_runs_and_its_explorer_responds(lab, notebook_page, step):
             assert chosen in after, f"{change}: the readout does not mention it: {after}"
         browser_lab.record(f"{step}: {change}: readout updated in {seconds:.2f} s (browser round trip)")
         page.wait_for_function(browser_lab.KERNEL_IDLE, arg=f"{step}.ipynb", timeout=15_000)
+        explorer.evaluate("e => e.scrollIntoView({block: 'start'})")  # the screenshot shows the explorer
     finally:
         browser_lab.screenshot(page, step)
 
