@@ -18,7 +18,15 @@ import pandas as pd
 from scipy import stats
 
 from helpers.errors import PlaybookError
-from helpers.kpis import KpiContract, bootstrap_interval, kpi_intervals, score
+from helpers.kpis import (
+    KpiContract,
+    bootstrap_interval,
+    has_fast_bootstrap,
+    kpi_intervals,
+    resample_scores,
+    score,
+)
+from helpers.kpis import percentile_interval as _percentiles
 
 PSI_BANDS = (0.1, 0.25)  # below 0.1 stable, 0.1-0.25 moderate, above 0.25 significant
 MISSING = "<missing>"
@@ -314,80 +322,11 @@ def batches_from_data(frame: pd.DataFrame, *, time_column: str | None, n_batches
 Predictor = Callable[[pd.DataFrame], tuple[np.ndarray, np.ndarray | None]]  # X -> (labels, proba or None)
 
 
-# Vectorised bootstrap: scoring each resample through sklearn.metrics costs ~3 ms of input
-# validation per call, which made step 5 (thousands of resamples per run) far too slow. These
-# formulas score all resamples at once; `kpis.score` (sklearn) still gives every point value,
-# and a unit test checks the formulas against sklearn.
-_FAST_BINARY = {"accuracy", "precision", "recall", "f1", "roc_auc", "log_loss"}
-_FAST_REGRESSION = {"mae", "rmse", "r2", "mape"}
-
-
-def has_fast_bootstrap(contract: KpiContract, metric: str) -> bool:
-    if contract.problem_type == "regression":
-        return metric in _FAST_REGRESSION
-    return contract.is_binary and metric in _FAST_BINARY
-
-
-def resample_scores(metric: str, contract: KpiContract, y_true, y_pred, proba, idx: np.ndarray) -> np.ndarray:
-    """``metric`` on every resample (rows of ``idx``), vectorised; NaN where undefined."""
-    if contract.problem_type == "regression":
-        y = np.asarray(y_true, dtype=float)[idx]
-        e = np.asarray(y_pred, dtype=float)[idx] - y
-        if metric == "mae":
-            return np.abs(e).mean(axis=1)
-        if metric == "rmse":
-            return np.sqrt((e ** 2).mean(axis=1))
-        if metric == "mape":
-            return (np.abs(e) / np.maximum(np.abs(y), np.finfo(float).eps)).mean(axis=1)
-        total = ((y - y.mean(axis=1, keepdims=True)) ** 2).sum(axis=1)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(total > 0, 1 - (e ** 2).sum(axis=1) / total, np.nan)
-    pos = (np.asarray(y_true, dtype=object) == contract.positive_label)[idx]
-    if metric in ("roc_auc", "log_loss"):
-        p = np.asarray(proba, dtype=float)[idx]
-        if metric == "log_loss":
-            p = np.clip(p, 1e-15, 1 - 1e-15)
-            return -(pos * np.log(p) + (~pos) * np.log(1 - p)).mean(axis=1)
-        n_pos = pos.sum(axis=1)
-        n_neg = pos.shape[1] - n_pos
-        ranks = stats.rankdata(p, axis=1)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            auc = ((ranks * pos).sum(axis=1) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
-        return np.where((n_pos > 0) & (n_neg > 0), auc, np.nan)
-    pred = (np.asarray(y_pred, dtype=object) == contract.positive_label)[idx]
-    tp = (pos & pred).sum(axis=1)
-    fp = (~pos & pred).sum(axis=1)
-    fn = (pos & ~pred).sum(axis=1)
-    if metric == "accuracy":
-        return (pos == pred).mean(axis=1)
-    num, den = {"precision": (tp, tp + fp), "recall": (tp, tp + fn), "f1": (2 * tp, 2 * tp + fp + fn)}[metric]
-    return np.divide(num, den, out=np.zeros(len(num)), where=den > 0)
-
-
-def _percentiles(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
-    finite = values[np.isfinite(values)]
-    if not finite.size:
-        return float("nan"), float("nan")
-    alpha = (1 - level) / 2
-    return float(np.quantile(finite, alpha)), float(np.quantile(finite, 1 - alpha))
-
-
 def batch_kpis(contract: KpiContract, y_true, y_pred, proba, *, n_boot: int = 100, seed: int = 0) -> pd.DataFrame:
     """Every KPI of the contract on one labelled batch, with a bootstrap 95% interval."""
     if contract.problem_type == "clustering":
         return pd.DataFrame(columns=["metric", "target", "direction", "achieved", "ci_low", "ci_high", "passed"])
-    if not all(has_fast_bootstrap(contract, m) for m in contract.kpis):
-        return kpi_intervals(contract, y_true, y_pred, proba, n_boot=n_boot, seed=seed)
-    y_true = np.asarray(y_true, dtype=object if contract.problem_type == "classification" else float)
-    idx = np.random.default_rng(seed).integers(0, len(y_true), (n_boot, len(y_true)))
-    rows = []
-    for metric in contract.kpis:
-        value = score(metric, contract, y_true, y_pred, proba)
-        lo, hi = _percentiles(resample_scores(metric, contract, y_true, y_pred, proba, idx)) if n_boot else (
-            float("nan"), float("nan"))
-        rows.append({"metric": metric, "target": contract.kpis[metric], "direction": contract.direction(metric),
-                     "achieved": value, "ci_low": lo, "ci_high": hi, "passed": contract.passed(metric, value)})
-    return pd.DataFrame(rows)
+    return kpi_intervals(contract, y_true, y_pred, proba, n_boot=n_boot, seed=seed)
 
 
 def prediction_shares(labels: np.ndarray, proba: np.ndarray | None) -> np.ndarray:

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from helpers import kpis
 from helpers import monitoring as mon
 from helpers.errors import PlaybookError
 from helpers.kpis import KpiContract
@@ -178,7 +179,7 @@ def test_vectorised_resample_scores_equal_sklearn_binary(metric):
     proba = np.clip(rng.random(120) * 0.6 + (y == "yes") * 0.3, 0, 1).round(2)  # ties, as real scores have
     labels = np.where(proba >= 0.5, "yes", "no").astype(object)
     idx = rng.integers(0, 120, (5, 120))
-    fast = mon.resample_scores(metric, contract, y, labels, proba, idx)
+    fast = kpis.resample_scores(metric, contract, y, labels, proba, idx)
     slow = [score(metric, contract, y[i], labels[i], proba[i]) for i in idx]
     np.testing.assert_allclose(fast, slow, rtol=1e-9)
 
@@ -192,7 +193,7 @@ def test_vectorised_resample_scores_equal_sklearn_regression(metric):
     y = rng.normal(10, 3, 80)
     pred = y + rng.normal(0, 1, 80)
     idx = rng.integers(0, 80, (5, 80))
-    fast = mon.resample_scores(metric, contract, y, pred, None, idx)
+    fast = kpis.resample_scores(metric, contract, y, pred, None, idx)
     np.testing.assert_allclose(fast, [score(metric, contract, y[i], pred[i]) for i in idx], rtol=1e-9)
 
 
