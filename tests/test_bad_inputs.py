@@ -342,7 +342,7 @@ def _rows(run: Run, n: int = 30) -> pd.DataFrame:
 
 PREDICT_CASES = [  # (case, write the input file -> path, expected exit code, message fragment)
     ("input missing", lambda run, f: f / "nope.csv", 2, "does not exist"),
-    ("input empty", lambda run, f: (f / "in.csv").write_text("") and f / "in.csv", 2, "is empty"),
+    ("input empty", lambda run, f: (f / "in.csv").write_text("") or f / "in.csv", 2, "is empty"),
     ("input header only", lambda run, f: _rows(run, 0).to_csv(f / "in.csv", index=False) or f / "in.csv", 2,
      "has no data rows"),
     ("input not csv/parquet", lambda run, f: (f / "in.xlsx").write_text("x") and f / "in.xlsx", 2,

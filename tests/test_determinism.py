@@ -44,7 +44,15 @@ def second_run() -> Run:
     return Run(out)
 
 
+def _same_code(a: Run, b: Run) -> None:
+    """Both runs executed the same helpers source (else a difference proves nothing about determinism)."""
+    for ea, eb in zip(a.read_manifest()["steps"], b.read_manifest()["steps"], strict=True):
+        assert ea["inputs"]["helpers"] == eb["inputs"]["helpers"], \
+            f"the helpers source changed between the two runs (step {ea['step']}): re-run the tests"
+
+
 def _same_parameters(a: Run, b: Run) -> None:
+    _same_code(a, b)
     skip = ("run_dir", "interactive")
     pa, pb = a.read_manifest()["parameters"], b.read_manifest()["parameters"]
     assert {k: v for k, v in pa.items() if k not in skip} == {k: v for k, v in pb.items() if k not in skip}
@@ -62,6 +70,7 @@ def test_same_metrics_and_champion(demo_run, second_run):
 @pytest.mark.slow
 @pytest.mark.parametrize("step", [s for s in STEPS if s != "03_tools_and_stack"])
 def test_same_summaries_apart_from_timings(demo_run, second_run, step):
+    _same_code(demo_run, second_run)
     a = stable(demo_run.read_summary(step), demo_run)
     b = stable(second_run.read_summary(step), second_run)
     differing = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
