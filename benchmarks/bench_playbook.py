@@ -2,8 +2,8 @@
 
 Prints each step's wall time (as the runner measured it), the sum of its cells'
 execution times (papermill metadata) and their ratio: the orchestration overhead
-(kernel start, imports, papermill bookkeeping). Figures, not assertions: machines
-here are shared and noisy.
+(kernel start, imports, papermill bookkeeping), and the CPU time of the command and
+its kernels. Figures, not assertions: machines here are shared and noisy.
 
     python benchmarks/bench_playbook.py [--steps 1-5] [-p NAME VALUE ...]
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import subprocess
 import sys
 import tempfile
@@ -31,8 +32,11 @@ def main() -> None:
     for name, value in args.p:
         cmd += ["-p", name, value]
     started = time.perf_counter()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     subprocess.run(cmd, check=True, capture_output=True)
     total = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     manifest = json.loads((out / "manifest.json").read_text())
     print(f"{'step':<32}{'wall s':>8}{'cells s':>9}{'ratio':>7}")
     for entry in manifest["steps"]:
@@ -41,6 +45,8 @@ def main() -> None:
         wall = entry["duration_s"] or 0
         print(f"{entry['step']:<32}{wall:>8.1f}{cells:>9.1f}{wall / cells if cells else float('nan'):>7.2f}")
     print(f"{'whole command (incl. report)':<32}{total:>8.1f}")
+    # CPU seconds of the command and its kernels: less sensitive than wall time to a busy machine
+    print(f"{'CPU time of command + kernels':<32}{cpu:>8.1f}")
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ def templates_dir() -> Path:
 
 def data_dir() -> Path:
     """Data files shipped inside the package (rubrics, cloud service map)."""
-    return Path(__file__).resolve().parent / "data"
+    return Path(__file__).resolve().parent / "reference"
 
 
 def available_steps() -> list[str]:

@@ -1,7 +1,7 @@
 """Production readiness: Google's "ML Test Score" rubric scored from the evidence a run produced.
 
 The rubric (28 tests, 4 sections of 7, interpretation bands) is a data file,
-``helpers/data/ml_test_score.yaml``; this module only looks the evidence up and adds up.
+``helpers/reference/ml_test_score.yaml``; this module only looks the evidence up and adds up.
 """
 
 from __future__ import annotations
