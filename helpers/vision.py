@@ -341,15 +341,20 @@ def best_single_rule(X: pd.DataFrame, y: pd.Series, folds: np.ndarray, contract:
     return cand, {"column": col, "rule": rule}
 
 
-def quick_model(problem_type: str, numeric: Sequence[str], categorical: Sequence[str], seed: int):
+EARLY_STOPPING_MIN_ROWS = 500
+
+
+def quick_model(problem_type: str, numeric: Sequence[str], categorical: Sequence[str], seed: int,
+                smallest_fit: int):
     """The registry's quick family in a pipeline; boosted trees stop early on a validation share.
 
     Early stopping halves the fit time on the demo at no cost in score (measured), which keeps
-    step 1 interactive; step 4 compares and tunes the families without it.
+    step 1 interactive; step 4 compares and tunes the families without it. It needs a
+    validation share with every class, so only fits of ``EARLY_STOPPING_MIN_ROWS`` rows or more use it.
     """
     family = quick_family(problem_type)
     estimator = family.build(seed, 1)
-    if "early_stopping" in estimator.get_params():
+    if "early_stopping" in estimator.get_params() and smallest_fit >= EARLY_STOPPING_MIN_ROWS:
         estimator.set_params(early_stopping=True)
     scaler = "standard" if family.scales_features else "none"
     return with_model(make_preprocessor(numeric, categorical, scaler=scaler), estimator), family
@@ -371,7 +376,8 @@ def supervised_framing(X: pd.DataFrame, y: pd.Series, contract: kpi_mod.KpiContr
     heuristic, info = best_single_rule(X, y, folds, contract, seed)
     framing.candidates.append(heuristic)
     framing.heuristic = info
-    pipe, family = quick_model(contract.problem_type, *split_kinds(X, list(X.columns)), seed)
+    smallest_fit = min(int((folds != f).sum()) for f in np.unique(folds))
+    pipe, family = quick_model(contract.problem_type, *split_kinds(X, list(X.columns)), seed, smallest_fit)
     cand = _oof(pipe, X, y, folds, contract)
     cand.name, cand.kind, cand.description = "quick_model", "model", family.name
     framing.candidates.append(cand)
@@ -525,10 +531,10 @@ def learning_curve_points(X: pd.DataFrame, y: pd.Series, contract: kpi_mod.KpiCo
     X = as_model_input(X, list(X.columns)).reset_index(drop=True)
     y = y.reset_index(drop=True)
     folds = make_folds(y, len(y), contract.problem_type, seed, n_splits=3)
-    pipe, _ = quick_model(contract.problem_type, *split_kinds(X, list(X.columns)), seed)
     rng = np.random.default_rng(seed)
     smallest_fold = min(int((folds != f).sum()) for f in np.unique(folds))
     counts = [max(10, int(share * smallest_fold)) for share in sizes]  # same sizes in every fold
+    pipe, _ = quick_model(contract.problem_type, *split_kinds(X, list(X.columns)), seed, min(counts))
     rows = []
     for f in np.unique(folds):
         train_idx = np.flatnonzero(folds != f)
