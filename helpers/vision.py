@@ -7,6 +7,7 @@ cached, so changing a KPI in the explorer re-scores without refitting.
 
 from __future__ import annotations
 
+import dataclasses
 import html
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -639,7 +640,7 @@ def kpi_explorer_controls(contract: kpi_mod.KpiContract) -> dict[str, Any]:
     metric, target = next(iter(contract.kpis.items()))
     bounded = kpi_mod.METRICS[metric].high <= 1
     return {"metric": w.Dropdown(options=metrics_for(contract.problem_type), value=metric, description="KPI"),
-            "threshold": w.FloatSlider(value=target, min=0.0 if bounded else 0.0, max=1.0 if bounded else max(10 * target, 1.0),
+            "threshold": w.FloatSlider(value=target, min=0.0, max=1.0 if bounded else max(10 * target, 1.0),
                                        step=0.01, description="threshold", continuous_update=False)}
 
 
@@ -649,11 +650,9 @@ def kpi_explorer_update(framing: Framing):
     cache: dict[str, pd.DataFrame] = {}
 
     def update(metric: str, threshold: float):
-        contract = kpi_mod.KpiContract(base.problem_type, {metric: float(threshold)}, base.positive_label,
-                                       base.average, base.classes)
-        if metric not in cache:
-            cache[metric] = score_table(framing, kpi_mod.KpiContract(base.problem_type, {metric: 0.5 if kpi_mod.METRICS[metric].high <= 1 else 1.0},
-                                                                     base.positive_label, base.average, base.classes))
+        contract = dataclasses.replace(base, kpis={metric: float(threshold)})
+        if metric not in cache:  # scores do not depend on the threshold: compute them once per metric
+            cache[metric] = score_table(framing, contract)
         table = cache[metric].copy()
         table[f"{metric}_passed"] = [contract.passed(metric, v) for v in table[metric]]
         v = verdict(table, contract)
