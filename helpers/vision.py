@@ -21,10 +21,12 @@ from sklearn.compose import ColumnTransformer
 from sklearn.decomposition import PCA
 from sklearn.dummy import DummyClassifier, DummyRegressor
 from sklearn.impute import SimpleImputer
-from sklearn.model_selection import KFold, StratifiedKFold, cross_val_score
+from sklearn.metrics import r2_score, roc_auc_score
+from sklearn.model_selection import KFold, StratifiedKFold
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder
+from sklearn.preprocessing import OneHotEncoder
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
+from sklearn.utils import resample
 
 from helpers import kpis as kpi_mod
 from helpers.errors import PlaybookError
@@ -150,35 +152,77 @@ def _is_row_counter(s: pd.Series) -> bool:
     return bool(len(values) > 1 and np.all(np.diff(values) == 1))
 
 
-def _one_column_pipeline(frame: pd.DataFrame, column: str, estimator):
-    numeric = pd.api.types.is_numeric_dtype(frame[column]) and not pd.api.types.is_bool_dtype(frame[column])
-    if numeric:
-        prep = ColumnTransformer([("x", SimpleImputer(strategy="median"), [column])])
-    else:
-        prep = ColumnTransformer([("x", make_pipeline(
-            SimpleImputer(strategy="constant", fill_value="missing"),
-            OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1, encoded_missing_value=-2),
-        ), [column])])
-    return make_pipeline(prep, estimator)
+def encode_frame(X: pd.DataFrame) -> tuple[pd.DataFrame, list[str], list[str]]:
+    """``encoded_column`` of every column (numbers as floats, categories as integer codes),
+    and the numeric and categorical column names."""
+    encoded, numeric, categorical = {}, [], []
+    for col in X.columns:
+        values, is_numeric = encoded_column(X[col])
+        encoded[col] = values[:, 0]
+        (numeric if is_numeric else categorical).append(col)
+    return pd.DataFrame(encoded, index=X.index), numeric, categorical
+
+
+def encoded_column(x: pd.Series) -> tuple[np.ndarray, bool]:
+    """One column as a 2-D array that per-fold fits can use directly, and whether it is numeric.
+
+    Numbers stay floats (missing as NaN). Categories are coded once as integers in sorted
+    order, missing values as the category "missing" (what the pipelines' constant imputer
+    does), so an encoder fitted on the codes of a fold produces exactly the columns it would
+    produce on the strings. Why by hand: the string handling of the per-column pipelines
+    (imputer and encoder on object arrays, 50-60 fits) was most of step 1's run time.
+    """
+    if pd.api.types.is_numeric_dtype(x):
+        return x.to_numpy(dtype=float).reshape(-1, 1), True
+    filled = x.astype(object).where(x.notna(), "missing").astype(str)
+    codes, _ = pd.factorize(filled, sort=True)  # Python string order, as the encoders sort
+    return codes.reshape(-1, 1), False
+
+
+def _single_feature_score(values: np.ndarray, y: np.ndarray, estimator, splits, metric: str) -> float:
+    """Mean validation score of ``estimator`` fitted on one encoded column.
+
+    A plain loop over the folds: a tree on one column fits in a millisecond, and
+    ``cross_val_score``'s per-call checks cost ten times that (measured).
+    """
+    scores = []
+    for train, valid in splits:
+        fitted = clone(estimator).fit(values[train], y[train])
+        if metric == "r2":
+            scores.append(r2_score(y[valid], fitted.predict(values[valid])))
+            continue
+        proba = np.zeros((len(valid), int(y.max()) + 1))
+        proba[:, fitted.classes_] = fitted.predict_proba(values[valid])
+        if proba.shape[1] == 2:
+            scores.append(roc_auc_score(y[valid], proba[:, 1]))
+        else:
+            scores.append(roc_auc_score(y[valid], proba, multi_class="ovr", labels=np.arange(proba.shape[1])))
+    return float(np.mean(scores))
 
 
 def leakage_suspects(X: pd.DataFrame, y: pd.Series, problem_type: str, seed: int = 0,
-                     threshold: float = LEAK_THRESHOLD) -> pd.DataFrame:
+                     threshold: float = LEAK_THRESHOLD, max_rows: int = 50_000) -> pd.DataFrame:
     """Single features that predict the target almost perfectly (cross-validated).
 
     Classification: ROC AUC of a small tree on the one feature (one-vs-rest for
     multi-class); regression: R². A score of at least ``threshold`` marks a suspect:
-    such a column is usually recorded after the outcome.
+    such a column is usually recorded after the outcome. The tree sees ``encoded_column``
+    values; it routes missing values itself (a column whose missingness reveals the
+    target is a leak too). Tables longer than ``max_rows``
+    are checked on a random (stratified) sample of that size: a near-perfect score
+    shows on any large sample, and the check stays fast on millions of rows.
     """
     columns = ["column", "metric", "score", "suspect"]
     if problem_type not in ("classification", "regression") or y is None:
         return pd.DataFrame(columns=columns)
     X = as_model_input(X, list(X.columns))
     mask = y.notna().to_numpy()
-    X, y = X[mask], y[mask]
+    X, y = X[mask].reset_index(drop=True), y[mask].reset_index(drop=True)
     if problem_type == "classification":
-        y = y.astype(str)
-        metric = "roc_auc" if y.nunique() == 2 else "roc_auc_ovr"
+        y = pd.Series(pd.factorize(y.astype(str), sort=True)[0])  # integer classes: faster fits and scoring
+        if y.value_counts().min() < 3:
+            return pd.DataFrame(columns=columns)
+        metric = "roc_auc"
         estimator = DecisionTreeClassifier(max_depth=4, min_samples_leaf=5, random_state=seed)
         cv = StratifiedKFold(3, shuffle=True, random_state=seed)
     else:
@@ -186,16 +230,18 @@ def leakage_suspects(X: pd.DataFrame, y: pd.Series, problem_type: str, seed: int
         metric = "r2"
         estimator = DecisionTreeRegressor(max_depth=6, min_samples_leaf=5, random_state=seed)
         cv = KFold(3, shuffle=True, random_state=seed)
-    if problem_type == "classification" and y.value_counts().min() < 3:
-        return pd.DataFrame(columns=columns)
+    if len(X) > max_rows:
+        keep = np.sort(resample(np.arange(len(X)), n_samples=max_rows, replace=False, random_state=seed,
+                                stratify=y if problem_type == "classification" else None))
+        X, y = X.iloc[keep].reset_index(drop=True), y.iloc[keep].reset_index(drop=True)
+    splits = list(cv.split(np.zeros(len(y)), y))
+    target = y.to_numpy()
     rows = []
     for col in X.columns:
         if X[col].nunique(dropna=True) < 2:
             continue
-        pipe = _one_column_pipeline(X, col, estimator)
-        score = float(np.mean(cross_val_score(pipe, X[[col]], y, cv=cv, scoring=metric)))
-        rows.append({"column": col, "metric": "r2" if metric == "r2" else "roc_auc", "score": score,
-                     "suspect": score >= threshold})
+        score = _single_feature_score(encoded_column(X[col])[0], target, estimator, splits, metric)
+        rows.append({"column": col, "metric": metric, "score": score, "suspect": score >= threshold})
     out = pd.DataFrame(rows, columns=columns)
     return out.sort_values("score", ascending=False, ignore_index=True)
 
@@ -225,6 +271,7 @@ class Framing:
     candidates: list[Candidate] = field(default_factory=list)
     X_cluster: np.ndarray | None = None  # preprocessed features (clustering only)
     heuristic: dict[str, Any] = field(default_factory=dict)
+    X_encoded: pd.DataFrame | None = None  # features as ``encode_frame`` codes (supervised only)
 
     def candidate(self, name: str) -> Candidate:
         return next(c for c in self.candidates if c.name == name)
@@ -244,25 +291,34 @@ def make_folds(y: pd.Series | None, n_rows: int, problem_type: str, seed: int, n
     return folds
 
 
-def _oof(pipeline, X: pd.DataFrame, y: pd.Series, folds: np.ndarray, contract: kpi_mod.KpiContract) -> Candidate:
-    """Out-of-fold predictions (and class probabilities) with the given folds."""
+def class_codes(y: pd.Series, contract: kpi_mod.KpiContract) -> np.ndarray:
+    """Class labels as positions in ``contract.classes``: estimators fit faster on integers
+    than on object labels, and positions map straight back to labels and probability columns."""
+    return pd.Categorical(y, categories=contract.classes).codes.astype(int)
+
+
+def _oof(pipeline, X, y: pd.Series, folds: np.ndarray, contract: kpi_mod.KpiContract) -> Candidate:
+    """Out-of-fold predictions (and class probabilities, classes in contract order) with the given folds."""
     import time
 
     n = len(X)
     classification = contract.problem_type == "classification"
+    target = class_codes(y, contract) if classification else np.asarray(y, dtype=float)
     pred = np.empty(n, dtype=object if classification else float)
     proba = np.zeros((n, len(contract.classes))) if classification else None
+    labels = np.asarray(contract.classes, dtype=object) if classification else None
     started = time.perf_counter()
     for f in np.unique(folds):
         train, valid = folds != f, folds == f
-        model = clone(pipeline).fit(X[train], y[train])
-        pred[valid] = model.predict(X[valid])
-        if classification and hasattr(model, "predict_proba"):
+        model = clone(pipeline).fit(X[train], target[train])
+        if classification:
+            # predict() is the most probable class for every classifier used here: derive it
+            # from predict_proba instead of running the pipeline twice
             p = model.predict_proba(X[valid])
-            order = [list(model.classes_).index(c) if c in list(model.classes_) else None for c in contract.classes]
-            for j, k in enumerate(order):
-                if k is not None:
-                    proba[valid, j] = p[:, k]
+            proba[np.ix_(valid, model.classes_)] = p
+            pred[valid] = labels[model.classes_[np.argmax(p, axis=1)]]
+        else:
+            pred[valid] = model.predict(X[valid])
     return Candidate("", "", pred, proba, fit_seconds=(time.perf_counter() - started) / len(np.unique(folds)))
 
 
@@ -296,18 +352,25 @@ def _fmt_value(v) -> str:
     return repr(v.item() if isinstance(v, np.generic) else v)
 
 
-def _heuristic_pipeline(X: pd.DataFrame, column: str, problem_type: str, seed: int):
-    numeric = pd.api.types.is_numeric_dtype(X[column])
+def _rule_tree(problem_type: str, seed: int):
     # balanced class weights: each side of the rule predicts the class it is most enriched in,
     # so a rule on imbalanced data does not collapse to "always the majority class"
-    tree = (DecisionTreeClassifier(max_depth=1, class_weight="balanced", random_state=seed) if problem_type == "classification"
-            else DecisionTreeRegressor(max_depth=1, random_state=seed))
+    return (DecisionTreeClassifier(max_depth=1, class_weight="balanced", random_state=seed)
+            if problem_type == "classification" else DecisionTreeRegressor(max_depth=1, random_state=seed))
+
+
+def _rule_onehot() -> OneHotEncoder:
+    return OneHotEncoder(handle_unknown="ignore", max_categories=20, sparse_output=False)
+
+
+def _heuristic_pipeline(X: pd.DataFrame, column: str, problem_type: str, seed: int):
+    numeric = pd.api.types.is_numeric_dtype(X[column])
     if numeric:
         prep = ColumnTransformer([("x", SimpleImputer(strategy="median"), [column])])
     else:
         prep = ColumnTransformer([("x", make_pipeline(SimpleImputer(strategy="constant", fill_value="missing"),
-                                                      OneHotEncoder(handle_unknown="ignore", max_categories=20)), [column])])
-    return make_pipeline(prep, tree), numeric
+                                                      _rule_onehot()), [column])])
+    return make_pipeline(prep, _rule_tree(problem_type, seed)), numeric
 
 
 def heuristic_pipeline(X: pd.DataFrame, column: str, problem_type: str, seed: int = 0):
@@ -315,29 +378,41 @@ def heuristic_pipeline(X: pd.DataFrame, column: str, problem_type: str, seed: in
     return _heuristic_pipeline(X, column, problem_type, seed)[0]
 
 
+def rule_oof(values: np.ndarray, numeric: bool, y: pd.Series, folds: np.ndarray, contract: kpi_mod.KpiContract,
+             seed: int) -> Candidate:
+    """Out-of-fold predictions of ``heuristic_pipeline`` on one column, from ``encoded_column`` values.
+
+    The same imputation, encoding and tree as the pipeline, fitted per fold on the codes
+    (tests check the predictions are identical).
+    """
+    first = SimpleImputer(strategy="median") if numeric else _rule_onehot()
+    return _oof(make_pipeline(first, _rule_tree(contract.problem_type, seed)), values, y, folds, contract)
+
+
 def best_single_rule(X: pd.DataFrame, y: pd.Series, folds: np.ndarray, contract: kpi_mod.KpiContract,
-                     seed: int) -> tuple[Candidate, dict[str, Any]]:
+                     seed: int, X_encoded: pd.DataFrame | None = None) -> tuple[Candidate, dict[str, Any]]:
     """The best one-rule heuristic (a depth-1 tree on one feature).
 
     Rules are ranked by balanced accuracy (classification) or R² (regression): a measure
     that a rule cannot game by predicting one class everywhere, as it could on recall.
     """
     primary = "balanced_accuracy" if contract.problem_type == "classification" else "r2"
-    sign = 1
-    best: tuple[float, Candidate, str, bool] | None = None
+    if X_encoded is None:
+        X_encoded = encode_frame(X)[0]
+    best: tuple[float, Candidate, str] | None = None
     for col in X.columns:
         if X[col].nunique(dropna=True) < 2:
             continue
-        pipe, numeric = _heuristic_pipeline(X, col, contract.problem_type, seed)
-        cand = _oof(pipe, X[[col]], y, folds, contract)
+        values = X_encoded[[col]].to_numpy()
+        cand = rule_oof(values, pd.api.types.is_float_dtype(X_encoded[col]), y, folds, contract, seed)
         value = kpi_mod.score(primary, contract, y, cand.pred, cand.proba)
-        if np.isfinite(value) and (best is None or sign * value > sign * best[0]):
-            best = (value, cand, col, numeric)
+        if np.isfinite(value) and (best is None or value > best[0]):
+            best = (value, cand, col)
     if best is None:
         raise PlaybookError("No feature varies, so no rule can be built.", "check the data: every feature is constant.")
-    _, cand, col, numeric = best
-    fitted = _heuristic_pipeline(X, col, contract.problem_type, seed)[0].fit(X[[col]], y)
-    rule = rule_text(fitted, col, contract, numeric)
+    _, cand, col = best
+    fitted, numeric = _heuristic_pipeline(X, col, contract.problem_type, seed)
+    rule = rule_text(fitted.fit(X[[col]], y), col, contract, numeric)
     cand.name, cand.kind, cand.description = "heuristic", "heuristic", rule
     return cand, {"column": col, "rule": rule}
 
@@ -346,19 +421,24 @@ EARLY_STOPPING_MIN_ROWS = 500
 
 
 def quick_model(problem_type: str, numeric: Sequence[str], categorical: Sequence[str], seed: int,
-                smallest_fit: int):
+                smallest_fit: int, coded: bool = False):
     """The registry's quick family in a pipeline; boosted trees stop early on a validation share.
 
     Early stopping halves the fit time on the demo at no cost in score (measured), which keeps
     step 1 interactive; step 4 compares and tunes the families without it. It needs a
     validation share with every class, so only fits of ``EARLY_STOPPING_MIN_ROWS`` rows or more use it.
+    ``coded``: the categorical columns hold ``encode_frame`` codes (missing is already a
+    category, so the constant imputer is skipped; the one-hot columns are the same).
     """
     family = quick_family(problem_type)
     estimator = family.build(seed, 1)
     if "early_stopping" in estimator.get_params() and smallest_fit >= EARLY_STOPPING_MIN_ROWS:
         estimator.set_params(early_stopping=True)
     scaler = "standard" if family.scales_features else "none"
-    return with_model(make_preprocessor(numeric, categorical, scaler=scaler), estimator), family
+    preprocessor = make_preprocessor(numeric, categorical, scaler=scaler)
+    if coded:
+        preprocessor.set_params(categorical__simpleimputer="passthrough")
+    return with_model(preprocessor, estimator), family
 
 
 def supervised_framing(X: pd.DataFrame, y: pd.Series, contract: kpi_mod.KpiContract, seed: int) -> Framing:
@@ -367,19 +447,20 @@ def supervised_framing(X: pd.DataFrame, y: pd.Series, contract: kpi_mod.KpiContr
     y = y.reset_index(drop=True)
     X = X.reset_index(drop=True)
     folds = make_folds(y, len(y), contract.problem_type, seed)
-    framing = Framing(contract, y, folds)
+    X_encoded, numeric, categorical = encode_frame(X)
+    framing = Framing(contract, y, folds, X_encoded=X_encoded)
     dummy = (DummyClassifier(strategy="prior") if contract.problem_type == "classification"
              else DummyRegressor(strategy="mean"))
-    cand = _oof(make_pipeline(dummy), X, y, folds, contract)
+    cand = _oof(dummy, np.zeros((len(y), 1)), y, folds, contract)
     cand.name, cand.kind = "dummy", "baseline"
     cand.description = "always the majority class / class shares" if contract.problem_type == "classification" else "always the mean"
     framing.candidates.append(cand)
-    heuristic, info = best_single_rule(X, y, folds, contract, seed)
+    heuristic, info = best_single_rule(X, y, folds, contract, seed, X_encoded)
     framing.candidates.append(heuristic)
     framing.heuristic = info
     smallest_fit = min(int((folds != f).sum()) for f in np.unique(folds))
-    pipe, family = quick_model(contract.problem_type, *split_kinds(X, list(X.columns)), seed, smallest_fit)
-    cand = _oof(pipe, X, y, folds, contract)
+    pipe, family = quick_model(contract.problem_type, numeric, categorical, seed, smallest_fit, coded=True)
+    cand = _oof(pipe, X_encoded, y, folds, contract)
     cand.name, cand.kind, cand.description = "quick_model", "model", family.name
     framing.candidates.append(cand)
     return framing
@@ -526,37 +607,52 @@ def _realistic(row: Mapping[str, Any], contract: kpi_mod.KpiContract) -> str:
     return "met" if target >= hi else "within reach" if target >= lo else "below the interval: unrealistic with this data"
 
 
-def learning_curve_points(X: pd.DataFrame, y: pd.Series, contract: kpi_mod.KpiContract, seed: int,
-                          sizes: Sequence[float] = (0.2, 0.45, 1.0)) -> pd.DataFrame:
-    """Quick-model validation score of each KPI at growing training sizes (3-fold)."""
-    X = as_model_input(X, list(X.columns)).reset_index(drop=True)
-    y = y.reset_index(drop=True)
-    folds = make_folds(y, len(y), contract.problem_type, seed, n_splits=3)
+def learning_curve_points(framing: Framing, seed: int, shares: Sequence[float] = (0.2, 0.45),
+                          n_folds: int = 3) -> pd.DataFrame:
+    """Quick-model validation score of each KPI at growing training sizes.
+
+    Uses the first ``n_folds`` of step 1's folds: the full-size point is the quick model's
+    out-of-fold score on them (already computed), smaller points refit the quick model on a
+    random ``share`` of each fold's training rows and score it on the same validation rows.
+    """
+    contract, y, folds = framing.contract, framing.y, framing.folds
+    X = framing.X_encoded
+    numeric = [c for c in X.columns if pd.api.types.is_float_dtype(X[c])]
+    categorical = [c for c in X.columns if c not in numeric]
+    model = framing.candidate("quick_model")
+    classification = contract.problem_type == "classification"
+    target = class_codes(y, contract) if classification else y.to_numpy(dtype=float)
     rng = np.random.default_rng(seed)
-    smallest_fold = min(int((folds != f).sum()) for f in np.unique(folds))
-    counts = [max(10, int(share * smallest_fold)) for share in sizes]  # same sizes in every fold
-    pipe, _ = quick_model(contract.problem_type, *split_kinds(X, list(X.columns)), seed, min(counts))
+    used = np.unique(folds)[:n_folds]
+    smallest_fold = min(int((folds != f).sum()) for f in used)
+    counts = [max(10, int(share * smallest_fold)) for share in shares]  # same sizes in every fold
+    labels = np.asarray(contract.classes, dtype=object) if classification else None
     rows = []
-    for f in np.unique(folds):
+
+    def add(rows_used: int, valid: np.ndarray, pred: np.ndarray, proba: np.ndarray | None) -> None:
+        if proba is not None and contract.is_binary:
+            proba = proba[:, contract.classes.index(contract.positive_label)]
+        for metric in contract.kpis:
+            rows.append({"rows": rows_used, "metric": metric,
+                         "score": kpi_mod.score(metric, contract, y[valid].to_numpy(), pred, proba)})
+
+    for f in used:
         train_idx = np.flatnonzero(folds != f)
         valid = folds == f
         order = rng.permutation(train_idx)
         for count in counts:
             idx = np.sort(order[:count])
-            if contract.problem_type == "classification" and y[idx].nunique() < 2:
+            if classification and len(np.unique(target[idx])) < 2:
                 continue
-            model = clone(pipe).fit(X.iloc[idx], y[idx])
-            pred = model.predict(X[valid])
-            proba = None
-            if contract.problem_type == "classification":
-                p = model.predict_proba(X[valid])
-                cols = [list(model.classes_).index(c) if c in list(model.classes_) else None for c in contract.classes]
-                proba = np.column_stack([p[:, k] if k is not None else np.zeros(valid.sum()) for k in cols])
-                if contract.is_binary:
-                    proba = proba[:, contract.classes.index(contract.positive_label)]
-            for metric in contract.kpis:
-                rows.append({"rows": len(idx), "metric": metric,
-                             "score": kpi_mod.score(metric, contract, y[valid].to_numpy(), pred, proba)})
+            pipe, _ = quick_model(contract.problem_type, numeric, categorical, seed, count, coded=True)
+            fitted = clone(pipe).fit(X.iloc[idx], target[idx])
+            if classification:
+                proba = np.zeros((int(valid.sum()), len(contract.classes)))
+                proba[:, fitted.classes_] = fitted.predict_proba(X[valid])
+                add(count, valid, labels[fitted.predict(X[valid])], proba)
+            else:
+                add(count, valid, fitted.predict(X[valid]), None)
+        add(smallest_fold, valid, model.pred[valid], None if model.proba is None else model.proba[valid])
     return pd.DataFrame(rows).groupby(["metric", "rows"], as_index=False)["score"].mean()
 
 
@@ -607,6 +703,9 @@ def learning_curve_figure(points: pd.DataFrame, contract: kpi_mod.KpiContract):
         ax.plot(pts["rows"], pts["score"], "o-", color="#4c72b0", label="quick model")
         ax.axhline(contract.kpis[metric], color="#c44e52", ls="--", label="target")
         ax.set_xscale("log")
+        # ticks at the measured sizes only: a log axis's default minor ticks triple the render time
+        ax.set_xticks(pts["rows"], [f"{int(r):,}" for r in pts["rows"]])
+        ax.minorticks_off()
         ax.set_title(metric)
         ax.set_xlabel("training rows")
     axes[0][0].legend(fontsize=8)

@@ -145,3 +145,90 @@ def test_exercise_checks():
     assert vision.check_exercise_1("retention_call_minutes", summary).startswith("Right")
     assert vision.check_exercise_1("tenure", summary).startswith("Not quite")
     assert vision.check_exercise_2("proceed", summary).startswith("Right")
+
+
+def messy_frame(n=600, seed=6):
+    """Numbers with gaps, categories with gaps, many rare categories, one category only near the end."""
+    rng = np.random.default_rng(seed)
+    num = rng.normal(size=n)
+    num[rng.random(n) < 0.1] = np.nan
+    colour = rng.choice(["red", "Green", "blue ", None], n).astype(object)
+    many = np.array([f"v{i % 37}" for i in rng.integers(0, 500, n)], dtype=object)
+    late = np.where(np.arange(n) > n - 40, "late", rng.choice(["a", "b"], n)).astype(object)
+    return pd.DataFrame({"num": num, "colour": colour, "many": many, "late": late})
+
+
+@pytest.mark.parametrize("problem_type", ["binary", "multiclass", "regression"])
+def test_fast_rule_search_matches_the_heuristic_pipeline(problem_type):
+    """The rule search fits on encoded columns; its predictions equal heuristic_pipeline's."""
+    from sklearn.base import clone
+
+    X = messy_frame()
+    rng = np.random.default_rng(7)
+    if problem_type == "regression":
+        y = pd.Series(rng.normal(size=len(X)) + X["num"].fillna(0))
+        c = kpis.KpiContract("regression", {"r2": 0.5})
+    else:
+        labels = ["no", "yes"] if problem_type == "binary" else ["a", "b", "c"]
+        y = pd.Series(rng.choice(labels, len(X)))
+        c = contract_for(y, {"balanced_accuracy": 0.6})
+    folds = vision.make_folds(y, len(y), c.problem_type, seed=0)
+    encoded, _, _ = vision.encode_frame(X)
+    for col in X.columns:
+        fast = vision.rule_oof(encoded[[col]].to_numpy(), col == "num", y, folds, c, seed=0)
+        expected = np.empty(len(X), dtype=object if c.problem_type == "classification" else float)
+        for f in np.unique(folds):
+            fitted = clone(vision.heuristic_pipeline(X, col, c.problem_type, 0)).fit(X.loc[folds != f, [col]], y[folds != f])
+            expected[folds == f] = fitted.predict(X.loc[folds == f, [col]])
+        assert (fast.pred == expected).all(), col
+
+
+def test_learning_curve_reuses_the_quick_models_out_of_fold_score():
+    rng = np.random.default_rng(8)
+    X = pd.DataFrame({"x1": rng.normal(size=900), "x2": rng.normal(size=900)})
+    y = pd.Series(np.where(X["x1"] + 0.5 * rng.normal(size=900) > 0, "yes", "no"))
+    c = contract_for(y, {"accuracy": 0.8, "roc_auc": 0.9})
+    framing = vision.supervised_framing(X, y, c, seed=0)
+    curve = vision.learning_curve_points(framing, seed=0)
+    assert sorted(curve["metric"].unique()) == ["accuracy", "roc_auc"]
+    sizes = sorted(curve["rows"].unique())
+    assert len(sizes) == 3 and sizes[-1] == 720  # 4 of 5 folds
+    full = curve[(curve["rows"] == 720) & (curve["metric"] == "accuracy")]["score"].item()
+    model = framing.candidate("quick_model")
+    per_fold = [(model.pred[framing.folds == f] == y[framing.folds == f]).mean() for f in range(3)]
+    assert full == pytest.approx(np.mean(per_fold))
+    small = curve[(curve["rows"] == sizes[0]) & (curve["metric"] == "roc_auc")]["score"].item()
+    assert 0.6 < small < 1
+
+
+def test_leakage_through_missingness_and_on_a_sample_of_a_long_table():
+    rng = np.random.default_rng(9)
+    n = 3000
+    y = pd.Series(rng.choice(["churn", "stay"], n, p=[0.3, 0.7]))
+    # recorded only for customers who left: whether it is missing gives the target away
+    refund = np.where(y == "churn", rng.normal(50, 10, n), np.nan)
+    X = pd.DataFrame({"refund": refund, "noise": rng.normal(size=n), "city": rng.choice(["a", "b", "c"], n)})
+    table = vision.leakage_suspects(X, y, "classification", seed=0).set_index("column")
+    assert table.loc["refund", "suspect"] and not table.loc["noise", "suspect"] and not table.loc["city", "suspect"]
+    sampled = vision.leakage_suspects(X, y, "classification", seed=0, max_rows=500).set_index("column")
+    assert sampled.loc["refund", "suspect"] and not sampled.loc["noise", "suspect"]
+    multi = pd.Series(rng.choice(["a", "b", "c"], n))
+    three = vision.leakage_suspects(pd.DataFrame({"copy": multi.map({"a": 1.0, "b": 2.0, "c": 3.0}),
+                                                  "noise": rng.normal(size=n)}), multi, "classification")
+    assert three.set_index("column")["suspect"].to_dict() == {"copy": True, "noise": False}
+
+
+def test_out_of_fold_predictions_are_the_most_probable_class():
+    from sklearn.base import clone
+
+    rng = np.random.default_rng(10)
+    X = pd.DataFrame({"x1": rng.normal(size=400), "x2": rng.normal(size=400)})
+    y = pd.Series(rng.choice(["a", "b", "c"], 400))
+    c = contract_for(y, {"accuracy": 0.5})
+    folds = vision.make_folds(y, len(y), "classification", seed=0)
+    pipe, _ = vision.quick_model("classification", ["x1", "x2"], [], seed=0, smallest_fit=320)
+    cand = vision._oof(pipe, X, y, folds, c)
+    for f in np.unique(folds):
+        fitted = clone(pipe).fit(X[folds != f], y[folds != f])
+        assert (cand.pred[folds == f] == fitted.predict(X[folds == f])).all()
+        np.testing.assert_allclose(cand.proba[folds == f], fitted.predict_proba(X[folds == f]))
