@@ -223,5 +223,8 @@ def build_report(run: artifacts.Run, *, html: bool = True, kernel_name: str | No
 
 
 def _execute_report(pm, source: Path, output: Path, run: artifacts.Run, kernel: str, timeout: float | None) -> None:
+    from helpers import engine
+
     pm.execute_notebook(str(source), str(output), parameters={"run_dir": str(run.path)}, kernel_name=kernel,
-                        progress_bar=False, log_output=False, execution_timeout=timeout)
+                        progress_bar=False, log_output=False, execution_timeout=timeout,
+                        engine_name=engine.register())

@@ -166,6 +166,8 @@ def execute_step(step: str, notebook: Path, output: Path, parameters: Mapping[st
     import papermill as pm
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
+    from helpers import engine
+
     started = time.perf_counter()
 
     def outcome(status, code, message=""):
@@ -174,7 +176,7 @@ def execute_step(step: str, notebook: Path, output: Path, parameters: Mapping[st
     try:
         pm.execute_notebook(str(notebook), str(output), parameters=dict(parameters), kernel_name=kernel,
                             progress_bar=progress, log_output=False, execution_timeout=timeout,
-                            request_save_on_cell_execute=True)
+                            engine_name=engine.register())
     except pm.PapermillExecutionError as exc:
         where = f"cell {exc.exec_count}" if exc.exec_count else f"cell index {exc.cell_index}"
         if exc.ename == "PlaybookError":
