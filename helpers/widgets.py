@@ -10,7 +10,6 @@ readouts and figures for a few representative settings, so reports show real out
 from __future__ import annotations
 
 import html
-import io
 import time
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from typing import Any
@@ -18,6 +17,8 @@ from typing import Any
 import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import HTML, Image, Markdown, display
+
+from helpers.artifacts import figure_png
 
 READOUT_CLASS = "playbook-readout"
 ExplorerUpdate = Callable[..., tuple[str, Any]]  # (**control values) -> (readout text, figure or None)
@@ -33,12 +34,17 @@ def figure_image(fig: Any) -> Image:
     """A figure as a PNG image, then closed.
 
     ``display(fig)`` shows only "<Figure size ...>" text when the kernel's backend is not the
-    inline one (e.g. MPLBACKEND=agg): a PNG shows the same under every backend.
+    inline one (e.g. MPLBACKEND=agg): a PNG shows the same under every backend. The PNG is
+    rendered once (``artifacts.figure_png``): saving the figure afterwards reuses it.
     """
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", bbox_inches="tight", dpi=100)
+    png = figure_png(fig)
     plt.close(fig)
-    return Image(data=buffer.getvalue(), format="png")
+    return Image(data=png, format="png")
+
+
+def show_figure(fig: Any) -> None:
+    """Show a finished figure in the notebook (what ``plt.show()`` does, rendered only once)."""
+    display(figure_image(fig))
 
 
 def readout_html(text: str) -> str:

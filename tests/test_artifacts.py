@@ -69,6 +69,23 @@ def test_tables_and_figures_round_trip(tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_a_shown_figure_is_saved_from_the_same_render(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    from helpers import widgets
+
+    run = artifacts.open_run(str(tmp_path / "run"))
+    fig, ax = plt.subplots()
+    ax.plot([1, 2])
+    renders = []
+    original = fig.savefig
+    monkeypatch.setattr(fig, "savefig", lambda *a, **k: renders.append(1) or original(*a, **k))
+    shown = widgets.figure_image(fig)  # what widgets.show_figure displays
+    path = run.save_figure("01_vision_and_goals", "fig", fig)
+    assert renders == [1] and path.read_bytes() == shown.data
+    assert fig not in [plt.figure(n) for n in plt.get_fignums()]  # closed: the inline backend does not show it again
+
+
 def test_damaged_manifest_is_a_clear_error(tmp_path):
     run = artifacts.open_run(str(tmp_path / "run"))
     run.manifest_path.write_text("{not json")
