@@ -121,8 +121,9 @@ def playbook_kernel(run_path: str | os.PathLike | None = None) -> Iterator[str]:
     env_path = os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))
     # kernel log lines (tracebacks of interrupted cells, transport warnings) would reach the terminal
     # as raw noise: the executed notebook keeps the full story, the command line prints one message
+    # no input history: a batch kernel never reads it, and its SQLite writes cost time at every cell and exit
     spec = {"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}",
-                     "--IPKernelApp.log_level=CRITICAL"],
+                     "--IPKernelApp.log_level=CRITICAL", "--HistoryManager.enabled=False"],
             "display_name": "Playbook (this Python)", "language": "python",
             # one OpenMP thread per kernel unless the user says otherwise: parallelism comes from
             # n_jobs; nested OpenMP threads oversubscribe small machines (20x slower measured here)
@@ -176,7 +177,7 @@ def execute_step(step: str, notebook: Path, output: Path, parameters: Mapping[st
     try:
         pm.execute_notebook(str(notebook), str(output), parameters=dict(parameters), kernel_name=kernel,
                             progress_bar=progress, log_output=False, execution_timeout=timeout,
-                            engine_name=engine.register())
+                            engine_name=engine.register(), shutdown_kernel=engine.SHUTDOWN)
     except pm.PapermillExecutionError as exc:
         where = f"cell {exc.exec_count}" if exc.exec_count else f"cell index {exc.cell_index}"
         if exc.ename == "PlaybookError":
