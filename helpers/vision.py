@@ -207,10 +207,10 @@ def leakage_suspects(X: pd.DataFrame, y: pd.Series, problem_type: str, seed: int
     Classification: ROC AUC of a small tree on the one feature (one-vs-rest for
     multi-class); regression: R². A score of at least ``threshold`` marks a suspect:
     such a column is usually recorded after the outcome. The tree sees ``encoded_column``
-    values; it routes missing values itself (a column whose missingness reveals the
-    target is a leak too). Tables longer than ``max_rows``
-    are checked on a random (stratified) sample of that size: a near-perfect score
-    shows on any large sample, and the check stays fast on millions of rows.
+    values and routes missing values itself (a column whose missingness reveals the
+    target is a leak too). Tables longer than ``max_rows`` are checked on a random
+    (stratified) sample of that size: a near-perfect score shows on any large sample,
+    and the check stays fast on millions of rows.
     """
     columns = ["column", "metric", "score", "suspect"]
     if problem_type not in ("classification", "regression") or y is None:
