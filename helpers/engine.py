@@ -15,9 +15,6 @@ from papermill.engines import NBClientEngine, NotebookExecutionManager, papermil
 
 ENGINE_NAME = "playbook"
 SAVE_INTERVAL_S = 2.0
-# Stop a step's kernel at once when its notebook is done: every cell has finished (artifacts are
-# written atomically inside the cells), so the graceful shutdown's wait buys nothing.
-SHUTDOWN = "immediate"
 
 
 class ThrottledSaves(NotebookExecutionManager):
