@@ -309,19 +309,19 @@ def test_runtime_failures_exit_1_with_a_partial_report(case, code, extra, fragme
 
 @pytest.mark.slow
 def test_interrupt_exits_130_marks_the_step_and_leaves_no_kernel(tmp_path):
-    notebooks = notebooks_with_extra_cell(tmp_path / "nbs", "import time\ntime.sleep(120)")
+    marker = tmp_path / "sleeping"  # the extra cell creates it: the kernel is then in that cell
+    notebooks = notebooks_with_extra_cell(tmp_path / "nbs",
+                                          f"import pathlib, time\npathlib.Path({str(marker)!r}).touch()\ntime.sleep(120)")
     out = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "helpers.cli", "run", "--steps", "1", "--no-html", "--out", str(out),
                              "--notebooks", str(notebooks)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             stdin=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:  # wait until the kernel is in the sleeping cell
-            nb = out / f"{STEP1}.ipynb"
-            if resume.kernel_processes(out) and nb.exists() and "time.sleep(120)" in nb.read_text():
-                break
-            time.sleep(0.5)
-        time.sleep(2)
+        while time.monotonic() < deadline and not marker.exists():  # wait until the kernel is in the sleeping cell
+            time.sleep(0.2)
+        assert resume.kernel_processes(out), "the step's kernel is not running"
+        time.sleep(0.5)
         proc.send_signal(signal.SIGINT)
         stdout, stderr = proc.communicate(timeout=120)
     finally:
