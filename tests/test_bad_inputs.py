@@ -307,6 +307,12 @@ def test_runtime_failures_exit_1_with_a_partial_report(case, code, extra, fragme
     assert kernels_gone(out)
 
 
+def ctrl_c_delivered() -> None:
+    """Ctrl-C as in a terminal: SIGINT's default action, even when the tests run as a background job
+    (a shell starts background jobs with SIGINT ignored, and Python then never raises KeyboardInterrupt)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.slow
 def test_interrupt_exits_130_marks_the_step_and_leaves_no_kernel(tmp_path):
     marker = tmp_path / "sleeping"  # the extra cell creates it: the kernel is then in that cell
@@ -315,7 +321,7 @@ def test_interrupt_exits_130_marks_the_step_and_leaves_no_kernel(tmp_path):
     out = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "helpers.cli", "run", "--steps", "1", "--no-html", "--out", str(out),
                              "--notebooks", str(notebooks)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            stdin=subprocess.DEVNULL, start_new_session=True)
+                            stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=ctrl_c_delivered)
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and not marker.exists():  # wait until the kernel is in the sleeping cell
