@@ -15,6 +15,10 @@ from papermill.engines import NBClientEngine, NotebookExecutionManager, papermil
 
 ENGINE_NAME = "playbook"
 SAVE_INTERVAL_S = 2.0
+# Stop a step's kernel at once when its notebook is done: every cell has finished and artifacts are
+# written atomically inside the cells, so papermill's graceful shutdown only waits for the kernel's
+# own exit (0.8 s typically, 3 s at times, against 0.1 s; measured on step 1).
+SHUTDOWN = "immediate"
 
 
 class ThrottledSaves(NotebookExecutionManager):

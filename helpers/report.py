@@ -227,4 +227,4 @@ def _execute_report(pm, source: Path, output: Path, run: artifacts.Run, kernel: 
 
     pm.execute_notebook(str(source), str(output), parameters={"run_dir": str(run.path)}, kernel_name=kernel,
                         progress_bar=False, log_output=False, execution_timeout=timeout,
-                        engine_name=engine.register())
+                        engine_name=engine.register(), shutdown_kernel=engine.SHUTDOWN)

@@ -177,7 +177,7 @@ def execute_step(step: str, notebook: Path, output: Path, parameters: Mapping[st
     try:
         pm.execute_notebook(str(notebook), str(output), parameters=dict(parameters), kernel_name=kernel,
                             progress_bar=progress, log_output=False, execution_timeout=timeout,
-                            engine_name=engine.register())
+                            engine_name=engine.register(), shutdown_kernel=engine.SHUTDOWN)
     except pm.PapermillExecutionError as exc:
         where = f"cell {exc.exec_count}" if exc.exec_count else f"cell index {exc.cell_index}"
         if exc.ename == "PlaybookError":
