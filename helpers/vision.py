@@ -297,6 +297,19 @@ def class_codes(y: pd.Series, contract: kpi_mod.KpiContract) -> np.ndarray:
     return pd.Categorical(y, categories=contract.classes).codes.astype(int)
 
 
+def class_predictions(model, X, contract: kpi_mod.KpiContract) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and (n, k) probabilities, classes in contract order, of a classifier fitted on ``class_codes``.
+
+    predict() is the most probable class for every classifier used here: it is derived from
+    predict_proba instead of running the pipeline twice.
+    """
+    p = model.predict_proba(X)
+    proba = np.zeros((len(p), len(contract.classes)))
+    proba[:, model.classes_] = p
+    labels = np.asarray(contract.classes, dtype=object)[model.classes_[np.argmax(p, axis=1)]]
+    return labels, proba
+
+
 def _oof(pipeline, X, y: pd.Series, folds: np.ndarray, contract: kpi_mod.KpiContract) -> Candidate:
     """Out-of-fold predictions (and class probabilities, classes in contract order) with the given folds."""
     import time
@@ -306,17 +319,12 @@ def _oof(pipeline, X, y: pd.Series, folds: np.ndarray, contract: kpi_mod.KpiCont
     target = class_codes(y, contract) if classification else np.asarray(y, dtype=float)
     pred = np.empty(n, dtype=object if classification else float)
     proba = np.zeros((n, len(contract.classes))) if classification else None
-    labels = np.asarray(contract.classes, dtype=object) if classification else None
     started = time.perf_counter()
     for f in np.unique(folds):
         train, valid = folds != f, folds == f
         model = clone(pipeline).fit(X[train], target[train])
         if classification:
-            # predict() is the most probable class for every classifier used here: derive it
-            # from predict_proba instead of running the pipeline twice
-            p = model.predict_proba(X[valid])
-            proba[np.ix_(valid, model.classes_)] = p
-            pred[valid] = labels[model.classes_[np.argmax(p, axis=1)]]
+            pred[valid], proba[valid] = class_predictions(model, X[valid], contract)
         else:
             pred[valid] = model.predict(X[valid])
     return Candidate("", "", pred, proba, fit_seconds=(time.perf_counter() - started) / len(np.unique(folds)))
@@ -626,7 +634,6 @@ def learning_curve_points(framing: Framing, seed: int, shares: Sequence[float] =
     used = np.unique(folds)[:n_folds]
     smallest_fold = min(int((folds != f).sum()) for f in used)
     counts = [max(10, int(share * smallest_fold)) for share in shares]  # same sizes in every fold
-    labels = np.asarray(contract.classes, dtype=object) if classification else None
     rows = []
 
     def add(rows_used: int, valid: np.ndarray, pred: np.ndarray, proba: np.ndarray | None) -> None:
@@ -647,9 +654,7 @@ def learning_curve_points(framing: Framing, seed: int, shares: Sequence[float] =
             pipe, _ = quick_model(contract.problem_type, numeric, categorical, seed, count, coded=True)
             fitted = clone(pipe).fit(X.iloc[idx], target[idx])
             if classification:
-                proba = np.zeros((int(valid.sum()), len(contract.classes)))
-                proba[:, fitted.classes_] = fitted.predict_proba(X[valid])
-                add(count, valid, labels[fitted.predict(X[valid])], proba)
+                add(count, valid, *class_predictions(fitted, X[valid], contract))
             else:
                 add(count, valid, fitted.predict(X[valid]), None)
         add(smallest_fold, valid, model.pred[valid], None if model.proba is None else model.proba[valid])
