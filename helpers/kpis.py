@@ -203,15 +203,8 @@ def bootstrap_interval(fn: Callable[[np.ndarray], float], n: int, *, n_boot: int
                        seed: int = 0, level: float = 0.95) -> tuple[float, float]:
     """Percentile bootstrap interval of ``fn(indices)`` over ``n`` rows resampled with replacement."""
     rng = np.random.default_rng(seed)
-    stats = []
-    for _ in range(n_boot):
-        value = fn(rng.integers(0, n, n))
-        if np.isfinite(value):
-            stats.append(value)
-    if not stats:
-        return (float("nan"), float("nan"))
-    alpha = (1 - level) / 2
-    return (float(np.quantile(stats, alpha)), float(np.quantile(stats, 1 - alpha)))
+    values = np.array([fn(rng.integers(0, n, n)) for _ in range(n_boot)], dtype=float)
+    return percentile_interval(values, level)
 
 
 # Vectorised bootstrap: scoring each resample through sklearn.metrics costs ~3 ms of input
