@@ -11,6 +11,8 @@ step still leaves its partially executed notebook; a long cell is saved when it 
 
 from __future__ import annotations
 
+import os
+
 from papermill.engines import NBClientEngine, NotebookExecutionManager, papermill_engines
 
 ENGINE_NAME = "playbook"
@@ -58,3 +60,10 @@ def register() -> str:
     """Register the engine with papermill (idempotent) and return its name."""
     papermill_engines.register(ENGINE_NAME, PlaybookEngine)
     return ENGINE_NAME
+
+
+def execute_notebook(source: str | os.PathLike, output: str | os.PathLike, **kwargs):
+    """``papermill.execute_notebook`` with this engine and the immediate kernel stop (every run uses it)."""
+    import papermill as pm
+
+    return pm.execute_notebook(str(source), str(output), engine_name=register(), shutdown_kernel=SHUTDOWN, **kwargs)

@@ -202,8 +202,6 @@ def export_html(notebook_path: Path) -> str:
 def build_report(run: artifacts.Run, *, html: bool = True, kernel_name: str | None = None,
                  timeout: float | None = None) -> Path:
     """Execute the report notebook into the run folder and export it to HTML."""
-    import papermill as pm
-
     from helpers.runner import playbook_kernel
 
     output = run.path / "report.ipynb"
@@ -211,9 +209,9 @@ def build_report(run: artifacts.Run, *, html: bool = True, kernel_name: str | No
     with artifacts.atomic_path(output) as tmp:
         if kernel_name is None:
             with playbook_kernel() as kernel:
-                _execute_report(pm, source, tmp, run, kernel, timeout)
+                _execute_report(source, tmp, run, kernel, timeout)
         else:
-            _execute_report(pm, source, tmp, run, kernel_name, timeout)
+            _execute_report(source, tmp, run, kernel_name, timeout)
     fields: dict[str, Any] = {"notebook": "report.ipynb", "html": None}
     if html:
         artifacts.write_text(run.path / "report.html", export_html(output))
@@ -222,9 +220,8 @@ def build_report(run: artifacts.Run, *, html: bool = True, kernel_name: str | No
     return output
 
 
-def _execute_report(pm, source: Path, output: Path, run: artifacts.Run, kernel: str, timeout: float | None) -> None:
+def _execute_report(source: Path, output: Path, run: artifacts.Run, kernel: str, timeout: float | None) -> None:
     from helpers import engine
 
-    pm.execute_notebook(str(source), str(output), parameters={"run_dir": str(run.path)}, kernel_name=kernel,
-                        progress_bar=False, log_output=False, execution_timeout=timeout,
-                        engine_name=engine.register(), shutdown_kernel=engine.SHUTDOWN)
+    engine.execute_notebook(source, output, parameters={"run_dir": str(run.path)}, kernel_name=kernel,
+                            progress_bar=False, log_output=False, execution_timeout=timeout)

@@ -175,9 +175,8 @@ def execute_step(step: str, notebook: Path, output: Path, parameters: Mapping[st
         return StepOutcome(step, status, round(time.perf_counter() - started, 2), code, message)
 
     try:
-        pm.execute_notebook(str(notebook), str(output), parameters=dict(parameters), kernel_name=kernel,
-                            progress_bar=progress, log_output=False, execution_timeout=timeout,
-                            engine_name=engine.register(), shutdown_kernel=engine.SHUTDOWN)
+        engine.execute_notebook(notebook, output, parameters=dict(parameters), kernel_name=kernel,
+                                progress_bar=progress, log_output=False, execution_timeout=timeout)
     except pm.PapermillExecutionError as exc:
         where = f"cell {exc.exec_count}" if exc.exec_count else f"cell index {exc.cell_index}"
         if exc.ename == "PlaybookError":
