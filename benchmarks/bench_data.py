@@ -15,7 +15,8 @@ import tempfile
 import time
 import tracemalloc
 
-from helpers import artifacts, config, data, datasets, quality
+from helpers.core import artifacts, config, datasets
+from helpers.steps.foundation import data, quality
 
 
 def demo_core() -> None:
@@ -32,7 +33,7 @@ def demo_core() -> None:
 
 def profile_large(rows: int) -> None:
     """Profile and check a generated churn-like table of ``rows`` rows."""
-    import helpers.vision  # noqa: F401  (imported before timing: import cost is not profiling cost)
+    import helpers.steps.vision  # noqa: F401  (imported before timing: import cost is not profiling cost)
 
     started = time.perf_counter()
     frame = datasets.make_churn(n_rows=rows, seed=1)

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from helpers import artifacts, config, families, kpis, modeling, modelio
+from helpers.core import artifacts, config, families, kpis, modelio
+from helpers.steps import modeling
 
 ROOT = Path(__file__).resolve().parent.parent
 

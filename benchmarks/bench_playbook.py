@@ -25,7 +25,7 @@ from pathlib import Path
 def run_once(steps: str | None, params: list[list[str]]) -> dict[str, tuple[float, float]]:
     """One `playbook run`: prints its table, returns {step: (wall s, sum of cells s)}."""
     out = Path(tempfile.mkdtemp(prefix="bench-playbook-")) / "run"
-    cmd = [sys.executable, "-m", "helpers.cli", "run", "--out", str(out), "--no-html"]
+    cmd = [sys.executable, "-m", "helpers.run.cli", "run", "--out", str(out), "--no-html"]
     if steps:
         cmd += ["--steps", steps]
     for name, value in params:

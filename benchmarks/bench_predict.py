@@ -22,7 +22,7 @@ from pathlib import Path
 
 CHILD = """
 import json, resource, sys, time
-from helpers import deployment
+from helpers.steps.operations import deployment
 started = time.perf_counter()
 code = deployment.predict_cli(sys.argv[1], sys.argv[2], sys.argv[3], chunk_size=int(sys.argv[4]), overwrite=True)
 seconds = time.perf_counter() - started
@@ -33,8 +33,8 @@ print(json.dumps({"code": code, "seconds": seconds,
 
 def write_input(run_dir: Path, rows: int, path: Path) -> None:
     """Held-out rows of the run, repeated to ``rows`` rows with unique ids, written in pieces."""
-    from helpers.artifacts import Run
-    from helpers.prepared import load_prepared
+    from helpers.core.artifacts import Run
+    from helpers.core.prepared import load_prepared
 
     prepared = load_prepared(Run(run_dir))
     base = prepared.test.drop(columns=[prepared.target] if prepared.target else [])
@@ -55,7 +55,7 @@ def predict_in_child(run_dir: Path, src: Path, dst: Path, chunk_size: int) -> di
 
 
 def time_step5(run_dir: Path) -> float:
-    from helpers.paths import notebooks_dir
+    from helpers.core.paths import notebooks_dir
 
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()

@@ -1,4 +1,4 @@
-"""Benchmark of step 3 (helpers.stack): prints figures, asserts nothing.
+"""Benchmark of step 3 (helpers.steps.stack): prints figures, asserts nothing.
 
     python benchmarks/bench_stack.py [RUN_DIR] [BUDGET_S]
 
@@ -14,8 +14,9 @@ import statistics
 import sys
 import time
 
-from helpers import artifacts, datasets, families, features, stack
-from helpers.prepared import Prepared, load_prepared
+from helpers.core import artifacts, datasets, families, features
+from helpers.steps import stack
+from helpers.core.prepared import Prepared, load_prepared
 
 
 def demo_prepared() -> Prepared:

@@ -4,7 +4,7 @@
 
 Cells start with ``# %%`` (code), ``# %% [markdown]`` (markdown, lines prefixed by
 ``# ``) or ``# %% tags=["parameters"]`` (tagged code). The parameters cell of a step
-notebook is replaced by ``helpers.config.parameters_cell_source`` so it always
+notebook is replaced by ``helpers.core.config.parameters_cell_source`` so it always
 matches the registry. Drafts are not committed: the notebook is the source.
 """
 
@@ -42,7 +42,7 @@ def convert(draft: Path, step: str | None) -> nbformat.NotebookNode:
         else:
             source = "\n".join(lines)
             if "parameters" in tags and step:
-                from helpers.config import parameters_cell_source
+                from helpers.core.config import parameters_cell_source
                 source = parameters_cell_source(step)
             cell = nbformat.v4.new_code_cell(source)
         if tags:

@@ -22,7 +22,7 @@ FAST = {"tuning_iterations": "2", "cv_folds": "3", "scaling_budget_s": "2", "n_b
 
 
 def fast_args(**overrides: str) -> list[str]:
-    from helpers.config import REGISTRY
+    from helpers.core.config import REGISTRY
 
     values = {**FAST, **overrides}
     args: list[str] = []
@@ -35,14 +35,14 @@ def fast_args(**overrides: str) -> list[str]:
 def run_cli(*args: str, cwd: str | os.PathLike | None = None, timeout: float = 900,
             env: dict | None = None) -> subprocess.CompletedProcess:
     """Run ``playbook ARGS`` in a subprocess, as a user would."""
-    return subprocess.run([sys.executable, "-m", "helpers.cli", *args], cwd=cwd, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "helpers.run.cli", *args], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)
 
 
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory):
     """One `playbook run` of every available step on the demo, shared by all tests."""
-    from helpers.artifacts import Run
+    from helpers.core.artifacts import Run
 
     out = tmp_path_factory.mktemp("demo") / "run"
     result = run_cli("run", "--out", str(out), *fast_args())

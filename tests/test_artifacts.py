@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import artifacts
-from helpers.errors import PlaybookError
+from helpers.core import artifacts
+from helpers.core.errors import PlaybookError
 
 
 def test_atomic_write_keeps_old_content_when_writer_fails(tmp_path):
@@ -72,7 +72,7 @@ def test_tables_and_figures_round_trip(tmp_path):
 def test_a_shown_figure_is_saved_from_the_same_render(tmp_path, monkeypatch):
     import matplotlib.pyplot as plt
 
-    from helpers import widgets
+    from helpers.ui import widgets
 
     run = artifacts.open_run(str(tmp_path / "run"))
     fig, ax = plt.subplots()

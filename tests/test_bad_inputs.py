@@ -23,8 +23,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import cli, resume
-from helpers.artifacts import Run
+from helpers.run import cli, resume
+from helpers.core.artifacts import Run
 from tests.conftest import ROOT, run_cli
 
 STEP1, STEP2 = "01_vision_and_goals", "02_data_foundation"
@@ -319,7 +319,7 @@ def test_interrupt_exits_130_marks_the_step_and_leaves_no_kernel(tmp_path):
     notebooks = notebooks_with_extra_cell(tmp_path / "nbs",
                                           f"import pathlib, time\npathlib.Path({str(marker)!r}).touch()\ntime.sleep(120)")
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "helpers.cli", "run", "--steps", "1", "--no-html", "--out", str(out),
+    proc = subprocess.Popen([sys.executable, "-m", "helpers.run.cli", "run", "--steps", "1", "--no-html", "--out", str(out),
                              "--notebooks", str(notebooks)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=ctrl_c_delivered)
     try:

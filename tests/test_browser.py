@@ -21,7 +21,7 @@ import nbformat
 import pytest
 from playwright.sync_api import expect
 
-from helpers import config, paths
+from helpers.core import config, paths
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

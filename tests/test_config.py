@@ -7,8 +7,8 @@ import papermill as pm
 import pytest
 import yaml
 
-from helpers import config, paths
-from helpers.errors import PlaybookError
+from helpers.core import config, paths
+from helpers.core.errors import PlaybookError
 
 STEPS = paths.available_steps()
 

@@ -9,8 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import artifacts, config, data, datasets, prepared, quality
-from helpers.errors import PlaybookError
+from helpers.core import artifacts, config, datasets, prepared
+from helpers.steps.foundation import data, quality
+from helpers.core.errors import PlaybookError
 
 
 def step2_params(run_dir, **overrides) -> config.Params:

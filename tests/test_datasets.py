@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from helpers import datasets, kpis
-from helpers.artifacts import open_run
-from helpers.errors import PlaybookError
+from helpers.core import datasets, kpis
+from helpers.core.artifacts import open_run
+from helpers.core.errors import PlaybookError
 
 
 @pytest.fixture(scope="module")

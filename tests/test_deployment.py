@@ -11,9 +11,10 @@ import yaml
 from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier
 
-from helpers import artifacts, deployment, modelio
-from helpers.errors import PlaybookError
-from helpers.features import make_preprocessor, with_model
+from helpers.core import artifacts, modelio
+from helpers.steps.operations import deployment
+from helpers.core.errors import PlaybookError
+from helpers.core.features import make_preprocessor, with_model
 
 NUMERIC, CATEGORICAL = ["tenure", "charges"], ["contract"]
 

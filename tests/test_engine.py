@@ -8,7 +8,7 @@ import papermill.engines
 import pytest
 from nbclient.exceptions import CellTimeoutError
 
-from helpers import engine, runner
+from helpers.run import engine, runner
 
 
 def notebook(path, cells):

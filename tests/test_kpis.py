@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from helpers import kpis
-from helpers.errors import PlaybookError
+from helpers.core import kpis
+from helpers.core.errors import PlaybookError
 
 
 @pytest.mark.parametrize(("problem_type", "good", "bad"), [

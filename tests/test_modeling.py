@@ -7,9 +7,10 @@ import pandas as pd
 import pytest
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from helpers import artifacts, kpis, modeling, modelio
-from helpers.errors import PlaybookError
-from helpers.prepared import Prepared, save_prepared
+from helpers.core import artifacts, kpis, modelio
+from helpers.steps import modeling
+from helpers.core.errors import PlaybookError
+from helpers.core.prepared import Prepared, save_prepared
 
 
 def _frame(n: int, seed: int, problem_type: str) -> pd.DataFrame:

@@ -14,8 +14,8 @@ import pytest
 import skops.io as sio
 from sklearn.neighbors import KNeighborsClassifier
 
-from helpers import families, features, modelio
-from helpers.errors import PlaybookError
+from helpers.core import families, features, modelio
+from helpers.core.errors import PlaybookError
 
 
 def _data(n: int = 80, seed: int = 0) -> tuple[pd.DataFrame, pd.Series, pd.Series]:

@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import kpis
-from helpers import monitoring as mon
-from helpers.errors import PlaybookError
-from helpers.kpis import KpiContract
+from helpers.core import kpis
+from helpers.steps.operations import monitoring as mon
+from helpers.core.errors import PlaybookError
+from helpers.core.kpis import KpiContract
 
 
 @pytest.fixture(scope="module")
@@ -171,7 +171,7 @@ def test_compare_models_promotes_only_a_clearly_better_challenger():
 
 @pytest.mark.parametrize("metric", ["accuracy", "precision", "recall", "f1", "roc_auc", "log_loss"])
 def test_vectorised_resample_scores_equal_sklearn_binary(metric):
-    from helpers.kpis import score
+    from helpers.core.kpis import score
 
     contract = KpiContract("classification", {metric: 0.5}, "yes", classes=["no", "yes"])
     rng = np.random.default_rng(0)
@@ -186,7 +186,7 @@ def test_vectorised_resample_scores_equal_sklearn_binary(metric):
 
 @pytest.mark.parametrize("metric", ["mae", "rmse", "r2", "mape"])
 def test_vectorised_resample_scores_equal_sklearn_regression(metric):
-    from helpers.kpis import score
+    from helpers.core.kpis import score
 
     contract = KpiContract("regression", {metric: 1.0})
     rng = np.random.default_rng(1)
@@ -210,8 +210,8 @@ def test_batch_kpis_intervals_bracket_the_point_value():
 def test_real_monitor_data_end_to_end_promotes_and_updates_the_champion(tmp_path):
     from test_deployment import CATEGORICAL, NUMERIC, SCHEMA, make_frame, make_run
 
-    from helpers import deployment
-    from helpers.prepared import Prepared
+    from helpers.steps.operations import deployment
+    from helpers.core.prepared import Prepared
 
     run = make_run(tmp_path / "run")
     deployment.write_package(run, schema=SCHEMA, cleaning={})
@@ -247,8 +247,9 @@ def test_real_monitor_data_end_to_end_promotes_and_updates_the_champion(tmp_path
 def test_drift_simulator_reads_precomputed_scenarios_and_updates_its_readout(tmp_path):
     from test_deployment import CATEGORICAL, NUMERIC, SCHEMA, make_frame, make_run
 
-    from helpers import deployment, widgets
-    from helpers.prepared import Prepared
+    from helpers.steps.operations import deployment
+    from helpers.ui import widgets
+    from helpers.core.prepared import Prepared
 
     run = make_run(tmp_path / "run")
     deployment.write_package(run, schema=SCHEMA, cleaning={})
@@ -284,7 +285,7 @@ def test_exercise_checks_never_raise_and_say_right_or_wrong(capsys):
     assert mon.check_exercise_2(1, decisions).startswith("Not quite")
     assert mon.check_exercise_3("Moderate").startswith("Right")
     assert mon.check_exercise_3("stable").startswith("Not quite")
-    from helpers import deployment
+    from helpers.steps.operations import deployment
 
     assert deployment.check_exercise_1(1).startswith("Right")
     assert deployment.check_exercise_1(2).startswith("Not quite: 2 means")

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import modelio
+from helpers.core import modelio
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "playbook"
@@ -33,7 +33,7 @@ def papermill(step: str, out: Path, run_dir: Path, *extra: str) -> subprocess.Co
 
 def fake_upstream(run_dir: Path, name: str, kpi: dict, heuristic: str | None) -> None:
     """Step 1's contract and step 2's hand-over for a built-in, written with the helpers."""
-    from helpers import artifacts, datasets, features, kpis, prepared, split
+    from helpers.core import artifacts, datasets, features, kpis, prepared, split
 
     run = artifacts.open_run(run_dir)
     preset = datasets.preset_for(f"builtin:{name}")

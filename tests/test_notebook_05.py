@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from helpers import deployment
+from helpers.steps.operations import deployment
 
 ROOT = Path(__file__).resolve().parent.parent
 STEP = "05_deployment_and_monitoring"
@@ -56,7 +56,7 @@ def test_demo_run_packages_gates_monitors_and_scores_readiness(demo_run):
 
 
 def test_predict_and_gate_commands_on_the_demo_run(demo_run, tmp_path, capsys):
-    from helpers.prepared import load_prepared
+    from helpers.core.prepared import load_prepared
 
     prepared = load_prepared(demo_run)
     new = prepared.test.drop(columns=prepared.target).head(50)
@@ -72,7 +72,7 @@ def test_predict_and_gate_commands_on_the_demo_run(demo_run, tmp_path, capsys):
 @pytest.fixture(scope="module")
 def monitored_run(demo_run, tmp_path_factory) -> Path:
     """A copy of the demo run, step 5 re-run on real monitor_data (labelled, with a week column)."""
-    from helpers.prepared import load_prepared
+    from helpers.core.prepared import load_prepared
 
     folder = tmp_path_factory.mktemp("nb05")
     run_dir = folder / "run"
@@ -100,7 +100,7 @@ def test_missing_upstream_steps_name_the_step_to_run(tmp_path):
 
 
 def test_headline_and_report_section(demo_run, capsys):
-    from helpers import monitoring
+    from helpers.steps.operations import monitoring
 
     head = monitoring.headline(demo_run)
     s = summary(demo_run.path)

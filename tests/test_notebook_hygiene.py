@@ -7,7 +7,7 @@ import re
 import nbformat
 import pytest
 
-from helpers import paths
+from helpers.core import paths
 
 NOTEBOOKS = sorted(paths.notebooks_dir().glob("*.ipynb"))
 

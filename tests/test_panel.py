@@ -8,9 +8,10 @@ import re
 import ipywidgets as w
 import pytest
 
-from helpers import config, kpis, panel
-from helpers.errors import PlaybookError
-from helpers.paths import STEP_NOTEBOOKS
+from helpers.core import config, kpis
+from helpers.ui import panel
+from helpers.core.errors import PlaybookError
+from helpers.core.paths import STEP_NOTEBOOKS
 
 S1, S2, S3, S4, S5 = STEP_NOTEBOOKS
 

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import quality
+from helpers.steps.foundation import quality
 
 
 @pytest.fixture

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from helpers import artifacts, readiness
+from helpers.core import artifacts
+from helpers.steps.operations import readiness
 
 
 def all_facts() -> dict:

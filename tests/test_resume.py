@@ -16,8 +16,9 @@ import nbformat
 import pandas as pd
 import pytest
 
-from helpers import artifacts, cli, config, resume
-from helpers.artifacts import Run
+from helpers.core import artifacts, config
+from helpers.run import cli, resume
+from helpers.core.artifacts import Run
 from tests.conftest import fast_args, run_cli
 
 STEPS = ["01_vision_and_goals", "02_data_foundation", "03_tools_and_stack", "04_model_development",
@@ -136,7 +137,7 @@ def killed_and_resumed_run() -> tuple[Path, bool, dict, subprocess.CompletedProc
         return (Path(saved["out"]), saved["orphans_gone"], saved["killed_manifest"],
                 subprocess.CompletedProcess(saved["args"], saved["returncode"], saved["stdout"], saved["stderr"]))
     out = Path(tempfile.mkdtemp(prefix="playbook-resume-")) / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "helpers.cli", "run", "--out", str(out), *fast_args()],
+    proc = subprocess.Popen([sys.executable, "-m", "helpers.run.cli", "run", "--out", str(out), *fast_args()],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
                             start_new_session=True)
     try:

@@ -22,8 +22,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import cli
-from helpers.artifacts import Run
+from helpers.run import cli
+from helpers.core.artifacts import Run
 from tests.conftest import ROOT, fast_args, run_cli
 
 HELPERS = sorted((ROOT / "helpers").glob("*.py"))
@@ -67,7 +67,7 @@ def test_helpers_never_evaluate_strings_or_unpickle(path):
         if owner == "yaml" and name not in ("safe_load", "safe_dump"):
             found.append(f"yaml.{name}() at line {node.lineno}")
         if name == "load" and owner in ("pickle", "joblib", "dill", "cloudpickle", "sio") and path.name != "modelio.py":
-            found.append(f"{owner}.load() at line {node.lineno}: models load only through helpers.modelio")
+            found.append(f"{owner}.load() at line {node.lineno}: models load only through helpers.core.modelio")
         if any(k.arg == "shell" and getattr(k.value, "value", False) is True for k in node.keywords):
             found.append(f"shell=True at line {node.lineno}")
     imports = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import split
-from helpers.errors import PlaybookError
+from helpers.core import split
+from helpers.core.errors import PlaybookError
 
 
 def frame(n=400, seed=0):

@@ -1,4 +1,4 @@
-"""Unit tests of step 3 (helpers.stack): environment, lock file, measurements, power laws, rules."""
+"""Unit tests of step 3 (helpers.steps.stack): environment, lock file, measurements, power laws, rules."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from helpers import artifacts, families, features, stack
-from helpers.errors import PlaybookError
-from helpers.prepared import Prepared
+from helpers.core import artifacts, families, features
+from helpers.steps import stack
+from helpers.core.errors import PlaybookError
+from helpers.core.prepared import Prepared
 
 # --- fixtures -----------------------------------------------------------------------------------
 
@@ -397,7 +398,7 @@ def test_report_section_shows_figures_and_links(finished, monkeypatch):
 
 
 def test_missing_step2_is_a_clear_error(tmp_path):
-    from helpers.prepared import load_prepared
+    from helpers.core.prepared import load_prepared
 
     run = artifacts.open_run(str(tmp_path / "empty"))
     with pytest.raises(PlaybookError, match="02_data_foundation"):
@@ -424,7 +425,7 @@ def test_explorer_reads_the_curves_without_refitting(monkeypatch):
 
 def test_explorer_widgets_update_the_readout():
     pytest.importorskip("ipywidgets")
-    from helpers import widgets
+    from helpers.ui import widgets
 
     study = make_study({"fast": (1e-6, 1.0), "slow": (1e-9, 2.0)}, {"fast": (50.0, 1.0), "slow": (50.0, 1.0)})
     ex = widgets.Explorer("growth", stack.explorer_controls(study)(), stack.explorer_update(study))

@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import kpis, vision
-from helpers.errors import PlaybookError
+from helpers.core import kpis
+from helpers.steps import vision
+from helpers.core.errors import PlaybookError
 
 
 def contract_for(y, metrics, positive=None):

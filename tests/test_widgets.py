@@ -9,8 +9,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 
-from helpers import config, widgets  # noqa: E402
-from helpers.errors import PlaybookError  # noqa: E402
+from helpers.core import config
+from helpers.ui import widgets  # noqa: E402
+from helpers.core.errors import PlaybookError  # noqa: E402
 
 STEP = "01_vision_and_goals"
 
@@ -129,7 +130,7 @@ WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 def executed_code_cells(run_path):
     import nbformat
 
-    from helpers import paths
+    from helpers.core import paths
 
     for step in paths.available_steps():
         path = run_path / f"{step}.ipynb"

@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from helpers.errors import PlaybookError
-from helpers.kpis import (
+from helpers.core.errors import PlaybookError
+from helpers.core.kpis import (
     KpiContract,
     bootstrap_interval,
     has_fast_bootstrap,
@@ -26,7 +26,7 @@ from helpers.kpis import (
     resample_scores,
     score,
 )
-from helpers.kpis import percentile_interval as _percentiles
+from helpers.core.kpis import percentile_interval as _percentiles
 
 PSI_BANDS = (0.1, 0.25)  # below 0.1 stable, 0.1-0.25 moderate, above 0.25 significant
 MISSING = "<missing>"
@@ -483,7 +483,7 @@ def production_batches(params, prepared, *, feature: str | None, positive_label:
                        time_column: str | None = None) -> tuple[list[pd.DataFrame], pd.DataFrame, str]:
     """Real ``monitor_data`` cut into periods, or the simulation from the test side; and its source."""
     if params.get("monitor_data"):
-        from helpers.datasets import load_source
+        from helpers.core.datasets import load_source
 
         frame = load_source(params["monitor_data"])
         batches = batches_from_data(frame, time_column=time_column if time_column in frame.columns else None,
@@ -503,7 +503,7 @@ def production_batches(params, prepared, *, feature: str | None, positive_label:
 def track_all(package, batches: Sequence[pd.DataFrame], detector: DriftDetector, contract: KpiContract, *,
               reference_pred: np.ndarray, n_boot: int = 50, seed: int = 0) -> list[dict[str, Any]]:
     """Validate (as ``playbook predict`` does), predict and track every batch."""
-    from helpers import deployment
+    from helpers.steps.operations import deployment
 
     results = []
     for batch in batches:
@@ -559,7 +559,8 @@ def retrain_challengers(package, prepared, batches: Sequence[pd.DataFrame], resu
     """
     from sklearn.base import clone
 
-    from helpers import artifacts, deployment, modelio
+    from helpers.core import artifacts, modelio
+    from helpers.steps.operations import deployment
 
     metric = deployment.primary_metric(contract)
     target = prepared.target
@@ -782,7 +783,7 @@ def save_step(run, *, workflow: str, card: str, schedule: pd.DataFrame, kpi_time
               gate_code: int, source: str, shifted: str | None, important: Sequence[str], throughput: dict[str, Any],
               groups: pd.DataFrame, params) -> dict[str, Any]:
     """Write every step-5 artifact, then the summary (last: its presence means the step finished)."""
-    from helpers import deployment
+    from helpers.steps.operations import deployment
 
     run.write_artifact_text(STEP, "ci_workflow.yml", workflow)
     run.write_artifact_text(STEP, "model_card.md", card)

@@ -16,7 +16,7 @@ REPORT_NOTEBOOK = "report"
 
 def _resource_dir(name: str) -> Path:
     """``<clone>/<name>`` in a checkout; ``helpers/<name>`` in an installed wheel (see pyproject)."""
-    here = Path(__file__).resolve().parent
+    here = Path(__file__).resolve().parents[1]  # the helpers package
     clone = here.parent / name
     return clone if (here.parent / "pyproject.toml").exists() and clone.is_dir() else here / name
 
@@ -33,7 +33,7 @@ def templates_dir() -> Path:
 
 def data_dir() -> Path:
     """Data files shipped inside the package (rubrics, cloud service map)."""
-    return Path(__file__).resolve().parent / "reference"
+    return Path(__file__).resolve().parents[1] / "reference"
 
 
 def available_steps() -> list[str]:

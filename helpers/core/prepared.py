@@ -15,9 +15,9 @@ from typing import Any
 import pandas as pd
 from sklearn.compose import ColumnTransformer
 
-from helpers.artifacts import Run
-from helpers.features import as_model_input, make_preprocessor
-from helpers.paths import STEP_NOTEBOOKS
+from helpers.core.artifacts import Run
+from helpers.core.features import as_model_input, make_preprocessor
+from helpers.core.paths import STEP_NOTEBOOKS
 
 STEP2 = STEP_NOTEBOOKS[1]
 
@@ -79,7 +79,7 @@ def has_prepared(run: Run) -> bool:
 
 def load_prepared(run: Run, *, needed_by: str | None = None) -> Prepared:
     """Step 2's hand-over; a clear "run step 2 first" error when it is missing."""
-    from helpers.artifacts import read_json
+    from helpers.core.artifacts import read_json
 
     if not has_prepared(run):
         run.read_summary(STEP2, needed_by=needed_by)  # raises the clear error naming step 2

@@ -29,13 +29,13 @@ import yaml
 from scipy import optimize, stats
 from sklearn.utils import resample
 
-from helpers import documents
-from helpers.artifacts import Run
-from helpers.errors import PlaybookError
-from helpers.families import Family
-from helpers.features import with_model
-from helpers.paths import STEP_NOTEBOOKS, data_dir
-from helpers.prepared import Prepared
+from helpers.core import documents
+from helpers.core.artifacts import Run
+from helpers.core.errors import PlaybookError
+from helpers.core.families import Family
+from helpers.core.features import with_model
+from helpers.core.paths import STEP_NOTEBOOKS, data_dir
+from helpers.core.prepared import Prepared
 
 STEP = STEP_NOTEBOOKS[2]
 LOCK_FILE = "requirements.lock.txt"
@@ -560,7 +560,7 @@ COMPUTE_TIERS = (
 
 def tuning_fits() -> int:
     """Fits of one tuning run with step 4's defaults (folds x candidates, plus the refit)."""
-    from helpers.config import REGISTRY
+    from helpers.core.config import REGISTRY
 
     return REGISTRY["cv_folds"].default * REGISTRY["tuning_iterations"].default + 1
 

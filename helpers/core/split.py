@@ -13,7 +13,7 @@ import hashlib
 import numpy as np
 import pandas as pd
 
-from helpers.errors import PlaybookError
+from helpers.core.errors import PlaybookError
 
 
 def _normalise(value) -> str:

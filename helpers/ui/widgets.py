@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import HTML, Image, Markdown, display
 
-from helpers.artifacts import figure_png
+from helpers.core.artifacts import figure_png
 
 READOUT_CLASS = "playbook-readout"
 ExplorerUpdate = Callable[..., tuple[str, Any]]  # (**control values) -> (readout text, figure or None)
@@ -141,11 +141,11 @@ def values_table(values: Mapping[str, Any]) -> pd.DataFrame:
 
 def parameter_panel(step: str, params: MutableMapping[str, Any], *, interactive: bool,
                     namespace: MutableMapping[str, Any] | None = None):
-    """The panel of a step's parameters (see ``helpers.panel``); in batch runs a static table of the values."""
+    """The panel of a step's parameters (see ``helpers.ui.panel``); in batch runs a static table of the values."""
     if not interactive:
         display(values_table(params))
         return None
-    from helpers.panel import ParameterPanel
+    from helpers.ui.panel import ParameterPanel
 
     panel = ParameterPanel(step, params, namespace=namespace)
     display(panel.widget)

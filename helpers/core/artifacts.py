@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from helpers.errors import PlaybookError
-from helpers.paths import STEP_NOTEBOOKS
+from helpers.core.errors import PlaybookError
+from helpers.core.paths import STEP_NOTEBOOKS
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"

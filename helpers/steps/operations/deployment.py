@@ -4,7 +4,7 @@ The package is the champion's folder ``models/vN/``: step 4's ``model.skops`` an
 ``model_meta.json``, plus what serving needs and step 5 adds: ``schema.json`` (step 2's
 input schema), ``cleaning.json`` (step 2's data fixes), ``requirements.lock.txt`` (step
 3's lock, else captured here) and ``package.json`` (file list with SHA-256). Models are
-loaded only through ``helpers.modelio.load_model`` (trusted types kept in code).
+loaded only through ``helpers.core.modelio.load_model`` (trusted types kept in code).
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from helpers import artifacts, modelio
-from helpers.artifacts import Run
-from helpers.errors import PlaybookError
-from helpers.paths import STEP_NOTEBOOKS
+from helpers.core import artifacts, modelio
+from helpers.core.artifacts import Run
+from helpers.core.errors import PlaybookError
+from helpers.core.paths import STEP_NOTEBOOKS
 
 STEP = STEP_NOTEBOOKS[4]
 PACKAGE_FILES = ("model.skops", "model_meta.json", "schema.json", "cleaning.json", "requirements.lock.txt")
@@ -71,11 +71,11 @@ def write_package(run: Run, *, schema: Mapping[str, Any] | None = None,
     """
     folder = champion_dir(run)
     if schema is None:
-        from helpers import data
+        from helpers.steps.foundation import data
 
         schema = data.load_schema(run)
     if cleaning is None:
-        from helpers.prepared import load_prepared
+        from helpers.core.prepared import load_prepared
 
         cleaning = load_prepared(run, needed_by=STEP).cleaning
     artifacts.write_json(folder / "schema.json", schema)
@@ -232,7 +232,7 @@ def apply_fixes(frame: pd.DataFrame, cleaning: Mapping[str, Any]) -> pd.DataFram
     """Step 2's data fixes (spellings, numeric text) on new data; rows are never dropped here."""
     if not cleaning:
         return frame
-    from helpers import data
+    from helpers.steps.foundation import data
 
     fixed = data.apply_cleaning(frame, dict(cleaning))
     if len(fixed) != len(frame):
@@ -441,7 +441,7 @@ def gate_cli(run_dir: str) -> int:
 
 def render_workflow(*, project_name: str, python_version: str | None = None) -> str:
     """The GitHub Actions workflow of this project (rendered from ``ci_workflow.yml.j2``)."""
-    from helpers.documents import render
+    from helpers.core.documents import render
 
     version = python_version or f"{sys.version_info.major}.{sys.version_info.minor}"
     return render("ci_workflow.yml.j2", project_name=project_name, python_version=version)
@@ -459,7 +459,7 @@ def workflow_stages(text: str) -> pd.DataFrame:
 
 
 def render_model_card(context: Mapping[str, Any]) -> str:
-    from helpers.documents import render
+    from helpers.core.documents import render
 
     return render("model_card.md.j2", **context)
 
@@ -516,7 +516,7 @@ def primary_metric(contract) -> str | None:
 
 def group_metrics(package: Package, prepared, contract, *, n_boot: int = 100, seed: int = 0) -> pd.DataFrame:
     """The primary KPI per group of every sensitive column on the test side, with intervals."""
-    from helpers.monitoring import batch_kpis
+    from helpers.steps.operations.monitoring import batch_kpis
 
     cols = ["column", "group", "rows", "metric", "value", "ci_low", "ci_high", "passed"]
     metric = primary_metric(contract)

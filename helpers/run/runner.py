@@ -24,8 +24,9 @@ from typing import Any
 
 import yaml
 
-from helpers import artifacts, config, paths, resume
-from helpers.errors import PlaybookError
+from helpers.core import artifacts, config, paths
+from helpers.run import resume
+from helpers.core.errors import PlaybookError
 
 KERNEL_NAME = "playbook-python"
 EXIT_OK, EXIT_CRASH, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -73,7 +74,7 @@ def preflight(values: Mapping[str, Any], steps: Sequence[str] = ()) -> tuple[Any
     after a kernel start, and the notebooks then read the snapshot the runner writes.
     Returns the loaded frame and its load time, or None.
     """
-    from helpers.datasets import BUILTIN_PREFIX, is_database_url, preset_for
+    from helpers.core.datasets import BUILTIN_PREFIX, is_database_url, preset_for
 
     dataset = values["dataset"]
     if dataset.startswith(BUILTIN_PREFIX):
@@ -85,7 +86,9 @@ def preflight(values: Mapping[str, Any], steps: Sequence[str] = ()) -> tuple[Any
                                 "check the dataset path (relative paths are relative to where you run playbook).")
     if not any(s in config.DATA_STEPS for s in steps):
         return None
-    from helpers import data, datasets, vision
+    from helpers.steps.foundation import data
+    from helpers.core import datasets
+    from helpers.steps import vision
 
     frame, seconds = datasets.load_checked(values)
     if len(frame) < data.MIN_ROWS:  # before the target checks: too few rows explains everything else
@@ -117,7 +120,7 @@ def playbook_kernel(run_path: str | os.PathLike | None = None) -> Iterator[str]:
     tmp = Path(tempfile.mkdtemp(prefix="playbook-kernel-"))
     spec_dir = tmp / "kernels" / KERNEL_NAME
     spec_dir.mkdir(parents=True)
-    package_root = str(Path(__file__).resolve().parent.parent)
+    package_root = str(Path(__file__).resolve().parents[2])  # the folder holding helpers/
     env_path = os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))
     # kernel log lines (tracebacks of interrupted cells, transport warnings) would reach the terminal
     # as raw noise: the executed notebook keeps the full story, the command line prints one message
@@ -147,7 +150,7 @@ def playbook_kernel(run_path: str | os.PathLike | None = None) -> Iterator[str]:
 def check_helpers_importable() -> None:
     import importlib.util
 
-    if importlib.util.find_spec("helpers.config") is None:
+    if importlib.util.find_spec("helpers.core.config") is None:
         raise PlaybookError("The helpers package cannot be imported by this Python.",
                             "install the playbook: pip install -e . (from the clone).")
 
@@ -167,7 +170,7 @@ def execute_step(step: str, notebook: Path, output: Path, parameters: Mapping[st
     import papermill as pm
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
-    from helpers import engine
+    from helpers.run import engine
 
     started = time.perf_counter()
 
@@ -230,7 +233,7 @@ def run_playbook(values: Mapping[str, Any], *, steps: Sequence[str], out: str | 
     start_manifest(run, values, steps, command, folder)
     write_project_file(run, values)
     if loaded is not None:
-        from helpers.datasets import write_snapshot
+        from helpers.core.datasets import write_snapshot
 
         write_snapshot(run, values, *loaded)
     echo(f"Run folder: {run.path}")
@@ -364,7 +367,7 @@ def report_failure(result: StepOutcome, run: artifacts.Run, echo) -> None:
 
 
 def build_report_safely(run: artifacts.Run, html: bool, kernel: str, echo, timeout: float | None = None) -> None:
-    from helpers import report
+    from helpers.run import report
 
     try:
         report.build_report(run, html=html, kernel_name=kernel, timeout=timeout)

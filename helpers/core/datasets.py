@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from helpers.errors import PlaybookError
+from helpers.core.errors import PlaybookError
 
 BUILTIN_PREFIX = "builtin:"
 
@@ -312,7 +312,7 @@ def sha256_of_frame(frame: pd.DataFrame) -> str:
 
 
 def _is_scratch(run) -> bool:
-    from helpers.artifacts import interactive_run_dir
+    from helpers.core.artifacts import interactive_run_dir
 
     return run.path == interactive_run_dir().resolve()
 
@@ -355,7 +355,7 @@ def write_snapshot(run, params, frame: pd.DataFrame, seconds: float) -> dict[str
             kinds = {type(v) for v in frame[col].dropna().head(10000)}
             if len(kinds) > 1:
                 frame[col] = frame[col].map(lambda v: v if v is None or (isinstance(v, float) and np.isnan(v)) else str(v))
-    from helpers.artifacts import write_parquet
+    from helpers.core.artifacts import write_parquet
 
     write_parquet(run.raw_snapshot_path, frame)
     provenance = {"source": params["dataset"], "sha256": sha256_of_frame(frame), "rows": int(frame.shape[0]),

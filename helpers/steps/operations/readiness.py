@@ -12,9 +12,9 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from helpers.artifacts import Run
-from helpers.errors import PlaybookError
-from helpers.paths import data_dir
+from helpers.core.artifacts import Run
+from helpers.core.errors import PlaybookError
+from helpers.core.paths import data_dir
 
 RUBRIC_FILE = "ml_test_score.yaml"
 NOT_VERIFIABLE = "not verifiable here"

@@ -37,13 +37,13 @@ from sklearn.model_selection import (
 from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
-from helpers import families as fam
-from helpers import kpis as kpi_mod
-from helpers.artifacts import Run, to_jsonable
-from helpers.errors import PlaybookError
-from helpers.features import with_model
-from helpers.paths import STEP_NOTEBOOKS
-from helpers.prepared import Prepared, load_prepared
+from helpers.core import families as fam
+from helpers.core import kpis as kpi_mod
+from helpers.core.artifacts import Run, to_jsonable
+from helpers.core.errors import PlaybookError
+from helpers.core.features import with_model
+from helpers.core.paths import STEP_NOTEBOOKS
+from helpers.core.prepared import Prepared, load_prepared
 
 STEP = STEP_NOTEBOOKS[3]
 STEP1 = STEP_NOTEBOOKS[0]
@@ -125,7 +125,7 @@ def check_enough_rows(prepared: Prepared, folds: int) -> None:
 
 def cv_folds(inputs: Inputs, n_rows: int | None = None) -> PredefinedSplit:
     """Step 1's fold scheme (stratified for classification), fixed once so every candidate shares it."""
-    from helpers.vision import make_folds
+    from helpers.steps.vision import make_folds
 
     y = inputs.y
     n = len(inputs.X) if n_rows is None else n_rows
@@ -209,7 +209,7 @@ def family_pipeline(inputs: Inputs, family: fam.Family) -> Pipeline:
 
 def baseline_pipelines(inputs: Inputs) -> dict[str, Any]:
     """The dummy baseline and step 1's one-rule heuristic, recomputed on the cleaned data."""
-    from helpers.vision import heuristic_pipeline
+    from helpers.steps.vision import heuristic_pipeline
 
     dummy = DummyClassifier(strategy="prior") if inputs.problem_type == "classification" else DummyRegressor()
     out: dict[str, Any] = {"dummy": with_model(inputs.prepared.make_preprocessor(scaler="none"), dummy)}
@@ -857,7 +857,7 @@ def model_meta(inputs: Inputs, tuning: Tuning, final: Final, threshold: Threshol
 
 def save_model_files(run: Run, inputs: Inputs, tuning: Tuning, final: Final, threshold: ThresholdChoice | None) -> dict[str, Any]:
     """Save the model (skops) and ``model_meta.json`` in ``models/v1``; mark it champion; fill the scoreboard."""
-    from helpers import artifacts, modelio
+    from helpers.core import artifacts, modelio
 
     folder = run.models_dir(1)
     modelio.save_model(final.model, folder / "model.skops")

@@ -19,8 +19,8 @@ from typing import Any
 
 import skops.io as sio
 
-from helpers.artifacts import atomic_path
-from helpers.errors import PlaybookError
+from helpers.core.artifacts import atomic_path
+from helpers.core.errors import PlaybookError
 
 # Types skops does not trust by default but our models need, and why each is safe:
 TRUSTED_TYPES: list[str] = [
@@ -45,8 +45,8 @@ def save_model(model: Any, path: str | os.PathLike) -> None:
     unexpected = untrusted_types(model)
     if unexpected:
         raise PlaybookError(f"The model needs types that are not on the trusted list: {', '.join(unexpected)}.",
-                            "use a deployable family from helpers.families, or review these types and "
-                            "add them to helpers.modelio.TRUSTED_TYPES.")
+                            "use a deployable family from helpers.core.families, or review these types and "
+                            "add them to helpers.core.modelio.TRUSTED_TYPES.")
     with atomic_path(path) as tmp:
         sio.dump(model, tmp)
 
@@ -60,20 +60,20 @@ def _check_container(path: Path) -> None:
         head = fh.read(4)
     if head.startswith(_PICKLE_MAGIC):
         raise PlaybookError(f"{path} is a pickle/joblib file; loading it could run arbitrary code, so it is refused.",
-                            "save the model with helpers.modelio.save_model (skops format) and load that file.")
+                            "save the model with helpers.core.modelio.save_model (skops format) and load that file.")
     if not zipfile.is_zipfile(path):
         raise PlaybookError(f"{path} is not a skops model file (truncated or corrupt: no valid archive).",
-                            "re-save the model with helpers.modelio.save_model, or re-run step 4.")
+                            "re-save the model with helpers.core.modelio.save_model, or re-run step 4.")
     try:
         with zipfile.ZipFile(path) as archive:
             bad = archive.testzip()
             schema = json.loads(archive.read("schema.json"))
     except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
         raise PlaybookError(f"{path} is a damaged skops model file ({exc}).",
-                            "re-save the model with helpers.modelio.save_model, or re-run step 4.") from None
+                            "re-save the model with helpers.core.modelio.save_model, or re-run step 4.") from None
     if bad is not None or not isinstance(schema, dict) or "__class__" not in schema:
         raise PlaybookError(f"{path} is a damaged skops model file (corrupt member {bad or 'schema.json'}).",
-                            "re-save the model with helpers.modelio.save_model, or re-run step 4.")
+                            "re-save the model with helpers.core.modelio.save_model, or re-run step 4.")
 
 
 def load_model(path: str | os.PathLike) -> Any:
@@ -84,18 +84,18 @@ def load_model(path: str | os.PathLike) -> Any:
         needed = sio.get_untrusted_types(file=path)
     except Exception as exc:  # skops raises assorted errors on a malformed schema
         raise PlaybookError(f"{path} is a damaged skops model file ({type(exc).__name__}: {exc}).",
-                            "re-save the model with helpers.modelio.save_model, or re-run step 4.") from None
+                            "re-save the model with helpers.core.modelio.save_model, or re-run step 4.") from None
     unexpected = sorted(set(needed) - set(TRUSTED_TYPES))
     if unexpected:
         raise PlaybookError(f"{path} asks to load types that are not trusted: {', '.join(unexpected)}.",
                             "only load models written by this playbook; if the types are safe, review them "
-                            "and add them to helpers.modelio.TRUSTED_TYPES.")
+                            "and add them to helpers.core.modelio.TRUSTED_TYPES.")
     try:
         model = sio.load(path, trusted=TRUSTED_TYPES)
     except Exception as exc:  # a schema that lists trusted types but cannot be rebuilt
         raise PlaybookError(f"{path} could not be rebuilt as a model ({type(exc).__name__}: {exc}).",
-                            "re-save the model with helpers.modelio.save_model, or re-run step 4.") from None
+                            "re-save the model with helpers.core.modelio.save_model, or re-run step 4.") from None
     if not hasattr(model, "predict"):
         raise PlaybookError(f"{path} holds a {type(model).__name__}, not a model with predict().",
-                            "save the fitted pipeline of step 4 with helpers.modelio.save_model.")
+                            "save the fitted pipeline of step 4 with helpers.core.modelio.save_model.")
     return model

@@ -88,7 +88,7 @@ def _looks_like_dates(series: pd.Series) -> bool:
 
 def identifiers(frame: pd.DataFrame, exclude: Sequence[str] = ()) -> list[str]:
     """Identifier-like columns (step 1's rule, so both steps agree)."""
-    from helpers.vision import identifier_columns
+    from helpers.steps.vision import identifier_columns
 
     return [c for c in identifier_columns(frame, exclude) if not (is_text(frame[c]) and (
         _looks_like_dates(frame[c]) or _is_free_text(frame[c])))]

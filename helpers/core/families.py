@@ -22,7 +22,7 @@ from sklearn.ensemble import (
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.neighbors import KNeighborsClassifier
 
-from helpers.errors import PlaybookError
+from helpers.core.errors import PlaybookError
 
 
 @dataclass(frozen=True)

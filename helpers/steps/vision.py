@@ -28,10 +28,10 @@ from sklearn.preprocessing import OneHotEncoder
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 from sklearn.utils import resample
 
-from helpers import kpis as kpi_mod
-from helpers.errors import PlaybookError
-from helpers.families import quick_family
-from helpers.features import as_model_input, make_preprocessor, split_kinds, with_model
+from helpers.core import kpis as kpi_mod
+from helpers.core.errors import PlaybookError
+from helpers.core.families import quick_family
+from helpers.core.features import as_model_input, make_preprocessor, split_kinds, with_model
 
 STEP = "01_vision_and_goals"
 LEAK_THRESHOLD = 0.99
@@ -793,7 +793,7 @@ def labelled_rows(frame: pd.DataFrame, target: str | None) -> tuple[pd.DataFrame
 def set_aside_columns(train: pd.DataFrame, params: Mapping[str, Any], problem_type: str,
                       y: pd.Series | None) -> dict[str, Any]:
     """Identifier columns and leakage suspects, named and removed before any comparison."""
-    from helpers.features import feature_columns
+    from helpers.core.features import feature_columns
 
     candidates = feature_columns(train, params)
     identifiers = identifier_columns(train[candidates])

@@ -17,8 +17,8 @@ from typing import Any
 
 import yaml
 
-from helpers.errors import PlaybookError
-from helpers.paths import STEP_NOTEBOOKS
+from helpers.core.errors import PlaybookError
+from helpers.core.paths import STEP_NOTEBOOKS
 
 S1, S2, S3, S4, S5 = STEP_NOTEBOOKS
 ALL_STEPS = STEP_NOTEBOOKS
@@ -311,7 +311,7 @@ def merge(*layers: Mapping[str, Any], text_layer: Mapping[str, str] | None = Non
 
 def resolve_preset(values: dict[str, Any]) -> dict[str, Any]:
     """Fill preset-backed parameters that are ``None`` from the dataset's preset."""
-    from helpers.datasets import preset_for  # local: datasets imports pandas
+    from helpers.core.datasets import preset_for  # local: datasets imports pandas
 
     preset = preset_for(values.get("dataset") or "")
     out = dict(values)
@@ -325,7 +325,7 @@ def resolve_preset(values: dict[str, Any]) -> dict[str, Any]:
 
 def check_consistency(values: Mapping[str, Any]) -> None:
     """Checks across parameters that need no data (run before any kernel starts)."""
-    from helpers.kpis import validate_kpis
+    from helpers.core.kpis import validate_kpis
 
     ptype = values.get("problem_type")
     target = values.get("target")

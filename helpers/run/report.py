@@ -15,15 +15,15 @@ from typing import Any
 
 import pandas as pd
 
-from helpers import artifacts, paths
+from helpers.core import artifacts, paths
 
 # step -> modules whose report_section/headline render it, in order
 STEP_MODULES = {
-    "01_vision_and_goals": ["helpers.vision"],
-    "02_data_foundation": ["helpers.data"],
-    "03_tools_and_stack": ["helpers.stack"],
-    "04_model_development": ["helpers.modeling"],
-    "05_deployment_and_monitoring": ["helpers.deployment", "helpers.monitoring", "helpers.readiness"],
+    "01_vision_and_goals": ["helpers.steps.vision"],
+    "02_data_foundation": ["helpers.steps.foundation.data"],
+    "03_tools_and_stack": ["helpers.steps.stack"],
+    "04_model_development": ["helpers.steps.modeling"],
+    "05_deployment_and_monitoring": ["helpers.steps.operations.deployment", "helpers.steps.operations.monitoring", "helpers.steps.operations.readiness"],
 }
 STEP_TITLES = {
     "01_vision_and_goals": "1. Vision and measurable goals",
@@ -202,7 +202,7 @@ def export_html(notebook_path: Path) -> str:
 def build_report(run: artifacts.Run, *, html: bool = True, kernel_name: str | None = None,
                  timeout: float | None = None) -> Path:
     """Execute the report notebook into the run folder and export it to HTML."""
-    from helpers.runner import playbook_kernel
+    from helpers.run.runner import playbook_kernel
 
     output = run.path / "report.ipynb"
     source = paths.notebooks_dir() / "report.ipynb"
@@ -221,7 +221,7 @@ def build_report(run: artifacts.Run, *, html: bool = True, kernel_name: str | No
 
 
 def _execute_report(source: Path, output: Path, run: artifacts.Run, kernel: str, timeout: float | None) -> None:
-    from helpers import engine
+    from helpers.run import engine
 
     engine.execute_notebook(source, output, parameters={"run_dir": str(run.path)}, kernel_name=kernel,
                             progress_bar=False, log_output=False, execution_timeout=timeout)

@@ -2,8 +2,8 @@
 
 Hold out the test side, profile and check the training side, fix the data (the
 fixes are recorded in a JSON-able ``cleaning`` dict that ``apply_cleaning`` replays on
-new data), hand the cleaned train/test tables to steps 3-5 (``helpers.prepared``),
-and record the schema, bias and scale findings. Checks live in ``helpers.quality``.
+new data), hand the cleaned train/test tables to steps 3-5 (``helpers.core.prepared``),
+and record the schema, bias and scale findings. Checks live in ``helpers.steps.foundation.quality``.
 """
 
 from __future__ import annotations
@@ -18,10 +18,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from helpers import features, quality, split
-from helpers.artifacts import Run, read_json
-from helpers.errors import PlaybookError
-from helpers.prepared import Prepared, save_prepared
+from helpers.core import features, split
+from helpers.steps.foundation import quality
+from helpers.core.artifacts import Run, read_json
+from helpers.core.errors import PlaybookError
+from helpers.core.prepared import Prepared, save_prepared
 
 STEP = "02_data_foundation"
 STEP1 = "01_vision_and_goals"
@@ -49,7 +50,7 @@ def provenance_table(provenance: Mapping[str, Any]) -> pd.DataFrame:
 
 def resolve_problem_type(raw: pd.DataFrame, params: Mapping[str, Any], run: Run | None = None) -> tuple[str, str]:
     """The problem type and why: explicit, as step 1 framed it, or inferred from the target."""
-    from helpers.vision import infer_problem_type
+    from helpers.steps.vision import infer_problem_type
 
     requested = params.get("problem_type") or "auto"
     step1 = run.optional_summary(STEP1) if run is not None else None
@@ -64,7 +65,7 @@ def resolve_problem_type(raw: pd.DataFrame, params: Mapping[str, Any], run: Run 
 
 def check_table(raw: pd.DataFrame, params: Mapping[str, Any], problem_type: str) -> None:
     """Enough rows and a usable target, or one clear error."""
-    from helpers.vision import check_target
+    from helpers.steps.vision import check_target
 
     if len(raw) < MIN_ROWS:
         raise PlaybookError(f"The data has only {len(raw)} row(s); a train/test split needs at least {MIN_ROWS}.",
@@ -129,7 +130,7 @@ def candidate_features(frame: pd.DataFrame, params: Mapping[str, Any]) -> list[s
 
 def leakage_table(train_raw: pd.DataFrame, params: Mapping[str, Any], problem_type: str) -> pd.DataFrame:
     """Step 1's single-feature leakage detector, run on the training side after the data fixes."""
-    from helpers.vision import leakage_suspects
+    from helpers.steps.vision import leakage_suspects
 
     target = params.get("target")
     if problem_type == "clustering" or not target:
@@ -335,8 +336,8 @@ def load_schema(run: Run, *, needed_by: str | None = None) -> dict[str, Any]:
 
 def positive_label(run: Run | None, params: Mapping[str, Any], y: pd.Series | None) -> Any:
     """The positive class: step 1's contract, else the dataset preset, else the minority class."""
-    from helpers.datasets import preset_for
-    from helpers.kpis import resolve_positive_label
+    from helpers.core.datasets import preset_for
+    from helpers.core.kpis import resolve_positive_label
 
     if y is None or y.nunique() != 2:
         return None
@@ -552,7 +553,7 @@ def imputation_explorer_update(prepared: Prepared):
     """Update function of the imputation/scaling picker: before/after distribution of one column."""
     from sklearn.impute import SimpleImputer
 
-    from helpers.features import _SCALERS
+    from helpers.core.features import _SCALERS
 
     train = prepared.X("train")
 
@@ -608,8 +609,8 @@ def datasheet(params: Mapping[str, Any], provenance: Mapping[str, Any], prepared
               issues: Sequence[Mapping[str, Any]], decisions: Sequence[Mapping[str, Any]], bias: Mapping[str, Any],
               split_info: Mapping[str, Any]) -> str:
     """The datasheet (Datasheets for Datasets sections), filled from what the data shows."""
-    from helpers.datasets import preset_for
-    from helpers.documents import render
+    from helpers.core.datasets import preset_for
+    from helpers.core.documents import render
 
     preset = preset_for(params.get("dataset") or "")
     return render("datasheet.md.j2", dataset=params.get("dataset"), description=preset.get("description"),
@@ -739,7 +740,7 @@ def check_exercise_3(answer: int | None, decisions: Sequence[Mapping[str, Any]])
 
 def run_core(run: Run, params: Mapping[str, Any]) -> dict[str, Any]:
     """Every computation of step 2 in order, with per-stage seconds (no figures, nothing written but the snapshot)."""
-    from helpers.datasets import load_snapshot
+    from helpers.core.datasets import load_snapshot
 
     timings = {}
     started = time.perf_counter()

@@ -19,9 +19,9 @@ from typing import Any
 
 import yaml
 
-from helpers import config
-from helpers.errors import PlaybookError
-from helpers.kpis import METRICS, validate_kpis
+from helpers.core import config
+from helpers.core.errors import PlaybookError
+from helpers.core.kpis import METRICS, validate_kpis
 
 RUNNER_ONLY = ("run_dir", "interactive")  # set by the runner or the notebook, never by a project
 NO_VALUE = "None (dataset preset)"  # the label of None in dropdowns
@@ -244,7 +244,7 @@ def make_field(param: config.Param, value: Any, problem_type: Callable[[], str |
         return Field(param, _number_control(param, value, common))
     field_class = {"list": ListField, "int": NullableNumberField, "float": NullableNumberField}.get(param.type, TextField)
     if param.name == "dataset":
-        from helpers.datasets import BUILTIN_PREFIX, builtin_names
+        from helpers.core.datasets import BUILTIN_PREFIX, builtin_names
 
         control = w.Combobox(options=[BUILTIN_PREFIX + n for n in builtin_names()], ensure_option=False,
                              placeholder="builtin:<name> or a file path", continuous_update=False, **common)
@@ -337,7 +337,7 @@ class ParameterPanel:
 
     def run_folder(self) -> str:
         """The run folder this notebook writes into (set by the setup cell, not by the panel)."""
-        from helpers.artifacts import interactive_run_dir
+        from helpers.core.artifacts import interactive_run_dir
 
         return str(self.params.get("run_dir") or interactive_run_dir())
 
@@ -361,7 +361,7 @@ class ParameterPanel:
 
     def _fill_from_preset(self) -> None:
         """A built-in dataset brings its preset: refill the preset-backed fields from it."""
-        from helpers.datasets import BUILTIN_PREFIX, preset_for
+        from helpers.core.datasets import BUILTIN_PREFIX, preset_for
 
         dataset = str(self.fields["dataset"].raw())
         if not dataset.startswith(BUILTIN_PREFIX):
@@ -448,7 +448,7 @@ class ParameterPanel:
             self.show(f"{path.name} already exists and was not overwritten. Tick 'overwrite' to replace it, "
                       f"or press 'Save as project file' again to write {free.name} (filled in above).")
             return None
-        from helpers.artifacts import write_text  # atomic: a crash never leaves half a file
+        from helpers.core.artifacts import write_text  # atomic: a crash never leaves half a file
 
         try:
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,7 @@ from typing import Any
 
 import jinja2
 
-from helpers.paths import templates_dir
+from helpers.core.paths import templates_dir
 
 
 def _md_cell(value: Any) -> str:

@@ -18,8 +18,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from helpers import artifacts, config, paths
-from helpers.errors import PlaybookError
+from helpers.core import artifacts, config, paths
+from helpers.core.errors import PlaybookError
 
 # Set in the environment of every kernel the runner starts, so the kernels of one run can be found
 # (and stopped) even when the runner that started them was killed.
@@ -27,8 +27,8 @@ KERNEL_ENV = "PLAYBOOK_RUNNER_RUN"
 REUSABLE = ("succeeded", "reused")
 DATA_PARAMETERS = ("dataset", "encoding", "sep", "query")
 _TEMP_NAME = re.compile(r"^\..+\.tmp(\.[A-Za-z0-9]+)?$")  # artifacts.atomic_path's temporary files
-_PACKAGE_ROOT = Path(__file__).resolve().parent
-ORCHESTRATION = ("runner.py", "cli.py", "resume.py")
+_PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+ORCHESTRATION = "run"  # the helpers.run layer: it decides which notebooks run, not what they compute
 
 
 def file_hash(path: str | os.PathLike) -> str | None:
@@ -47,14 +47,14 @@ def file_hash(path: str | os.PathLike) -> str | None:
 def source_hash() -> str:
     """One hash of the ``helpers`` package source and the document templates.
 
-    The orchestration modules (runner, CLI, this one) are left out: they decide which notebooks
+    The orchestration layer (``helpers.run``: runner, CLI, report, this module) is left out: they decide which notebooks
     run, not what a notebook computes, so upgrading them does not make a run's steps stale.
     """
     digest = hashlib.sha256()
     roots = [_PACKAGE_ROOT, _PACKAGE_ROOT.parent / "templates"]
     for root in roots:
         files = sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts
-                       and not (root == _PACKAGE_ROOT and p.name in ORCHESTRATION))
+                       and not (root == _PACKAGE_ROOT and p.relative_to(root).parts[0] == ORCHESTRATION))
         for p in files:
             digest.update(str(p.relative_to(root.parent)).encode())
             digest.update(p.read_bytes())
@@ -193,7 +193,7 @@ def runner_alive(info: Mapping[str, Any] | None) -> bool:
         cmdline = Path(f"/proc/{info['pid']}/cmdline").read_bytes()
     except OSError:
         return False
-    return bool(_alive([info["pid"]])) and (b"helpers.cli" in cmdline or b"playbook" in cmdline)
+    return bool(_alive([info["pid"]])) and (b"helpers.run.cli" in cmdline or b"playbook" in cmdline)
 
 
 def runner_info() -> dict[str, Any]:

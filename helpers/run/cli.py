@@ -12,7 +12,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from helpers.errors import PlaybookError
+from helpers.core.errors import PlaybookError
 
 EXAMPLES = """examples:
   playbook run                                   # the demo (builtin:churn), all steps
@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _step_name(value: str) -> str:
-    from helpers.paths import STEP_NOTEBOOKS
+    from helpers.core.paths import STEP_NOTEBOOKS
 
     for step in STEP_NOTEBOOKS:
         if value in (step, step[:2], str(int(step[:2]))):
@@ -74,7 +74,8 @@ def _step_name(value: str) -> str:
 
 
 def cmd_run(args) -> int:
-    from helpers import config, runner
+    from helpers.core import config
+    from helpers.run import runner
 
     layers = []
     saved_steps: list[str] = []
@@ -102,7 +103,7 @@ def cmd_run(args) -> int:
 
 def _resumed_run(args) -> tuple[dict, list[str]]:
     """The parameters a run was started with (the base layer of ``--resume``)."""
-    from helpers import artifacts
+    from helpers.core import artifacts
 
     if args.out:
         raise PlaybookError("--resume continues an existing run folder; --out names a new one.", "use only one of them.")
@@ -118,7 +119,7 @@ def _resumed_run(args) -> tuple[dict, list[str]]:
 
 
 def _available(notebooks: str | None) -> list[str]:
-    from helpers import paths
+    from helpers.core import paths
 
     if not notebooks:
         return paths.available_steps()
@@ -129,7 +130,7 @@ def _available(notebooks: str | None) -> list[str]:
 
 
 def cmd_params(args) -> int:
-    from helpers import config
+    from helpers.core import config
 
     step = _step_name(args.step) if args.step else None
     rows = config.describe(step)
@@ -140,7 +141,8 @@ def cmd_params(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from helpers import artifacts, report
+    from helpers.core import artifacts
+    from helpers.run import report
 
     run = artifacts.Run(args.run_dir)
     if not run.has_manifest():
@@ -151,7 +153,7 @@ def cmd_report(args) -> int:
 
 
 def cmd_init(args) -> int:
-    from helpers import config, paths
+    from helpers.core import config, paths
 
     target = Path(args.dir)
     if target.exists() and any(target.iterdir()):
@@ -166,13 +168,13 @@ def cmd_init(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from helpers import deployment
+    from helpers.steps.operations import deployment
 
     return deployment.predict_cli(args.run, args.input, args.output, args.chunk_size, overwrite=args.overwrite)
 
 
 def cmd_gate(args) -> int:
-    from helpers import deployment
+    from helpers.steps.operations import deployment
 
     return deployment.gate_cli(args.run)
 

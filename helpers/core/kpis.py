@@ -15,7 +15,7 @@ import pandas as pd
 from scipy import stats
 from sklearn import metrics as skm
 
-from helpers.errors import PlaybookError
+from helpers.core.errors import PlaybookError
 
 
 @dataclass(frozen=True)
@@ -291,7 +291,7 @@ def kpi_intervals(contract: KpiContract, y_true, y_pred=None, proba=None, *, n_b
 
 def load_contract(run, *, needed_by: str | None = None) -> KpiContract:
     """The KPI contract step 1 recorded in the run (a clear error if step 1 has not run)."""
-    from helpers.paths import STEP_NOTEBOOKS
+    from helpers.core.paths import STEP_NOTEBOOKS
 
     summary = run.read_summary(STEP_NOTEBOOKS[0], needed_by=needed_by)
     return KpiContract.from_dict(summary["contract"])
