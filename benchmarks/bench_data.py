@@ -51,7 +51,7 @@ def profile_large(rows: int) -> None:
              + quality.check_duplicates(frame, "customer_id") + quality.check_constant(frame)
              + quality.check_outliers(frame, kinds))
     cleaning = data.provisional_cleaning(frame, params)
-    cleaned = data.apply_cleaning(frame, cleaning)
+    cleaned = cleaning.apply_cleaning(frame, cleaning)
     checked = time.perf_counter() - started
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()

@@ -15,8 +15,8 @@ import sys
 import time
 
 from helpers.core import artifacts, datasets, families, features
-from helpers.steps import stack
 from helpers.core.prepared import Prepared, load_prepared
+from helpers.steps import stack
 
 
 def demo_prepared() -> Prepared:

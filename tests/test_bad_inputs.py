@@ -23,8 +23,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers.run import cli, resume
 from helpers.core.artifacts import Run
+from helpers.run import cli, resume
 from tests.conftest import ROOT, run_cli
 
 STEP1, STEP2 = "01_vision_and_goals", "02_data_foundation"

@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from helpers.run import cli
 from helpers.core import config
 from helpers.core.artifacts import Run
+from helpers.run import cli
 from tests.conftest import fast_args, run_cli
 
 STEP1 = "01_vision_and_goals"

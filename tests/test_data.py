@@ -9,9 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers.core import artifacts, config, datasets, prepared
-from helpers.steps.foundation import data, quality
+from helpers.core import artifacts, cleaning, config, datasets, prepared
+from helpers.core import schema as data_schema
 from helpers.core.errors import PlaybookError
+from helpers.steps.foundation import data, quality
 
 
 def step2_params(run_dir, **overrides) -> config.Params:
@@ -94,7 +95,7 @@ def test_saved_artifacts_schema_and_hand_over(churn, capsys):
                            decisions=result["decisions"], document=doc, figures={}, summary=summary)
     for key in ("issues", "decisions", "split", "bias", "scale", "profile_columns", "provenance"):
         assert key in saved
-    schema = data.load_schema(run)
+    schema = data_schema.load_schema(run)
     kinds = {c["name"]: c["kind"] for c in schema["columns"]}
     assert kinds["customer_id"] == "identifier" and kinds["monthly_charges"] == "numeric"
     contract = next(c for c in schema["columns"] if c["name"] == "contract")
@@ -116,20 +117,20 @@ def test_apply_cleaning_replays_on_new_data_without_target(churn):
     new = pd.DataFrame({"customer_id": ["X1", "X2", "X3"], "contract": ["MONTH TO MONTH", "two year ", None],
                         "has_partner": ["y", "No", "maybe"], "total_charges": ["12.5", " ", "1,024.00"],
                         "country": ["NL"] * 3, "retention_call_minutes": [0.0, 1.0, 2.0]})
-    out = data.apply_cleaning(new, result["cleaning"])
+    out = cleaning.apply_cleaning(new, result["cleaning"])
     assert len(out) == 3
     assert out["contract"].tolist()[:2] == ["Month-to-month", "Two year"] and pd.isna(out["contract"].iloc[2])
     assert out["has_partner"].tolist() == ["Yes", "No", "maybe"]
     assert out["total_charges"].tolist()[0] == 12.5 and np.isnan(out["total_charges"].iloc[1])
     assert out["total_charges"].iloc[2] == 1024.0
     assert "country" not in out and "retention_call_minutes" not in out
-    assert data.apply_cleaning(new, {}).equals(new)
+    assert cleaning.apply_cleaning(new, {}).equals(new)
 
 
 def test_missing_schema_names_step_2(tmp_path):
     run = artifacts.open_run(str(tmp_path))
     with pytest.raises(PlaybookError, match="02_data_foundation"):
-        data.load_schema(run, needed_by="step 5")
+        data_schema.load_schema(run, needed_by="step 5")
 
 
 def test_breast_cancer_has_no_severe_issue(tmp_path):

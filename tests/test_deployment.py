@@ -12,9 +12,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier
 
 from helpers.core import artifacts, modelio
-from helpers.steps.operations import deployment
 from helpers.core.errors import PlaybookError
 from helpers.core.features import make_preprocessor, with_model
+from helpers.steps.operations import deployment
 
 NUMERIC, CATEGORICAL = ["tenure", "charges"], ["contract"]
 

@@ -13,8 +13,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from helpers.run import cli
 from helpers.core.artifacts import Run
+from helpers.run import cli
 from tests.test_resume import killed_and_resumed_run
 
 STEPS = ["01_vision_and_goals", "02_data_foundation", "03_tools_and_stack", "04_model_development",

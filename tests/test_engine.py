@@ -8,7 +8,7 @@ import papermill.engines
 import pytest
 from nbclient.exceptions import CellTimeoutError
 
-from helpers.run import engine, runner
+from helpers.run import engine
 
 
 def notebook(path, cells):
@@ -37,7 +37,7 @@ def test_a_failing_cell_leaves_every_output_before_it_with_few_writes(tmp_path, 
     cells[30] = "raise ValueError('boom')"
     source = notebook(tmp_path / "in.ipynb", cells)
     out = tmp_path / "out.ipynb"
-    with runner.playbook_kernel() as kernel, pytest.raises(pm.PapermillExecutionError, match="boom"):
+    with engine.playbook_kernel() as kernel, pytest.raises(pm.PapermillExecutionError, match="boom"):
         pm.execute_notebook(str(source), str(out), kernel_name=kernel, progress_bar=False,
                             engine_name=engine.register())
     code = [c for c in nbformat.read(out, as_version=4).cells if c.cell_type == "code"]
@@ -51,7 +51,7 @@ def test_a_failing_cell_leaves_every_output_before_it_with_few_writes(tmp_path, 
 def test_a_timed_out_cell_still_leaves_the_partial_notebook(tmp_path):
     source = notebook(tmp_path / "in.ipynb", ["print('before')", "import time; time.sleep(30)", "print('after')"])
     out = tmp_path / "out.ipynb"
-    with runner.playbook_kernel() as kernel, pytest.raises(CellTimeoutError):
+    with engine.playbook_kernel() as kernel, pytest.raises(CellTimeoutError):
         pm.execute_notebook(str(source), str(out), kernel_name=kernel, progress_bar=False,
                             engine_name=engine.register(), execution_timeout=1)
     executed = nbformat.read(out, as_version=4)

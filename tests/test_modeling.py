@@ -8,9 +8,9 @@ import pytest
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from helpers.core import artifacts, kpis, modelio
-from helpers.steps import modeling
 from helpers.core.errors import PlaybookError
 from helpers.core.prepared import Prepared, save_prepared
+from helpers.steps import modeling
 
 
 def _frame(n: int, seed: int, problem_type: str) -> pd.DataFrame:

@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 
 from helpers.core import kpis
-from helpers.steps.operations import monitoring as mon
 from helpers.core.errors import PlaybookError
 from helpers.core.kpis import KpiContract
+from helpers.steps.operations import monitoring as mon
 
 
 @pytest.fixture(scope="module")
@@ -210,8 +210,8 @@ def test_batch_kpis_intervals_bracket_the_point_value():
 def test_real_monitor_data_end_to_end_promotes_and_updates_the_champion(tmp_path):
     from test_deployment import CATEGORICAL, NUMERIC, SCHEMA, make_frame, make_run
 
-    from helpers.steps.operations import deployment
     from helpers.core.prepared import Prepared
+    from helpers.steps.operations import deployment
 
     run = make_run(tmp_path / "run")
     deployment.write_package(run, schema=SCHEMA, cleaning={})
@@ -247,9 +247,9 @@ def test_real_monitor_data_end_to_end_promotes_and_updates_the_champion(tmp_path
 def test_drift_simulator_reads_precomputed_scenarios_and_updates_its_readout(tmp_path):
     from test_deployment import CATEGORICAL, NUMERIC, SCHEMA, make_frame, make_run
 
+    from helpers.core.prepared import Prepared
     from helpers.steps.operations import deployment
     from helpers.ui import widgets
-    from helpers.core.prepared import Prepared
 
     run = make_run(tmp_path / "run")
     deployment.write_package(run, schema=SCHEMA, cleaning={})

@@ -9,9 +9,9 @@ import ipywidgets as w
 import pytest
 
 from helpers.core import config, kpis
-from helpers.ui import panel
 from helpers.core.errors import PlaybookError
 from helpers.core.paths import STEP_NOTEBOOKS
+from helpers.ui import panel
 
 S1, S2, S3, S4, S5 = STEP_NOTEBOOKS
 

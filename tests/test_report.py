@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers.run import report
 from helpers.core.artifacts import Run
+from helpers.run import report
 from tests.conftest import run_cli
 
 

@@ -17,8 +17,8 @@ import pandas as pd
 import pytest
 
 from helpers.core import artifacts, config
-from helpers.run import cli, resume
 from helpers.core.artifacts import Run
+from helpers.run import cli, resume
 from tests.conftest import fast_args, run_cli
 
 STEPS = ["01_vision_and_goals", "02_data_foundation", "03_tools_and_stack", "04_model_development",

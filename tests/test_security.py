@@ -22,8 +22,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers.run import cli
 from helpers.core.artifacts import Run
+from helpers.run import cli
 from tests.conftest import ROOT, fast_args, run_cli
 
 HELPERS = sorted((ROOT / "helpers").glob("*.py"))

@@ -12,9 +12,9 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from helpers.core import artifacts, families, features
-from helpers.steps import stack
 from helpers.core.errors import PlaybookError
 from helpers.core.prepared import Prepared
+from helpers.steps import stack
 
 # --- fixtures -----------------------------------------------------------------------------------
 

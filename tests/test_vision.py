@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers.core import kpis
-from helpers.steps import vision
+from helpers.core import baselines, kpis, leakage, problem
 from helpers.core.errors import PlaybookError
+from helpers.steps import vision
 
 
 def contract_for(y, metrics, positive=None):
@@ -57,10 +57,10 @@ def test_leakage_suspect_found_and_clean_feature_not():
     y = pd.Series(rng.choice(["a", "b"], 400))
     X = pd.DataFrame({"leak": np.where(y == "a", 1.0, 0.0) + rng.normal(0, 0.01, 400),
                       "signal": (y == "a") * 0.5 + rng.normal(size=400)})
-    table = vision.leakage_suspects(X, y, "classification", seed=0)
+    table = leakage.leakage_suspects(X, y, "classification", seed=0)
     flagged = table.set_index("column")["suspect"]
     assert flagged["leak"] and not flagged["signal"]
-    reg = vision.leakage_suspects(pd.DataFrame({"copy": np.arange(300.0) * 2, "z": rng.normal(size=300)}),
+    reg = leakage.leakage_suspects(pd.DataFrame({"copy": np.arange(300.0) * 2, "z": rng.normal(size=300)}),
                                   pd.Series(np.arange(300.0)), "regression", seed=0)
     assert reg.set_index("column")["suspect"].to_dict() == {"copy": True, "z": False}
 
@@ -69,7 +69,7 @@ def test_identifier_columns():
     n = 200
     frame = pd.DataFrame({"customer_id": [f"C{i}" for i in range(n)], "row": np.arange(n),
                           "amount": np.random.default_rng(0).normal(size=n), "city": ["a", "b"] * (n // 2)})
-    assert vision.identifier_columns(frame) == ["customer_id", "row"]
+    assert problem.identifier_columns(frame) == ["customer_id", "row"]
 
 
 @pytest.mark.parametrize(("values", "expected"), [
@@ -78,7 +78,7 @@ def test_identifier_columns():
 ])
 def test_infer_problem_type(values, expected):
     y = None if values is None else pd.Series(values)
-    kind, reason = vision.infer_problem_type(y, "auto")
+    kind, reason = problem.infer_problem_type(y, "auto")
     assert kind == expected and reason
 
 
@@ -90,7 +90,7 @@ def test_infer_problem_type(values, expected):
 ])
 def test_check_target_errors(frame, target, ptype, fragment):
     with pytest.raises(PlaybookError, match=fragment):
-        vision.check_target(frame, target, ptype)
+        problem.check_target(frame, target, ptype)
 
 
 def test_rows_needed_from_a_known_power_law():
@@ -173,13 +173,13 @@ def test_fast_rule_search_matches_the_heuristic_pipeline(problem_type):
         labels = ["no", "yes"] if problem_type == "binary" else ["a", "b", "c"]
         y = pd.Series(rng.choice(labels, len(X)))
         c = contract_for(y, {"balanced_accuracy": 0.6})
-    folds = vision.make_folds(y, len(y), c.problem_type, seed=0)
-    encoded, _, _ = vision.encode_frame(X)
+    folds = baselines.make_folds(y, len(y), c.problem_type, seed=0)
+    encoded, _, _ = leakage.encode_frame(X)
     for col in X.columns:
         fast = vision.rule_oof(encoded[[col]].to_numpy(), col == "num", y, folds, c, seed=0)
         expected = np.empty(len(X), dtype=object if c.problem_type == "classification" else float)
         for f in np.unique(folds):
-            fitted = clone(vision.heuristic_pipeline(X, col, c.problem_type, 0)).fit(X.loc[folds != f, [col]], y[folds != f])
+            fitted = clone(baselines.heuristic_pipeline(X, col, c.problem_type, 0)).fit(X.loc[folds != f, [col]], y[folds != f])
             expected[folds == f] = fitted.predict(X.loc[folds == f, [col]])
         assert (fast.pred == expected).all(), col
 
@@ -209,12 +209,12 @@ def test_leakage_through_missingness_and_on_a_sample_of_a_long_table():
     # recorded only for customers who left: whether it is missing gives the target away
     refund = np.where(y == "churn", rng.normal(50, 10, n), np.nan)
     X = pd.DataFrame({"refund": refund, "noise": rng.normal(size=n), "city": rng.choice(["a", "b", "c"], n)})
-    table = vision.leakage_suspects(X, y, "classification", seed=0).set_index("column")
+    table = leakage.leakage_suspects(X, y, "classification", seed=0).set_index("column")
     assert table.loc["refund", "suspect"] and not table.loc["noise", "suspect"] and not table.loc["city", "suspect"]
-    sampled = vision.leakage_suspects(X, y, "classification", seed=0, max_rows=500).set_index("column")
+    sampled = leakage.leakage_suspects(X, y, "classification", seed=0, max_rows=500).set_index("column")
     assert sampled.loc["refund", "suspect"] and not sampled.loc["noise", "suspect"]
     multi = pd.Series(rng.choice(["a", "b", "c"], n))
-    three = vision.leakage_suspects(pd.DataFrame({"copy": multi.map({"a": 1.0, "b": 2.0, "c": 3.0}),
+    three = leakage.leakage_suspects(pd.DataFrame({"copy": multi.map({"a": 1.0, "b": 2.0, "c": 3.0}),
                                                   "noise": rng.normal(size=n)}), multi, "classification")
     assert three.set_index("column")["suspect"].to_dict() == {"copy": True, "noise": False}
 
@@ -226,7 +226,7 @@ def test_out_of_fold_predictions_are_the_most_probable_class():
     X = pd.DataFrame({"x1": rng.normal(size=400), "x2": rng.normal(size=400)})
     y = pd.Series(rng.choice(["a", "b", "c"], 400))
     c = contract_for(y, {"accuracy": 0.5})
-    folds = vision.make_folds(y, len(y), "classification", seed=0)
+    folds = baselines.make_folds(y, len(y), "classification", seed=0)
     pipe, _ = vision.quick_model("classification", ["x1", "x2"], [], seed=0, smallest_fit=320)
     cand = vision._oof(pipe, X, y, folds, c)
     for f in np.unique(folds):

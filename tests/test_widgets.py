@@ -10,8 +10,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 
 from helpers.core import config
-from helpers.ui import widgets  # noqa: E402
 from helpers.core.errors import PlaybookError  # noqa: E402
+from helpers.ui import widgets  # noqa: E402
 
 STEP = "01_vision_and_goals"
 

@@ -295,3 +295,11 @@ def load_contract(run, *, needed_by: str | None = None) -> KpiContract:
 
     summary = run.read_summary(STEP_NOTEBOOKS[0], needed_by=needed_by)
     return KpiContract.from_dict(summary["contract"])
+
+
+def batch_kpis(contract: KpiContract, y_true, y_pred, proba, *, n_boot: int = 100, seed: int = 0) -> pd.DataFrame:
+    """Every KPI of the contract on one labelled batch, with a bootstrap 95% interval."""
+    if contract.problem_type == "clustering":
+        return pd.DataFrame(columns=["metric", "target", "direction", "achieved", "ci_low", "ci_high", "passed"])
+    return kpi_intervals(contract, y_true, y_pred, proba, n_boot=n_boot, seed=seed)
+

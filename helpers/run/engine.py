@@ -11,11 +11,21 @@ step still leaves its partially executed notebook; a long cell is saved when it 
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 
 from papermill.engines import NBClientEngine, NotebookExecutionManager, papermill_engines
 
+from helpers.run.resume import KERNEL_ENV
+
 ENGINE_NAME = "playbook"
+KERNEL_NAME = "playbook-python"
 SAVE_INTERVAL_S = 2.0
 # Stop a step's kernel at once when its notebook is done: every cell has finished and artifacts are
 # written atomically inside the cells, so papermill's graceful shutdown only waits for the kernel's
@@ -67,3 +77,42 @@ def execute_notebook(source: str | os.PathLike, output: str | os.PathLike, **kwa
     import papermill as pm
 
     return pm.execute_notebook(str(source), str(output), engine_name=register(), shutdown_kernel=SHUTDOWN, **kwargs)
+
+
+@contextlib.contextmanager
+def playbook_kernel(run_path: str | os.PathLike | None = None) -> Iterator[str]:
+    """A kernelspec that runs this very Python (not whatever "python3" the user has).
+
+    Its kernels carry the run folder in their environment (``KERNEL_ENV``) so the
+    kernels of a run can be found and stopped; ipykernel itself exits when the runner
+    that started it dies (jupyter_client sets ``JPY_PARENT_PID``).
+    """
+    tmp = Path(tempfile.mkdtemp(prefix="playbook-kernel-"))
+    spec_dir = tmp / "kernels" / KERNEL_NAME
+    spec_dir.mkdir(parents=True)
+    package_root = str(Path(__file__).resolve().parents[2])  # the folder holding helpers/
+    env_path = os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))
+    # kernel log lines (tracebacks of interrupted cells, transport warnings) would reach the terminal
+    # as raw noise: the executed notebook keeps the full story, the command line prints one message
+    # no input history: a batch kernel never reads it, and its SQLite writes cost time at every cell and exit
+    spec = {"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}",
+                     "--IPKernelApp.log_level=CRITICAL", "--HistoryManager.enabled=False"],
+            "display_name": "Playbook (this Python)", "language": "python",
+            # one OpenMP thread per kernel unless the user says otherwise: parallelism comes from
+            # n_jobs; nested OpenMP threads oversubscribe small machines (20x slower measured here)
+            "env": {"PYTHONPATH": env_path, "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+                    "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}}
+    if run_path is not None:
+        spec["env"][KERNEL_ENV] = str(Path(run_path).resolve())
+    (spec_dir / "kernel.json").write_text(json.dumps(spec))
+    old = os.environ.get("JUPYTER_PATH")
+    os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [str(tmp), old]))
+    try:
+        yield KERNEL_NAME
+    finally:
+        if old is None:
+            os.environ.pop("JUPYTER_PATH", None)
+        else:
+            os.environ["JUPYTER_PATH"] = old
+        shutil.rmtree(tmp, ignore_errors=True)
+

@@ -202,7 +202,7 @@ def export_html(notebook_path: Path) -> str:
 def build_report(run: artifacts.Run, *, html: bool = True, kernel_name: str | None = None,
                  timeout: float | None = None) -> Path:
     """Execute the report notebook into the run folder and export it to HTML."""
-    from helpers.run.runner import playbook_kernel
+    from helpers.run.engine import playbook_kernel
 
     output = run.path / "report.ipynb"
     source = paths.notebooks_dir() / "report.ipynb"

@@ -8,15 +8,11 @@ manifest and still gets a (partial) report.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
 import os
-import shutil
 import sys
-import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,11 +20,11 @@ from typing import Any
 
 import yaml
 
-from helpers.core import artifacts, config, paths
-from helpers.run import resume
+from helpers.core import artifacts, config, paths, problem
 from helpers.core.errors import PlaybookError
+from helpers.run import resume
+from helpers.run.engine import playbook_kernel
 
-KERNEL_NAME = "playbook-python"
 EXIT_OK, EXIT_CRASH, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
@@ -86,15 +82,14 @@ def preflight(values: Mapping[str, Any], steps: Sequence[str] = ()) -> tuple[Any
                                 "check the dataset path (relative paths are relative to where you run playbook).")
     if not any(s in config.DATA_STEPS for s in steps):
         return None
-    from helpers.steps.foundation import data
     from helpers.core import datasets
-    from helpers.steps import vision
+    from helpers.steps.foundation import data
 
     frame, seconds = datasets.load_checked(values)
     if len(frame) < data.MIN_ROWS:  # before the target checks: too few rows explains everything else
         raise PlaybookError(f"The data has only {len(frame)} row(s); a train/test split needs at least {data.MIN_ROWS}.",
                             "point dataset at a table with more rows.")
-    problem_type, _ = vision.frame_problem(frame, values.get("target"), values.get("problem_type") or "auto")
+    problem_type, _ = problem.frame_problem(frame, values.get("target"), values.get("problem_type") or "auto")
     data.check_table(frame, values, problem_type)
     return frame, seconds
 
@@ -109,42 +104,6 @@ def prepare_out_dir(out: str | os.PathLike | None, project: str) -> Path:
     return path.resolve()
 
 
-@contextlib.contextmanager
-def playbook_kernel(run_path: str | os.PathLike | None = None) -> Iterator[str]:
-    """A kernelspec that runs this very Python (not whatever "python3" the user has).
-
-    Its kernels carry the run folder in their environment (``resume.KERNEL_ENV``) so the
-    kernels of a run can be found and stopped; ipykernel itself exits when the runner
-    that started it dies (jupyter_client sets ``JPY_PARENT_PID``).
-    """
-    tmp = Path(tempfile.mkdtemp(prefix="playbook-kernel-"))
-    spec_dir = tmp / "kernels" / KERNEL_NAME
-    spec_dir.mkdir(parents=True)
-    package_root = str(Path(__file__).resolve().parents[2])  # the folder holding helpers/
-    env_path = os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))
-    # kernel log lines (tracebacks of interrupted cells, transport warnings) would reach the terminal
-    # as raw noise: the executed notebook keeps the full story, the command line prints one message
-    # no input history: a batch kernel never reads it, and its SQLite writes cost time at every cell and exit
-    spec = {"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}",
-                     "--IPKernelApp.log_level=CRITICAL", "--HistoryManager.enabled=False"],
-            "display_name": "Playbook (this Python)", "language": "python",
-            # one OpenMP thread per kernel unless the user says otherwise: parallelism comes from
-            # n_jobs; nested OpenMP threads oversubscribe small machines (20x slower measured here)
-            "env": {"PYTHONPATH": env_path, "PYDEVD_DISABLE_FILE_VALIDATION": "1",
-                    "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}}
-    if run_path is not None:
-        spec["env"][resume.KERNEL_ENV] = str(Path(run_path).resolve())
-    (spec_dir / "kernel.json").write_text(json.dumps(spec))
-    old = os.environ.get("JUPYTER_PATH")
-    os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [str(tmp), old]))
-    try:
-        yield KERNEL_NAME
-    finally:
-        if old is None:
-            os.environ.pop("JUPYTER_PATH", None)
-        else:
-            os.environ["JUPYTER_PATH"] = old
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def check_helpers_importable() -> None:

@@ -125,7 +125,7 @@ def check_enough_rows(prepared: Prepared, folds: int) -> None:
 
 def cv_folds(inputs: Inputs, n_rows: int | None = None) -> PredefinedSplit:
     """Step 1's fold scheme (stratified for classification), fixed once so every candidate shares it."""
-    from helpers.steps.vision import make_folds
+    from helpers.core.baselines import make_folds
 
     y = inputs.y
     n = len(inputs.X) if n_rows is None else n_rows
@@ -209,7 +209,7 @@ def family_pipeline(inputs: Inputs, family: fam.Family) -> Pipeline:
 
 def baseline_pipelines(inputs: Inputs) -> dict[str, Any]:
     """The dummy baseline and step 1's one-rule heuristic, recomputed on the cleaned data."""
-    from helpers.steps.vision import heuristic_pipeline
+    from helpers.core.baselines import heuristic_pipeline
 
     dummy = DummyClassifier(strategy="prior") if inputs.problem_type == "classification" else DummyRegressor()
     out: dict[str, Any] = {"dummy": with_model(inputs.prepared.make_preprocessor(scaler="none"), dummy)}

@@ -17,85 +17,36 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from sklearn.base import clone
-from sklearn.compose import ColumnTransformer
 from sklearn.decomposition import PCA
 from sklearn.dummy import DummyClassifier, DummyRegressor
 from sklearn.impute import SimpleImputer
-from sklearn.metrics import r2_score, roc_auc_score
-from sklearn.model_selection import KFold, StratifiedKFold
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import OneHotEncoder
-from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
-from sklearn.utils import resample
 
 from helpers.core import kpis as kpi_mod
+from helpers.core.baselines import (
+    class_codes,
+    class_predictions,
+    heuristic_pipeline_and_kind,
+    make_folds,
+    rule_onehot,
+    rule_text,
+    rule_tree,
+)
 from helpers.core.errors import PlaybookError
 from helpers.core.families import quick_family
 from helpers.core.features import as_model_input, make_preprocessor, split_kinds, with_model
+from helpers.core.leakage import LEAK_THRESHOLD, encode_frame, leakage_suspects
+from helpers.core.problem import identifier_columns
 
 STEP = "01_vision_and_goals"
-LEAK_THRESHOLD = 0.99
 
 # --- problem framing ----------------------------------------------------------------
 
 
-def infer_problem_type(y: pd.Series | None, requested: str = "auto") -> tuple[str, str]:
-    """The problem type and the reason for it (explicit, or inferred from the target)."""
-    if requested and requested != "auto":
-        return requested, "given by the problem_type parameter or the dataset preset"
-    if y is None:
-        return "clustering", "no target column: the task is to find structure (clustering)"
-    values = y.dropna()
-    n_unique = values.nunique()
-    if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
-        return "classification", f"the target is not numeric ({n_unique} distinct labels)"
-    integral = np.allclose(values, np.round(values))
-    if integral and n_unique <= max(2, min(20, int(0.05 * len(values)))):
-        return "classification", f"the target is numeric but takes only {n_unique} whole-number values"
-    return "regression", f"the target is numeric with {n_unique} distinct values"
 
 
-def frame_problem(frame: pd.DataFrame, target: str | None, requested: str = "auto") -> tuple[str, str]:
-    """Check the target column and settle the problem type (with the reason)."""
-    if target and target not in frame.columns:
-        raise PlaybookError(f"Target column {target!r} is not in the data.",
-                            f"set target to one of: {', '.join(map(str, frame.columns[:25]))}.")
-    problem_type, reason = infer_problem_type(frame[target] if target else None, requested)
-    check_target(frame, target, problem_type)
-    return problem_type, reason
 
 
-def check_target(frame: pd.DataFrame, target: str | None, problem_type: str) -> pd.Series | None:
-    """The target column, checked: present, not all missing, enough classes or spread."""
-    if problem_type == "clustering" or not target:
-        return None
-    if target not in frame.columns:
-        raise PlaybookError(f"Target column {target!r} is not in the data.",
-                            f"set target to one of: {', '.join(map(str, frame.columns[:25]))}.")
-    y = frame[target]
-    if y.isna().all():
-        raise PlaybookError(f"Target column {target!r} is entirely missing.", "choose a column with labels.")
-    if problem_type == "classification":
-        counts = y.value_counts()
-        if len(counts) < 2:
-            raise PlaybookError(f"Target {target!r} has a single class ({counts.index[0]!r}): there is nothing to predict.",
-                                "use data with at least two classes, or a different target.")
-        if counts.min() < 2:
-            raise PlaybookError(f"Class {counts.index[-1]!r} of target {target!r} has only {counts.min()} row(s).",
-                                "collect more rows of that class or merge it with another class.")
-    if problem_type == "regression":
-        numeric = pd.to_numeric(y, errors="coerce")
-        if numeric[y.notna()].isna().any():
-            bad = y[y.notna() & numeric.isna()].iloc[0]
-            raise PlaybookError(f"Target {target!r} has non-numeric values (e.g. {bad!r}) but problem_type is regression.",
-                                "clean the target column, or use problem_type classification.")
-        if numeric.nunique() < 2:
-            raise PlaybookError(f"Target {target!r} is constant.", "choose a target that varies.")
-        steps = numeric.diff().dropna()
-        if len(steps) >= 5 and (steps == 1).all():
-            raise PlaybookError(f"Target {target!r} is the row number (it counts up by 1 in file order): "
-                                "there is nothing to learn.", "set target to the column to predict.")
-    return y
 
 
 def target_distribution_figure(y: pd.Series, problem_type: str):
@@ -128,122 +79,16 @@ def kpi_meanings(contract: kpi_mod.KpiContract) -> pd.DataFrame:
 # --- columns set aside ----------------------------------------------------------------------
 
 
-def identifier_columns(frame: pd.DataFrame, exclude: Sequence[str] = ()) -> list[str]:
-    """Columns that look like row identifiers: (nearly) one distinct value per row, not float."""
-    found = []
-    n = len(frame)
-    for col in frame.columns:
-        if col in exclude or n < 20:
-            continue
-        s = frame[col].dropna()
-        if pd.api.types.is_float_dtype(s) or pd.api.types.is_bool_dtype(s):
-            continue
-        distinct = s.nunique() / max(len(s), 1)
-        named = any(tok in str(col).lower() for tok in ("id", "uuid", "key", "number", "code"))
-        if distinct >= 0.999 or (named and distinct >= 0.9):
-            if pd.api.types.is_integer_dtype(s) and not named and not _is_row_counter(s):
-                continue
-            found.append(col)
-    return found
 
 
-def _is_row_counter(s: pd.Series) -> bool:
-    values = np.sort(s.to_numpy())
-    return bool(len(values) > 1 and np.all(np.diff(values) == 1))
 
 
-def encode_frame(X: pd.DataFrame) -> tuple[pd.DataFrame, list[str], list[str]]:
-    """``encoded_column`` of every column (numbers as floats, categories as integer codes),
-    and the numeric and categorical column names."""
-    encoded, numeric, categorical = {}, [], []
-    for col in X.columns:
-        values, is_numeric = encoded_column(X[col])
-        encoded[col] = values[:, 0]
-        (numeric if is_numeric else categorical).append(col)
-    return pd.DataFrame(encoded, index=X.index), numeric, categorical
 
 
-def encoded_column(x: pd.Series) -> tuple[np.ndarray, bool]:
-    """One column as a 2-D array that per-fold fits can use directly, and whether it is numeric.
-
-    Numbers stay floats (missing as NaN). Categories are coded once as integers in sorted
-    order, missing values as the category "missing" (what the pipelines' constant imputer
-    does), so an encoder fitted on the codes of a fold produces exactly the columns it would
-    produce on the strings. Why by hand: the string handling of the per-column pipelines
-    (imputer and encoder on object arrays, 50-60 fits) was most of step 1's run time.
-    """
-    if pd.api.types.is_numeric_dtype(x):
-        return x.to_numpy(dtype=float).reshape(-1, 1), True
-    filled = x.astype(object).where(x.notna(), "missing").astype(str)
-    codes, _ = pd.factorize(filled, sort=True)  # Python string order, as the encoders sort
-    return codes.reshape(-1, 1), False
 
 
-def _single_feature_score(values: np.ndarray, y: np.ndarray, estimator, splits, metric: str) -> float:
-    """Mean validation score of ``estimator`` fitted on one encoded column.
-
-    A plain loop over the folds: a tree on one column fits in a millisecond, and
-    ``cross_val_score``'s per-call checks cost ten times that (measured).
-    """
-    scores = []
-    for train, valid in splits:
-        fitted = clone(estimator).fit(values[train], y[train])
-        if metric == "r2":
-            scores.append(r2_score(y[valid], fitted.predict(values[valid])))
-            continue
-        proba = np.zeros((len(valid), int(y.max()) + 1))
-        proba[:, fitted.classes_] = fitted.predict_proba(values[valid])
-        if proba.shape[1] == 2:
-            scores.append(roc_auc_score(y[valid], proba[:, 1]))
-        else:
-            scores.append(roc_auc_score(y[valid], proba, multi_class="ovr", labels=np.arange(proba.shape[1])))
-    return float(np.mean(scores))
 
 
-def leakage_suspects(X: pd.DataFrame, y: pd.Series, problem_type: str, seed: int = 0,
-                     threshold: float = LEAK_THRESHOLD, max_rows: int = 50_000) -> pd.DataFrame:
-    """Single features that predict the target almost perfectly (cross-validated).
-
-    Classification: ROC AUC of a small tree on the one feature (one-vs-rest for
-    multi-class); regression: R². A score of at least ``threshold`` marks a suspect:
-    such a column is usually recorded after the outcome. The tree sees ``encoded_column``
-    values and routes missing values itself (a column whose missingness reveals the
-    target is a leak too). Tables longer than ``max_rows`` are checked on a random
-    (stratified) sample of that size: a near-perfect score shows on any large sample,
-    and the check stays fast on millions of rows.
-    """
-    columns = ["column", "metric", "score", "suspect"]
-    if problem_type not in ("classification", "regression") or y is None:
-        return pd.DataFrame(columns=columns)
-    X = as_model_input(X, list(X.columns))
-    mask = y.notna().to_numpy()
-    X, y = X[mask].reset_index(drop=True), y[mask].reset_index(drop=True)
-    if problem_type == "classification":
-        y = pd.Series(pd.factorize(y.astype(str), sort=True)[0])  # integer classes: faster fits and scoring
-        if y.value_counts().min() < 3:
-            return pd.DataFrame(columns=columns)
-        metric = "roc_auc"
-        estimator = DecisionTreeClassifier(max_depth=4, min_samples_leaf=5, random_state=seed)
-        cv = StratifiedKFold(3, shuffle=True, random_state=seed)
-    else:
-        y = pd.to_numeric(y)
-        metric = "r2"
-        estimator = DecisionTreeRegressor(max_depth=6, min_samples_leaf=5, random_state=seed)
-        cv = KFold(3, shuffle=True, random_state=seed)
-    if len(X) > max_rows:
-        keep = np.sort(resample(np.arange(len(X)), n_samples=max_rows, replace=False, random_state=seed,
-                                stratify=y if problem_type == "classification" else None))
-        X, y = X.iloc[keep].reset_index(drop=True), y.iloc[keep].reset_index(drop=True)
-    splits = list(cv.split(np.zeros(len(y)), y))
-    target = y.to_numpy()
-    rows = []
-    for col in X.columns:
-        if X[col].nunique(dropna=True) < 2:
-            continue
-        score = _single_feature_score(encoded_column(X[col])[0], target, estimator, splits, metric)
-        rows.append({"column": col, "metric": metric, "score": score, "suspect": score >= threshold})
-    out = pd.DataFrame(rows, columns=columns)
-    return out.sort_values("score", ascending=False, ignore_index=True)
 
 
 # --- candidates: dummy, heuristic, quick model ------------------------------------------------
@@ -277,37 +122,10 @@ class Framing:
         return next(c for c in self.candidates if c.name == name)
 
 
-def make_folds(y: pd.Series | None, n_rows: int, problem_type: str, seed: int, n_splits: int = 5) -> np.ndarray:
-    folds = np.zeros(n_rows, dtype=int)
-    if problem_type == "classification":
-        n_splits = max(2, min(n_splits, int(y.value_counts().min())))
-        splitter = StratifiedKFold(n_splits, shuffle=True, random_state=seed)
-        parts = splitter.split(np.zeros(n_rows), y.astype(str))
-    else:
-        splitter = KFold(min(n_splits, n_rows), shuffle=True, random_state=seed)
-        parts = splitter.split(np.zeros(n_rows))
-    for i, (_, valid) in enumerate(parts):
-        folds[valid] = i
-    return folds
 
 
-def class_codes(y: pd.Series, contract: kpi_mod.KpiContract) -> np.ndarray:
-    """Class labels as positions in ``contract.classes``: estimators fit faster on integers
-    than on object labels, and positions map straight back to labels and probability columns."""
-    return pd.Categorical(y, categories=contract.classes).codes.astype(int)
 
 
-def class_predictions(model, X, contract: kpi_mod.KpiContract) -> tuple[np.ndarray, np.ndarray]:
-    """Labels and (n, k) probabilities, classes in contract order, of a classifier fitted on ``class_codes``.
-
-    predict() is the most probable class for every classifier used here: it is derived from
-    predict_proba instead of running the pipeline twice.
-    """
-    p = model.predict_proba(X)
-    proba = np.zeros((len(p), len(contract.classes)))
-    proba[:, model.classes_] = p
-    labels = np.asarray(contract.classes, dtype=object)[model.classes_[np.argmax(p, axis=1)]]
-    return labels, proba
 
 
 def _oof(pipeline, X, y: pd.Series, folds: np.ndarray, contract: kpi_mod.KpiContract) -> Candidate:
@@ -330,60 +148,16 @@ def _oof(pipeline, X, y: pd.Series, folds: np.ndarray, contract: kpi_mod.KpiCont
     return Candidate("", "", pred, proba, fit_seconds=(time.perf_counter() - started) / len(np.unique(folds)))
 
 
-def rule_text(pipeline, column: str, contract: kpi_mod.KpiContract, numeric: bool) -> str:
-    """A fitted depth-1 tree on one column, written as an if-then rule."""
-    tree = pipeline[-1]
-    prep = pipeline[0]
-    if tree.tree_.node_count < 3:
-        const = tree.classes_[np.argmax(tree.tree_.value[0])] if hasattr(tree, "classes_") else tree.tree_.value[0][0][0]
-        return f"always predict {_fmt_value(const)}"
-    threshold = tree.tree_.threshold[0]
-    left, right = tree.tree_.children_left[0], tree.tree_.children_right[0]
-
-    def outcome(node):
-        if hasattr(tree, "classes_"):
-            return _fmt_value(tree.classes_[int(np.argmax(tree.tree_.value[node]))])
-        return _fmt_value(float(tree.tree_.value[node][0][0]))
-
-    if numeric:
-        return f"if {column} <= {threshold:.4g} then {outcome(left)} else {outcome(right)}"
-    onehot = prep.named_transformers_["x"][-1]
-    names = list(onehot.get_feature_names_out([column]))
-    feature = names[tree.tree_.feature[0]]
-    value = feature[len(column) + 1:]
-    return f"if {column} == {value!r} then {outcome(right)} else {outcome(left)}"
 
 
-def _fmt_value(v) -> str:
-    if isinstance(v, (float, np.floating)):
-        return f"{v:.4g}"
-    return repr(v.item() if isinstance(v, np.generic) else v)
 
 
-def _rule_tree(problem_type: str, seed: int):
-    # balanced class weights: each side of the rule predicts the class it is most enriched in,
-    # so a rule on imbalanced data does not collapse to "always the majority class"
-    return (DecisionTreeClassifier(max_depth=1, class_weight="balanced", random_state=seed)
-            if problem_type == "classification" else DecisionTreeRegressor(max_depth=1, random_state=seed))
 
 
-def _rule_onehot() -> OneHotEncoder:
-    return OneHotEncoder(handle_unknown="ignore", max_categories=20, sparse_output=False)
 
 
-def _heuristic_pipeline(X: pd.DataFrame, column: str, problem_type: str, seed: int):
-    numeric = pd.api.types.is_numeric_dtype(X[column])
-    if numeric:
-        prep = ColumnTransformer([("x", SimpleImputer(strategy="median"), [column])])
-    else:
-        prep = ColumnTransformer([("x", make_pipeline(SimpleImputer(strategy="constant", fill_value="missing"),
-                                                      _rule_onehot()), [column])])
-    return make_pipeline(prep, _rule_tree(problem_type, seed)), numeric
 
 
-def heuristic_pipeline(X: pd.DataFrame, column: str, problem_type: str, seed: int = 0):
-    """The one-rule heuristic on ``column``: a depth-1 tree (steps 1 and 4 share it)."""
-    return _heuristic_pipeline(X, column, problem_type, seed)[0]
 
 
 def rule_oof(values: np.ndarray, numeric: bool, y: pd.Series, folds: np.ndarray, contract: kpi_mod.KpiContract,
@@ -393,8 +167,8 @@ def rule_oof(values: np.ndarray, numeric: bool, y: pd.Series, folds: np.ndarray,
     The same imputation, encoding and tree as the pipeline, fitted per fold on the codes
     (tests check the predictions are identical).
     """
-    first = SimpleImputer(strategy="median") if numeric else _rule_onehot()
-    return _oof(make_pipeline(first, _rule_tree(contract.problem_type, seed)), values, y, folds, contract)
+    first = SimpleImputer(strategy="median") if numeric else rule_onehot()
+    return _oof(make_pipeline(first, rule_tree(contract.problem_type, seed)), values, y, folds, contract)
 
 
 def best_single_rule(X: pd.DataFrame, y: pd.Series, folds: np.ndarray, contract: kpi_mod.KpiContract,
@@ -419,7 +193,7 @@ def best_single_rule(X: pd.DataFrame, y: pd.Series, folds: np.ndarray, contract:
     if best is None:
         raise PlaybookError("No feature varies, so no rule can be built.", "check the data: every feature is constant.")
     _, cand, col = best
-    fitted, numeric = _heuristic_pipeline(X, col, contract.problem_type, seed)
+    fitted, numeric = heuristic_pipeline_and_kind(X, col, contract.problem_type, seed)
     rule = rule_text(fitted.fit(X[[col]], y), col, contract, numeric)
     cand.name, cand.kind, cand.description = "heuristic", "heuristic", rule
     return cand, {"column": col, "rule": rule}

@@ -19,10 +19,17 @@ import numpy as np
 import pandas as pd
 
 from helpers.core import features, split
-from helpers.steps.foundation import quality
-from helpers.core.artifacts import Run, read_json
+from helpers.core.artifacts import Run
+from helpers.core.cleaning import (
+    apply_cleaning,
+    canonical,
+    normalise_text,
+    to_number,
+)
 from helpers.core.errors import PlaybookError
 from helpers.core.prepared import Prepared, save_prepared
+from helpers.core.schema import make_schema
+from helpers.steps.foundation import quality
 
 STEP = "02_data_foundation"
 STEP1 = "01_vision_and_goals"
@@ -50,7 +57,7 @@ def provenance_table(provenance: Mapping[str, Any]) -> pd.DataFrame:
 
 def resolve_problem_type(raw: pd.DataFrame, params: Mapping[str, Any], run: Run | None = None) -> tuple[str, str]:
     """The problem type and why: explicit, as step 1 framed it, or inferred from the target."""
-    from helpers.steps.vision import infer_problem_type
+    from helpers.core.problem import infer_problem_type
 
     requested = params.get("problem_type") or "auto"
     step1 = run.optional_summary(STEP1) if run is not None else None
@@ -65,7 +72,7 @@ def resolve_problem_type(raw: pd.DataFrame, params: Mapping[str, Any], run: Run 
 
 def check_table(raw: pd.DataFrame, params: Mapping[str, Any], problem_type: str) -> None:
     """Enough rows and a usable target, or one clear error."""
-    from helpers.steps.vision import check_target
+    from helpers.core.problem import check_target
 
     if len(raw) < MIN_ROWS:
         raise PlaybookError(f"The data has only {len(raw)} row(s); a train/test split needs at least {MIN_ROWS}.",
@@ -130,7 +137,7 @@ def candidate_features(frame: pd.DataFrame, params: Mapping[str, Any]) -> list[s
 
 def leakage_table(train_raw: pd.DataFrame, params: Mapping[str, Any], problem_type: str) -> pd.DataFrame:
     """Step 1's single-feature leakage detector, run on the training side after the data fixes."""
-    from helpers.steps.vision import leakage_suspects
+    from helpers.core.leakage import leakage_suspects
 
     target = params.get("target")
     if problem_type == "clustering" or not target:
@@ -190,7 +197,7 @@ def spelling_maps(frame: pd.DataFrame) -> dict[str, dict[str, str]]:
     for found in quality.check_spellings(frame):
         col = found["column"]
         groups = quality.spelling_groups(frame[col])
-        maps[col] = {quality.normalise_text(v): canonical for canonical, g in groups.items() for v in g}
+        maps[col] = {normalise_text(v): canonical for canonical, g in groups.items() for v in g}
     return maps
 
 
@@ -210,7 +217,7 @@ def plan_cleaning(train_raw: pd.DataFrame, params: Mapping[str, Any],
                                       "inf/-inf is no measurement (models and plots reject it); imputed like a gap", n))
     for col, mapping in cleaning["spellings"].items():
         values = train_raw[col].dropna()
-        changed = int((values != _canonical(values, mapping)).sum())
+        changed = int((values != canonical(values, mapping)).sum())
         decisions.append(decision("canonicalise spellings", col,
                                   f"{len(set(mapping.values()))} values written in {len(mapping)} spellings", changed))
     for found in issues:
@@ -222,41 +229,12 @@ def plan_cleaning(train_raw: pd.DataFrame, params: Mapping[str, Any],
     return cleaning, decisions
 
 
-def _canonical(series: pd.Series, mapping: Mapping[str, str]) -> pd.Series:
-    uniques = series.dropna().unique()
-    lookup = {v: mapping.get(quality.normalise_text(v), v) for v in uniques}  # per distinct value: fast
-    return series.map(lookup).where(series.notna(), series)
 
 
-def to_number(series: pd.Series) -> pd.Series:
-    """Numbers from text (thousands commas removed); anything else becomes missing."""
-    if quality.is_number(series):
-        return series.astype(float)
-    text = series.astype("string").str.strip().str.replace(",", "", regex=False)
-    return pd.to_numeric(text, errors="coerce").astype(float)
 
 
-def apply_cleaning(frame: pd.DataFrame, cleaning: Mapping[str, Any]) -> pd.DataFrame:
-    """Replay step 2's data fixes on any table (new data too): never drops a row.
-
-    Columns the fixes name but the table lacks (e.g. the target of new data) are skipped.
-    """
-    out = frame.copy()
-    for col, mapping in (cleaning.get("spellings") or {}).items():
-        if col in out.columns:
-            out[col] = _canonical(out[col], mapping)
-    for col in cleaning.get("numeric_text") or []:
-        if col in out.columns:
-            out[col] = to_number(out[col])
-    for col in infinite_columns(out):  # on every table: new data may bring infinities elsewhere
-        out[col] = out[col].replace([np.inf, -np.inf], np.nan)
-    return out.drop(columns=[c for c in cleaning.get("drop_columns") or [] if c in out.columns])
 
 
-def infinite_columns(frame: pd.DataFrame) -> list[str]:
-    """Numeric columns holding inf or -inf."""
-    numeric = frame.select_dtypes("number").columns
-    return [c for c in numeric if not pd.api.types.is_bool_dtype(frame[c]) and np.isinf(frame[c].to_numpy(dtype=float, na_value=np.nan)).any()]
 
 
 def clean_table(raw: pd.DataFrame, cleaning: Mapping[str, Any],
@@ -298,37 +276,12 @@ def make_prepared(cleaned: pd.DataFrame, mask: pd.Series, params: Mapping[str, A
 
 # --- schema ---------------------------------------------------------------------------------------------
 
-MAX_SCHEMA_CATEGORIES = 200
 
 
-def _schema_column(series: pd.Series, kind: str) -> dict[str, Any]:
-    col = {"name": series.name, "kind": kind, "dtype": str(series.dtype), "nullable": bool(series.isna().any()),
-           "min": None, "max": None, "categories": None}
-    values = series.dropna()
-    if kind == "numeric" and len(values):
-        col.update(min=float(values.min()), max=float(values.max()))
-    if kind == "categorical" and values.nunique() <= MAX_SCHEMA_CATEGORIES:
-        col["categories"] = sorted(map(str, values.unique()))
-    return col
 
 
-def make_schema(prepared: Prepared) -> dict[str, Any]:
-    """The data contract new data is validated against (from the training side)."""
-    train = prepared.train
-    cols = [_schema_column(train[c], "numeric") for c in prepared.numeric]
-    cols += [_schema_column(train[c], "categorical") for c in prepared.categorical]
-    if prepared.id_column and prepared.id_column in train.columns:
-        cols.append(_schema_column(train[prepared.id_column], "identifier"))
-    return {"schema_version": 1, "target": prepared.target, "id_column": prepared.id_column, "columns": cols}
 
 
-def load_schema(run: Run, *, needed_by: str | None = None) -> dict[str, Any]:
-    """Step 2's ``schema.json`` (a clear "run step 2 first" error when missing)."""
-    path = run.artifacts / STEP / "schema.json"
-    if not path.exists():
-        run.read_summary(STEP, needed_by=needed_by)
-        raise PlaybookError(f"{path} is missing although step 2 ran.", "re-run step 2.")
-    return read_json(path)
 
 
 # --- 2.6 bias and representativeness ----------------------------------------------------------------------

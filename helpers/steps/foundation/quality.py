@@ -9,18 +9,18 @@ on large tables.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from helpers.core.cleaning import is_number, normalise_text
+
 SEVERITIES = ("high", "medium", "low")
 ISSUE_COLUMNS = ["check", "column", "severity", "evidence", "fix"]
 
 BOOLEAN_WORDS = {"yes", "no", "y", "n", "true", "false", "t", "f", "0", "1"}
-SYNONYMS = {"y": "yes", "n": "no", "t": "true", "f": "false"}
 BLANKS = {"", "na", "n/a", "nan", "null", "?"}  # "None" and "-" can be real categories
 
 NEAR_CONSTANT_SHARE = 0.99
@@ -51,14 +51,8 @@ def is_text(series: pd.Series) -> bool:
     return pd.api.types.is_object_dtype(series) or pd.api.types.is_string_dtype(series)
 
 
-def is_number(series: pd.Series) -> bool:
-    return pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
 
 
-def normalise_text(value: Any) -> str:
-    """Case, whitespace and hyphen/underscore folded; common boolean abbreviations expanded."""
-    key = re.sub(r"[\s_\-]+", " ", str(value)).strip().lower()
-    return SYNONYMS.get(key, key)
 
 
 def _non_blank_text(series: pd.Series) -> pd.Series:
@@ -88,7 +82,7 @@ def _looks_like_dates(series: pd.Series) -> bool:
 
 def identifiers(frame: pd.DataFrame, exclude: Sequence[str] = ()) -> list[str]:
     """Identifier-like columns (step 1's rule, so both steps agree)."""
-    from helpers.steps.vision import identifier_columns
+    from helpers.core.problem import identifier_columns
 
     return [c for c in identifier_columns(frame, exclude) if not (is_text(frame[c]) and (
         _looks_like_dates(frame[c]) or _is_free_text(frame[c])))]

@@ -24,8 +24,11 @@ import pandas as pd
 
 from helpers.core import artifacts, modelio
 from helpers.core.artifacts import Run
+from helpers.core.cleaning import apply_cleaning
 from helpers.core.errors import PlaybookError
+from helpers.core.kpis import batch_kpis
 from helpers.core.paths import STEP_NOTEBOOKS
+from helpers.core.schema import load_schema
 
 STEP = STEP_NOTEBOOKS[4]
 PACKAGE_FILES = ("model.skops", "model_meta.json", "schema.json", "cleaning.json", "requirements.lock.txt")
@@ -71,9 +74,7 @@ def write_package(run: Run, *, schema: Mapping[str, Any] | None = None,
     """
     folder = champion_dir(run)
     if schema is None:
-        from helpers.steps.foundation import data
-
-        schema = data.load_schema(run)
+        schema = load_schema(run)
     if cleaning is None:
         from helpers.core.prepared import load_prepared
 
@@ -232,12 +233,10 @@ def apply_fixes(frame: pd.DataFrame, cleaning: Mapping[str, Any]) -> pd.DataFram
     """Step 2's data fixes (spellings, numeric text) on new data; rows are never dropped here."""
     if not cleaning:
         return frame
-    from helpers.steps.foundation import data
-
-    fixed = data.apply_cleaning(frame, dict(cleaning))
+    fixed = apply_cleaning(frame, dict(cleaning))
     if len(fixed) != len(frame):
         raise PlaybookError(f"Step 2's data fixes changed the number of rows ({len(frame)} -> {len(fixed)}).",
-                            "data.apply_cleaning must keep every row of new data (report this as a bug).")
+                            "cleaning.apply_cleaning must keep every row of new data (report this as a bug).")
     return fixed
 
 
@@ -516,7 +515,6 @@ def primary_metric(contract) -> str | None:
 
 def group_metrics(package: Package, prepared, contract, *, n_boot: int = 100, seed: int = 0) -> pd.DataFrame:
     """The primary KPI per group of every sensitive column on the test side, with intervals."""
-    from helpers.steps.operations.monitoring import batch_kpis
 
     cols = ["column", "group", "rows", "metric", "value", "ci_low", "ci_high", "passed"]
     metric = primary_metric(contract)

@@ -20,9 +20,9 @@ from scipy import stats
 from helpers.core.errors import PlaybookError
 from helpers.core.kpis import (
     KpiContract,
+    batch_kpis,
     bootstrap_interval,
     has_fast_bootstrap,
-    kpi_intervals,
     resample_scores,
     score,
 )
@@ -322,11 +322,6 @@ def batches_from_data(frame: pd.DataFrame, *, time_column: str | None, n_batches
 Predictor = Callable[[pd.DataFrame], tuple[np.ndarray, np.ndarray | None]]  # X -> (labels, proba or None)
 
 
-def batch_kpis(contract: KpiContract, y_true, y_pred, proba, *, n_boot: int = 100, seed: int = 0) -> pd.DataFrame:
-    """Every KPI of the contract on one labelled batch, with a bootstrap 95% interval."""
-    if contract.problem_type == "clustering":
-        return pd.DataFrame(columns=["metric", "target", "direction", "achieved", "ci_low", "ci_high", "passed"])
-    return kpi_intervals(contract, y_true, y_pred, proba, n_boot=n_boot, seed=seed)
 
 
 def prediction_shares(labels: np.ndarray, proba: np.ndarray | None) -> np.ndarray:

@@ -1,0 +1,60 @@
+"""Step 2's data fixes, replayed on any table: the training side, new data in ``playbook predict``
+and anything that serves the model. One implementation, so that training and serving clean alike."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+SYNONYMS = {"y": "yes", "n": "no", "t": "true", "f": "false"}
+
+
+def is_number(series: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
+
+
+def normalise_text(value: Any) -> str:
+    """Case, whitespace and hyphen/underscore folded; common boolean abbreviations expanded."""
+    key = re.sub(r"[\s_\-]+", " ", str(value)).strip().lower()
+    return SYNONYMS.get(key, key)
+
+
+def canonical(series: pd.Series, mapping: Mapping[str, str]) -> pd.Series:
+    uniques = series.dropna().unique()
+    lookup = {v: mapping.get(normalise_text(v), v) for v in uniques}  # per distinct value: fast
+    return series.map(lookup).where(series.notna(), series)
+
+
+def to_number(series: pd.Series) -> pd.Series:
+    """Numbers from text (thousands commas removed); anything else becomes missing."""
+    if is_number(series):
+        return series.astype(float)
+    text = series.astype("string").str.strip().str.replace(",", "", regex=False)
+    return pd.to_numeric(text, errors="coerce").astype(float)
+
+
+def apply_cleaning(frame: pd.DataFrame, cleaning: Mapping[str, Any]) -> pd.DataFrame:
+    """Replay step 2's data fixes on any table (new data too): never drops a row.
+
+    Columns the fixes name but the table lacks (e.g. the target of new data) are skipped.
+    """
+    out = frame.copy()
+    for col, mapping in (cleaning.get("spellings") or {}).items():
+        if col in out.columns:
+            out[col] = canonical(out[col], mapping)
+    for col in cleaning.get("numeric_text") or []:
+        if col in out.columns:
+            out[col] = to_number(out[col])
+    for col in infinite_columns(out):  # on every table: new data may bring infinities elsewhere
+        out[col] = out[col].replace([np.inf, -np.inf], np.nan)
+    return out.drop(columns=[c for c in cleaning.get("drop_columns") or [] if c in out.columns])
+
+
+def infinite_columns(frame: pd.DataFrame) -> list[str]:
+    """Numeric columns holding inf or -inf."""
+    numeric = frame.select_dtypes("number").columns
+    return [c for c in numeric if not pd.api.types.is_bool_dtype(frame[c]) and np.isinf(frame[c].to_numpy(dtype=float, na_value=np.nan)).any()]
