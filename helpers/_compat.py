@@ -1,11 +1,15 @@
 """Old import paths (``helpers.vision``, ``helpers.config``, ...) for notebooks copied by an
-earlier ``playbook init``: each old name is an alias of the module that now holds that code.
+earlier ``playbook init``.
 
-One import hook instead of a file per old name keeps the tree showing only the layers.
+Each old module name gives a module holding the names of the module that now holds that code,
+plus the names that moved down into the core. A name that no longer exists is an error that says
+how to refresh the copies, never a bare ``ModuleNotFoundError`` or ``AttributeError``. One import
+hook instead of a file per old name keeps the tree showing only the layers.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.abc
 import importlib.machinery
@@ -42,6 +46,27 @@ OLD_PATHS = {
     "helpers.cli": "helpers.run.cli",
 }
 
+# names that moved from a step module into the core when the steps became independent
+MOVED = {
+    **dict.fromkeys(("infer_problem_type", "frame_problem", "check_target", "identifier_columns"),
+                    "helpers.core.problem"),
+    **dict.fromkeys(("LEAK_THRESHOLD", "encode_frame", "encoded_column", "leakage_suspects"), "helpers.core.leakage"),
+    **dict.fromkeys(("make_folds", "class_codes", "class_predictions", "rule_text", "heuristic_pipeline"),
+                    "helpers.core.baselines"),
+    **dict.fromkeys(("apply_cleaning", "to_number", "infinite_columns", "normalise_text", "is_number"),
+                    "helpers.core.cleaning"),
+    **dict.fromkeys(("load_schema", "make_schema"), "helpers.core.schema"),
+    "batch_kpis": "helpers.core.kpis",
+    "playbook_kernel": "helpers.run.engine",
+}
+REFRESH = "copy the current notebooks with `playbook init NEW_DIR` (this copy was made by an earlier version)"
+
+
+def _moved_name(old: str, name: str):
+    if name in MOVED:
+        return getattr(importlib.import_module(MOVED[name]), name)
+    raise AttributeError(f"{old}.{name} no longer exists in the playbook package: {REFRESH}.")
+
 
 class _Alias(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     """Resolves an old module name to the module at its new path (the same object)."""
@@ -55,11 +80,9 @@ class _Alias(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         return None  # a placeholder; exec_module puts the real module in its place
 
     def exec_module(self, module):
-        # the import system returns whatever sys.modules holds under the name after this call
         target = importlib.import_module(OLD_PATHS[module.__name__])
-        sys.modules[module.__name__] = target
-        parent, _, child = module.__name__.rpartition(".")
-        setattr(sys.modules[parent], child, target)
+        module.__dict__.update({k: v for k, v in vars(target).items() if not k.startswith("__")})
+        module.__getattr__ = functools.partial(_moved_name, module.__name__)  # PEP 562: names not found above
 
 
 def install_old_paths() -> None:

@@ -48,3 +48,13 @@ def demo_run(tmp_path_factory):
     result = run_cli("run", "--out", str(out), *fast_args())
     assert result.returncode == 0, f"demo run failed:\n{result.stdout}\n{result.stderr}"
     return Run(out)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Everything that executes notebooks counts as slow: nbval cells and tests using the demo run.
+
+    So `-m "not slow and not browser"` is the fast inner loop (unit tests only).
+    """
+    for item in items:
+        if item.path.suffix == ".ipynb" or "demo_run" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)

@@ -1,4 +1,4 @@
-"""The catalogue of bad inputs: each one ends with one clear message, the exit code of DESIGN.md
+"""The catalogue of bad inputs: each one ends with one clear message, the exit code the README documents
 and a consistent run folder (or none at all when it is rejected before anything starts).
 
 Parameter and data errors are caught before any kernel starts, so they run in-process through

@@ -86,13 +86,13 @@ def test_bias_and_scale_on_churn(churn):
 def test_saved_artifacts_schema_and_hand_over(churn, capsys):
     run, params, result = churn
     p = result["prepared"]
-    summary = data.step_summary(issues=result["issues"], decisions=result["decisions"], split_info=result["split"],
-                                bias=result["bias"], scale=result["scale"], profile=result["profile"],
-                                provenance=result["provenance"], prepared=p, facts={}, problem_type_reason="test")
     doc = data.datasheet(params, result["provenance"], p, {"rows": 1}, result["issues"], result["decisions"],
                          result["bias"], result["split"])
-    saved = data.save_step(run, prepared=p, profile=result["profile"], issues=result["issues"],
-                           decisions=result["decisions"], document=doc, figures={}, summary=summary)
+    step = data.FoundationResult(prepared=p, profile=result["profile"], issues=result["issues"],
+                                 decisions=result["decisions"], split_info=result["split"], bias=result["bias"],
+                                 scale=result["scale"], provenance=result["provenance"], facts={},
+                                 problem_type_reason="test", datasheet=doc)
+    saved = data.save(run, step)
     for key in ("issues", "decisions", "split", "bias", "scale", "profile_columns", "provenance"):
         assert key in saved
     schema = data_schema.load_schema(run)

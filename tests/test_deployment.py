@@ -38,17 +38,22 @@ SCHEMA = {"schema_version": 1, "target": "churn", "id_column": "customer_id", "c
 ]}
 
 
-def make_run(path, kpis=None, champion=True) -> artifacts.Run:
-    """A run folder holding what steps 1-4 leave for step 5: a fitted champion and its metadata."""
+def make_run(path, kpis=None, champion=True, model=None, numeric=NUMERIC, categorical=CATEGORICAL) -> artifacts.Run:
+    """A run folder holding what steps 1-4 leave for step 5: a fitted champion and its metadata.
+
+    ``model``: a champion fitted on ``numeric + categorical`` (target "churn", classes no/yes);
+    by default a logistic regression on ``make_frame(400)``.
+    """
     run = artifacts.open_run(str(path))
-    train = make_frame(400)
-    model = with_model(make_preprocessor(NUMERIC, CATEGORICAL), LogisticRegression())
-    model.fit(train[NUMERIC + CATEGORICAL], train["churn"])
+    if model is None:
+        train = make_frame(400)
+        model = with_model(make_preprocessor(NUMERIC, CATEGORICAL), LogisticRegression())
+        model.fit(train[NUMERIC + CATEGORICAL], train["churn"])
     folder = run.models_dir(1)
     folder.mkdir(parents=True)
     modelio.save_model(model, folder / "model.skops")
-    meta = {"version": 1, "family": "logistic_regression", "params": {"C": 1.0}, "features": NUMERIC + CATEGORICAL,
-            "numeric": NUMERIC, "categorical": CATEGORICAL, "target": "churn", "problem_type": "classification",
+    meta = {"version": 1, "family": "logistic_regression", "params": {"C": 1.0}, "features": [*numeric, *categorical],
+            "numeric": list(numeric), "categorical": list(categorical), "target": "churn", "problem_type": "classification",
             "classes": ["no", "yes"], "positive_label": "yes", "threshold": 0.3, "kpis": kpis or [],
             "id_column": "customer_id", "sensitive_columns": [], "schema_version": 1}
     artifacts.write_json(folder / "model_meta.json", meta)

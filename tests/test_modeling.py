@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from helpers.core import artifacts, kpis, modelio
+from helpers.core import artifacts, hashing, kpis, modelio
 from helpers.core.errors import PlaybookError
 from helpers.core.prepared import Prepared, save_prepared
 from helpers.steps import modeling
@@ -210,13 +210,14 @@ def test_final_evaluation_save_and_reload(tmp_path, clf):
     np.testing.assert_allclose(model.predict_proba(clf.prepared.X("test")), final.model.predict_proba(clf.prepared.X("test")))
     assert meta["threshold"] == pytest.approx(choice.threshold) and meta["positive_label"] == "yes"
     assert meta["features"] == ["x1", "x2", "noise", "colour"] and meta["schema_version"] == 1
-    assert meta["training_data_sha256"] == modeling.training_data_sha256(clf.prepared.train)
+    assert meta["training_data_sha256"] == hashing.frame_sha256(clf.prepared.train)
     manifest = run.read_manifest()
     assert manifest["champion"] == {"version": 1, "path": "models/v1/model.skops", "family": "logistic_regression"}
     assert [k["metric"] for k in manifest["kpis"]] == ["recall", "precision", "roc_auc"]
     assert all(k["achieved"] is not None for k in manifest["kpis"])
     board = modeling.leaderboard(clf)
-    run.write_summary(modeling.STEP, modeling.step_summary(clf, board, tuning, choice, final, 1.0))
+    saved = modeling.save(run, modeling.ModelingResult(clf, board, tuning, choice, final, seconds=1.0))
+    assert saved["champion"]["family"] == "logistic_regression" and (run.artifacts / modeling.STEP / "leaderboard.csv").exists()
     head = modeling.headline(run)
     assert head["champion"] == "logistic_regression" and len(head["kpis"]) == 3
 
@@ -230,14 +231,6 @@ def test_report_section_escapes_and_links(tmp_path, capsys, monkeypatch):
     markdown = shown[0].data
     assert "&lt;b&gt;x&lt;/b&gt;" in markdown and "a &amp; b" in markdown
     assert "models/v1/model.skops" in shown[-1].data
-
-
-def test_training_hash_changes_with_the_data(clf):
-    frame = clf.prepared.train
-    changed = frame.copy()
-    changed.iloc[0, 0] += 1
-    assert modeling.training_data_sha256(frame) == modeling.training_data_sha256(frame.copy())
-    assert modeling.training_data_sha256(frame) != modeling.training_data_sha256(changed)
 
 
 def test_missing_upstream_steps_name_the_step_to_run(tmp_path):

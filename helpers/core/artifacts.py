@@ -13,10 +13,12 @@ import io
 import json
 import math
 import os
+import platform
 import secrets
 import tempfile
 import weakref
 from collections.abc import Iterator, Mapping
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -288,9 +290,6 @@ def empty_manifest() -> dict[str, Any]:
 
 def environment_info() -> dict[str, Any]:
     """Python and key package versions (for the manifest)."""
-    import platform
-    from importlib import metadata
-
     names = ["pandas", "numpy", "scikit-learn", "scipy", "matplotlib", "papermill", "nbconvert",
              "ipywidgets", "jupyterlab", "skops", "pyarrow", "jinja2", "ml-project-playbook"]
     packages = {}

@@ -311,7 +311,9 @@ def merge(*layers: Mapping[str, Any], text_layer: Mapping[str, str] | None = Non
 
 def resolve_preset(values: dict[str, Any]) -> dict[str, Any]:
     """Fill preset-backed parameters that are ``None`` from the dataset's preset."""
-    from helpers.core.datasets import preset_for  # local: datasets imports pandas
+    from helpers.core.datasets import (
+        preset_for,  # local: datasets imports pandas, which `playbook params` does not need
+    )
 
     preset = preset_for(values.get("dataset") or "")
     out = dict(values)
@@ -325,7 +327,9 @@ def resolve_preset(values: dict[str, Any]) -> dict[str, Any]:
 
 def check_consistency(values: Mapping[str, Any]) -> None:
     """Checks across parameters that need no data (run before any kernel starts)."""
-    from helpers.core.kpis import validate_kpis
+    from helpers.core.kpis import (
+        validate_kpis,  # local: kpis imports scipy and scikit-learn; `playbook params` needs neither
+    )
 
     ptype = values.get("problem_type")
     target = values.get("target")

@@ -59,15 +59,47 @@ def make_preprocessor(numeric: Sequence[str], categorical: Sequence[str], *, imp
     )
 
 
-def as_model_input(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
-    """The feature table with categorical values as plain strings (missing stays missing)."""
-    X = frame[list(columns)].copy()
-    numeric, categorical = split_kinds(X, columns)
-    for c in categorical:
-        X[c] = X[c].map(lambda v: v if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)).astype(object)
-    for c in numeric:
-        X[c] = X[c].astype(float).replace([np.inf, -np.inf], np.nan)
-    return X
+def as_model_input(frame: pd.DataFrame, numeric: Sequence[str], categorical: Sequence[str],
+                   columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """The model's input table: the one conversion of training (steps 1-4) and serving (step 5).
+
+    Per column, from the kinds recorded at training (``Prepared.numeric``/``categorical``,
+    the package's ``model_meta.json``; ``split_kinds`` where nothing is recorded yet):
+
+    - numeric: float64; numbers stored as text are parsed, unparseable text and +/-inf
+      become NaN (nullable Int64/Float64 missing values too);
+    - categorical: object dtype holding real ``str`` values (numbers and booleans as their
+      text), every missing value (None, NaN, pd.NA, NaT) as ``np.nan``, never the text
+      "<NA>" or "nan": the pipelines' constant imputer turns it into "missing" alike in
+      training and serving, and unseen categories go to the encoder's ``handle_unknown``.
+
+    Columns come in ``columns`` order (default: numeric, then categorical); every row is
+    kept with its index; ``frame`` is not changed. Vectorised: serving converts millions of rows.
+    """
+    numeric, categorical = list(numeric), list(categorical)
+    columns = numeric + categorical if columns is None else list(columns)
+    kinds = {**{c: "categorical" for c in categorical}, **{c: "numeric" for c in numeric}}
+    unknown = [c for c in columns if c not in kinds]
+    if unknown:
+        raise ValueError(f"as_model_input: column(s) {unknown} are neither numeric nor categorical")
+    converted = {c: (_as_float if kinds[c] == "numeric" else _as_text)(frame[c]) for c in columns}
+    return pd.DataFrame(converted, index=frame.index, columns=columns)
+
+
+def _as_float(s: pd.Series) -> pd.Series:
+    if not (pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s)):
+        s = pd.to_numeric(s, errors="coerce")  # numbers stored as text; anything else is missing
+    values = s.to_numpy(dtype=float, na_value=np.nan)
+    return pd.Series(np.where(np.isinf(values), np.nan, values), index=s.index, name=s.name, dtype=float)
+
+
+def _as_text(s: pd.Series) -> pd.Series:
+    missing = s.isna().to_numpy()
+    if s.dtype != object or pd.api.types.infer_dtype(s, skipna=True) not in ("string", "empty"):
+        s = s.astype(str)  # numbers, booleans, mixed values, extension dtypes: their text
+    values = s.to_numpy(dtype=object, copy=True)
+    values[missing] = np.nan  # after astype(str): whatever text it gave a missing value is replaced
+    return pd.Series(values, index=s.index, name=s.name, dtype=object)
 
 
 def with_model(preprocessor: ColumnTransformer, estimator) -> Pipeline:

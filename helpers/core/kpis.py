@@ -6,7 +6,7 @@ into alerts and the CI gate. All scores come from ``sklearn.metrics``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -16,6 +16,7 @@ from scipy import stats
 from sklearn import metrics as skm
 
 from helpers.core.errors import PlaybookError
+from helpers.core.paths import STEP_NOTEBOOKS
 
 
 @dataclass(frozen=True)
@@ -291,8 +292,6 @@ def kpi_intervals(contract: KpiContract, y_true, y_pred=None, proba=None, *, n_b
 
 def load_contract(run, *, needed_by: str | None = None) -> KpiContract:
     """The KPI contract step 1 recorded in the run (a clear error if step 1 has not run)."""
-    from helpers.core.paths import STEP_NOTEBOOKS
-
     summary = run.read_summary(STEP_NOTEBOOKS[0], needed_by=needed_by)
     return KpiContract.from_dict(summary["contract"])
 
@@ -303,3 +302,40 @@ def batch_kpis(contract: KpiContract, y_true, y_pred, proba, *, n_boot: int = 10
         return pd.DataFrame(columns=["metric", "target", "direction", "achieved", "ci_low", "ci_high", "passed"])
     return kpi_intervals(contract, y_true, y_pred, proba, n_boot=n_boot, seed=seed)
 
+
+
+GROUP_COLUMNS = ["column", "group", "rows", "metric", "value", "ci_low", "ci_high", "passed"]
+
+
+def group_kpis(contract: KpiContract, groups: pd.DataFrame, y_true, y_pred, proba=None, *,
+               metrics: Sequence[str] | None = None, min_rows: int = 1, n_boot: int = 0,
+               seed: int = 0) -> pd.DataFrame:
+    """KPIs (all, or ``metrics``) per group of every column of ``groups``, one row per column, group and metric.
+
+    ``groups`` holds the grouping columns, row for row with ``y_true``/``y_pred``/``proba``.
+    Groups are the columns' values as text (missing values form the group "<missing>"),
+    sorted; groups of fewer than ``min_rows`` rows are left out. With ``n_boot`` resamples
+    the value gets a bootstrap 95% interval (NaN without). Clustering has no groups to score.
+    """
+    if contract.problem_type == "clustering":
+        return pd.DataFrame(columns=GROUP_COLUMNS)
+    names = list(metrics) if metrics is not None else list(contract.kpis)
+    scoped = KpiContract(contract.problem_type, {m: contract.kpis[m] for m in names}, contract.positive_label,
+                         contract.average, contract.classes)
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    proba = None if proba is None else np.asarray(proba)
+    rows = []
+    for column in groups.columns:
+        col = groups[column]
+        # str() per value: pandas 3's astype(str) keeps NaN, which cannot be sorted with text
+        values = np.where(col.isna(), "<missing>", col.astype(object).map(str)).astype(str)
+        for group in sorted(set(values)):
+            idx = np.flatnonzero(values == group)
+            if len(idx) < min_rows:
+                continue
+            table = kpi_intervals(scoped, y_true[idx], y_pred[idx], None if proba is None else proba[idx],
+                                  n_boot=n_boot, seed=seed)
+            rows += [{"column": column, "group": group, "rows": len(idx), "metric": t["metric"], "value": t["achieved"],
+                      "ci_low": t["ci_low"], "ci_high": t["ci_high"], "passed": t["passed"]}
+                     for t in table.to_dict(orient="records")]
+    return pd.DataFrame(rows, columns=GROUP_COLUMNS)

@@ -13,7 +13,7 @@ from sklearn.model_selection import KFold, StratifiedKFold
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 from sklearn.utils import resample
 
-from helpers.core.features import as_model_input
+from helpers.core.features import as_model_input, split_kinds
 
 LEAK_THRESHOLD = 0.99
 
@@ -81,7 +81,7 @@ def leakage_suspects(X: pd.DataFrame, y: pd.Series, problem_type: str, seed: int
     columns = ["column", "metric", "score", "suspect"]
     if problem_type not in ("classification", "regression") or y is None:
         return pd.DataFrame(columns=columns)
-    X = as_model_input(X, list(X.columns))
+    X = as_model_input(X, *split_kinds(X, list(X.columns)), columns=list(X.columns))
     mask = y.notna().to_numpy()
     X, y = X[mask].reset_index(drop=True), y[mask].reset_index(drop=True)
     if problem_type == "classification":

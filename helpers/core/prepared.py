@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 from sklearn.compose import ColumnTransformer
 
-from helpers.core.artifacts import Run
+from helpers.core.artifacts import Run, read_json
 from helpers.core.features import as_model_input, make_preprocessor
 from helpers.core.paths import STEP_NOTEBOOKS
 
@@ -46,7 +46,7 @@ class Prepared:
     def X(self, side: str = "train") -> pd.DataFrame:
         """Model input of one side ("train" or "test"): features only, clean dtypes."""
         frame = self.train if side == "train" else self.test
-        return as_model_input(frame, self.features)
+        return as_model_input(frame, self.numeric, self.categorical)  # the conversion serving uses too
 
     def y(self, side: str = "train") -> pd.Series | None:
         if not self.target:
@@ -79,8 +79,6 @@ def has_prepared(run: Run) -> bool:
 
 def load_prepared(run: Run, *, needed_by: str | None = None) -> Prepared:
     """Step 2's hand-over; a clear "run step 2 first" error when it is missing."""
-    from helpers.core.artifacts import read_json
-
     if not has_prepared(run):
         run.read_summary(STEP2, needed_by=needed_by)  # raises the clear error naming step 2
     folder = run.artifacts / STEP2

@@ -88,12 +88,28 @@ def assign_test(frame: pd.DataFrame, *, target: str | None, problem_type: str, t
     return mask
 
 
+def parse_times(series: pd.Series) -> pd.Series:
+    """Timestamps of a column's values, each value parsed on its own (NaT where a value is no date)."""
+    # format="mixed": without it pandas infers one format from the first value and turns every other format into NaT
+    try:
+        return pd.to_datetime(series, errors="coerce", format="mixed")
+    except ValueError:  # different UTC offsets cannot share one dtype: compare them in UTC
+        return pd.to_datetime(series, errors="coerce", format="mixed", utc=True)
+
+
+def time_values(series: pd.Series) -> pd.Series:
+    """What a time column is ordered by: its timestamps, or its numbers when it holds numbers (or mostly non-dates)."""
+    # numbers as numbers: pandas would read them as nanoseconds since 1970, so 0.1 and 0.9 would tie
+    if pd.api.types.is_numeric_dtype(series):
+        return series
+    times = parse_times(series)
+    return pd.to_numeric(series, errors="coerce") if times.isna().mean() > 0.5 else times
+
+
 def _time_split(frame: pd.DataFrame, keys: pd.Series, time_column: str, test_size: float) -> pd.Series:
     if time_column not in frame.columns:
         raise PlaybookError(f"time_column {time_column!r} is not in the data.", "set it to an existing column or None.")
-    times = pd.to_datetime(frame[time_column], errors="coerce")
-    if times.isna().mean() > 0.5:
-        times = pd.to_numeric(frame[time_column], errors="coerce")
+    times = time_values(frame[time_column])
     if times.isna().all():
         raise PlaybookError(f"time_column {time_column!r} holds no dates or numbers.", "point it at a date or time column.")
     # a key's time is its latest row; the latest keys (by time) form the test side

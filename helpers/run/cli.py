@@ -147,7 +147,13 @@ def cmd_report(args) -> int:
     run = artifacts.Run(args.run_dir)
     if not run.has_manifest():
         raise PlaybookError(f"{args.run_dir!r} is not a run folder (no manifest.json).", "give the folder made by `playbook run`.")
-    out = report.build_report(run, html=not args.no_html)
+    from papermill.exceptions import PapermillExecutionError  # local: papermill is slow to import
+
+    try:
+        out = report.build_report(run, html=not args.no_html)
+    except PapermillExecutionError as exc:  # a section failed: its message names the step
+        print(f"error: the report could not be built: {exc.evalue}", file=sys.stderr)
+        return 1
     print(f"Report: {out.with_suffix('.html') if not args.no_html else out}")
     return 0
 

@@ -20,6 +20,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import papermill as pm
 from papermill.engines import NBClientEngine, NotebookExecutionManager, papermill_engines
 
 from helpers.run.resume import KERNEL_ENV
@@ -74,8 +75,6 @@ def register() -> str:
 
 def execute_notebook(source: str | os.PathLike, output: str | os.PathLike, **kwargs):
     """``papermill.execute_notebook`` with this engine and the immediate kernel stop (every run uses it)."""
-    import papermill as pm
-
     return pm.execute_notebook(str(source), str(output), engine_name=register(), shutdown_kernel=SHUTDOWN, **kwargs)
 
 

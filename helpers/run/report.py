@@ -7,60 +7,31 @@ with papermill and exports it with nbconvert to a code-free, offline HTML file.
 from __future__ import annotations
 
 import html
-import importlib
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from IPython.display import HTML, Markdown, display
 
 from helpers.core import artifacts, paths
+from helpers.run import engine, registry
+from helpers.run.engine import playbook_kernel
 
-# step -> modules whose report_section/headline render it, in order
-STEP_MODULES = {
-    "01_vision_and_goals": ["helpers.steps.vision"],
-    "02_data_foundation": ["helpers.steps.foundation.data"],
-    "03_tools_and_stack": ["helpers.steps.stack"],
-    "04_model_development": ["helpers.steps.modeling"],
-    "05_deployment_and_monitoring": ["helpers.steps.operations.deployment", "helpers.steps.operations.monitoring", "helpers.steps.operations.readiness"],
-}
-STEP_TITLES = {
-    "01_vision_and_goals": "1. Vision and measurable goals",
-    "02_data_foundation": "2. Data foundation",
-    "03_tools_and_stack": "3. Tools and stack",
-    "04_model_development": "4. Model development",
-    "05_deployment_and_monitoring": "5. Deployment and monitoring",
-}
+STEP_TITLES = registry.TITLES
 
 
 def _esc(value: Any) -> str:
     return html.escape("" if value is None else str(value))
 
 
-def _module_call(step: str, func: str, run: artifacts.Run) -> list[Any]:
-    results = []
-    for name in STEP_MODULES.get(step, []):
-        try:
-            module = importlib.import_module(name)
-        except ImportError:
-            continue
-        fn = getattr(module, func, None)
-        if fn is not None:
-            results.append(fn(run))
-    return results
-
-
 def headlines(run: artifacts.Run) -> dict[str, dict[str, Any]]:
     """First-screen facts each step that ran offers (``headline(run)`` of its module)."""
     out: dict[str, dict[str, Any]] = {}
-    for step in paths.STEP_NOTEBOOKS:
-        if not run.has_summary(step):
-            continue
-        merged: dict[str, Any] = {}
-        for result in _module_call(step, "headline", run):
-            merged.update(result or {})
-        out[step] = merged
+    for step in (s.id for s in registry.STEPS):
+        if run.has_summary(step):
+            out[step] = registry.load(step).headline(run) or {}
     return out
 
 
@@ -149,8 +120,6 @@ def steps_table(manifest: Mapping[str, Any]) -> pd.DataFrame:
 
 
 def show_first_screen(run_dir: str) -> None:
-    from IPython.display import HTML, Markdown, display
-
     if not run_dir or not artifacts.Run(run_dir).has_manifest():
         display(Markdown(f"No run folder to report on (run_dir = {run_dir!r}): run `playbook run` first, "
                          "or `playbook report RUN_DIR`."))
@@ -159,23 +128,19 @@ def show_first_screen(run_dir: str) -> None:
 
 
 def show_sections(run_dir: str) -> None:
-    """One section per step that produced a summary (a failing section shows a note, not a crash)."""
-    from IPython.display import HTML, Markdown, display
-
+    """One section per step that produced a summary; a section that fails names its step."""
     if not run_dir:
         return
     run = artifacts.Run(run_dir)
-    for step in paths.STEP_NOTEBOOKS:
+    for step in (s.id for s in registry.STEPS):
         if not run.has_summary(step):
             continue
+        module = registry.load(step)
         try:
-            rendered = _module_call(step, "report_section", run)
-        except Exception as exc:  # one broken section must not hide the rest of the report
-            display(HTML(f"<p><b>{_esc(STEP_TITLES[step])}:</b> this section could not be rendered "
-                         f"({_esc(type(exc).__name__)}: {_esc(exc)}).</p>"))
-            continue
-        if not rendered:
-            display(Markdown(f"## {STEP_TITLES[step]}\n\nSee the executed notebook [{step}.ipynb]({step}.ipynb)."))
+            module.report_section(run)
+        except Exception as exc:
+            raise RuntimeError(f"Step {step}: its report section could not be built "
+                               f"({type(exc).__name__}: {exc}).") from exc
 
 
 # --- building -------------------------------------------------------------------------------
@@ -190,7 +155,7 @@ def offline_html(body: str) -> str:
 
 def export_html(notebook_path: Path) -> str:
     import nbformat
-    from nbconvert import HTMLExporter
+    from nbconvert import HTMLExporter  # local: about 1 s to import, only HTML export needs it
 
     exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
     nb = nbformat.read(str(notebook_path), as_version=4)
@@ -202,8 +167,7 @@ def export_html(notebook_path: Path) -> str:
 def build_report(run: artifacts.Run, *, html: bool = True, kernel_name: str | None = None,
                  timeout: float | None = None) -> Path:
     """Execute the report notebook into the run folder and export it to HTML."""
-    from helpers.run.engine import playbook_kernel
-
+    registry.load_all()  # a broken step module stops here, named, before any kernel starts
     output = run.path / "report.ipynb"
     source = paths.notebooks_dir() / "report.ipynb"
     with artifacts.atomic_path(output) as tmp:
@@ -221,7 +185,5 @@ def build_report(run: artifacts.Run, *, html: bool = True, kernel_name: str | No
 
 
 def _execute_report(source: Path, output: Path, run: artifacts.Run, kernel: str, timeout: float | None) -> None:
-    from helpers.run import engine
-
     engine.execute_notebook(source, output, parameters={"run_dir": str(run.path)}, kernel_name=kernel,
                             progress_bar=False, log_output=False, execution_timeout=timeout)

@@ -20,6 +20,7 @@ from typing import Any
 
 from helpers.core import artifacts, config, paths
 from helpers.core.errors import PlaybookError
+from helpers.core.hashing import file_sha256
 
 # Set in the environment of every kernel the runner starts, so the kernels of one run can be found
 # (and stopped) even when the runner that started them was killed.
@@ -29,18 +30,6 @@ DATA_PARAMETERS = ("dataset", "encoding", "sep", "query")
 _TEMP_NAME = re.compile(r"^\..+\.tmp(\.[A-Za-z0-9]+)?$")  # artifacts.atomic_path's temporary files
 _PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 ORCHESTRATION = "run"  # the helpers.run layer: it decides which notebooks run, not what they compute
-
-
-def file_hash(path: str | os.PathLike) -> str | None:
-    """SHA-256 of a file's bytes (None when it does not exist)."""
-    path = Path(path)
-    if not path.is_file():
-        return None
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @functools.cache
@@ -73,13 +62,13 @@ def step_inputs(run: artifacts.Run, step: str, values: Mapping[str, Any], notebo
     """The content hashes of everything ``step`` reads, by name (recorded in the manifest)."""
     inputs: dict[str, str | None] = {
         "parameters": parameters_hash(step, values),
-        "notebook": file_hash(notebook),
+        "notebook": file_sha256(notebook),
         "helpers": source_hash(),
-        "data": file_hash(run.raw_snapshot_path),
+        "data": file_sha256(run.raw_snapshot_path),
     }
     for earlier in paths.STEP_NOTEBOOKS[:paths.STEP_NOTEBOOKS.index(step)]:
         if run.has_summary(earlier):
-            inputs[f"upstream {earlier}"] = file_hash(run.summary_path(earlier))
+            inputs[f"upstream {earlier}"] = file_sha256(run.summary_path(earlier))
     return inputs
 
 

@@ -1,6 +1,6 @@
 """Execute the step notebooks with papermill into a run folder, then build the report.
 
-Exit codes (DESIGN.md): 0 every selected step ran, 1 a step crashed (error, cell
+Exit codes (README, "Command-line reference"): 0 every selected step ran, 1 a step crashed (error, cell
 timeout, dead kernel), 2 bad input (a ``PlaybookError``, before or inside a kernel),
 130 interrupted. A failed run keeps its partial notebook, marks the step in the
 manifest and still gets a (partial) report.
@@ -8,9 +8,12 @@ manifest and still gets a (partial) report.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -18,12 +21,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import papermill as pm
 import yaml
+from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
-from helpers.core import artifacts, config, paths, problem
+from helpers.core import artifacts, config, datasets, paths, problem
+from helpers.core.datasets import BUILTIN_PREFIX, is_database_url, preset_for, write_snapshot
 from helpers.core.errors import PlaybookError
-from helpers.run import resume
+from helpers.run import engine, report, resume
 from helpers.run.engine import playbook_kernel
+from helpers.steps.foundation import data
 
 EXIT_OK, EXIT_CRASH, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -70,8 +77,6 @@ def preflight(values: Mapping[str, Any], steps: Sequence[str] = ()) -> tuple[Any
     after a kernel start, and the notebooks then read the snapshot the runner writes.
     Returns the loaded frame and its load time, or None.
     """
-    from helpers.core.datasets import BUILTIN_PREFIX, is_database_url, preset_for
-
     dataset = values["dataset"]
     if dataset.startswith(BUILTIN_PREFIX):
         preset_for(dataset)
@@ -82,8 +87,6 @@ def preflight(values: Mapping[str, Any], steps: Sequence[str] = ()) -> tuple[Any
                                 "check the dataset path (relative paths are relative to where you run playbook).")
     if not any(s in config.DATA_STEPS for s in steps):
         return None
-    from helpers.core import datasets
-    from helpers.steps.foundation import data
 
     frame, seconds = datasets.load_checked(values)
     if len(frame) < data.MIN_ROWS:  # before the target checks: too few rows explains everything else
@@ -107,8 +110,6 @@ def prepare_out_dir(out: str | os.PathLike | None, project: str) -> Path:
 
 
 def check_helpers_importable() -> None:
-    import importlib.util
-
     if importlib.util.find_spec("helpers.core.config") is None:
         raise PlaybookError("The helpers package cannot be imported by this Python.",
                             "install the playbook: pip install -e . (from the clone).")
@@ -126,11 +127,6 @@ class StepOutcome:
 def execute_step(step: str, notebook: Path, output: Path, parameters: Mapping[str, Any], kernel: str,
                  timeout: float | None, progress: bool) -> StepOutcome:
     """Run one notebook; translate papermill's and nbclient's failures into an outcome."""
-    import papermill as pm
-    from nbclient.exceptions import CellTimeoutError, DeadKernelError
-
-    from helpers.run import engine
-
     started = time.perf_counter()
 
     def outcome(status, code, message=""):
@@ -192,8 +188,6 @@ def run_playbook(values: Mapping[str, Any], *, steps: Sequence[str], out: str | 
     start_manifest(run, values, steps, command, folder)
     write_project_file(run, values)
     if loaded is not None:
-        from helpers.core.datasets import write_snapshot
-
         write_snapshot(run, values, *loaded)
     echo(f"Run folder: {run.path}")
     return execute_steps(run, values, steps, folder, html=html, timeout=timeout, echo=echo)
@@ -298,17 +292,12 @@ def _raise_interrupt(signum, frame) -> None:
 
 def _sigterm_as_interrupt():
     """Treat SIGTERM (a cancelled CI job) like Ctrl-C: mark the step interrupted, write the report."""
-    import signal
-    import threading
-
     if threading.current_thread() is not threading.main_thread():
         return None
     return signal.signal(signal.SIGTERM, _raise_interrupt)
 
 
 def _restore_sigterm(previous) -> None:
-    import signal
-
     if previous is not None:
         signal.signal(signal.SIGTERM, previous)
 
@@ -326,8 +315,6 @@ def report_failure(result: StepOutcome, run: artifacts.Run, echo) -> None:
 
 
 def build_report_safely(run: artifacts.Run, html: bool, kernel: str, echo, timeout: float | None = None) -> None:
-    from helpers.run import report
-
     try:
         report.build_report(run, html=html, kernel_name=kernel, timeout=timeout)
         echo(f"Report: {run.path / ('report.html' if html else 'report.ipynb')}")

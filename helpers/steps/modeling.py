@@ -10,7 +10,6 @@ in ``final_evaluation``.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import html
 import time
 import warnings
@@ -21,10 +20,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.base import clone
-from sklearn.decomposition import PCA
 from sklearn.dummy import DummyClassifier, DummyRegressor
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.inspection import permutation_importance
 from sklearn.metrics import confusion_matrix, precision_recall_curve
 from sklearn.model_selection import (
     ParameterGrid,
@@ -37,11 +34,16 @@ from sklearn.model_selection import (
 from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
+from helpers.core import artifacts, modelio, sampling
 from helpers.core import families as fam
 from helpers.core import kpis as kpi_mod
 from helpers.core.artifacts import Run, to_jsonable
+from helpers.core.baselines import heuristic_pipeline, make_folds, trivial_split
 from helpers.core.errors import PlaybookError
 from helpers.core.features import with_model
+from helpers.core.hashing import frame_sha256
+from helpers.core.inspection import permutation_importance_table
+from helpers.core.messages import say
 from helpers.core.paths import STEP_NOTEBOOKS
 from helpers.core.prepared import Prepared, load_prepared
 
@@ -125,8 +127,6 @@ def check_enough_rows(prepared: Prepared, folds: int) -> None:
 
 def cv_folds(inputs: Inputs, n_rows: int | None = None) -> PredefinedSplit:
     """Step 1's fold scheme (stratified for classification), fixed once so every candidate shares it."""
-    from helpers.core.baselines import make_folds
-
     y = inputs.y
     n = len(inputs.X) if n_rows is None else n_rows
     labels = make_folds(None if y is None else y[:n], n, inputs.problem_type, inputs.seed, n_splits=inputs.folds)
@@ -209,8 +209,6 @@ def family_pipeline(inputs: Inputs, family: fam.Family) -> Pipeline:
 
 def baseline_pipelines(inputs: Inputs) -> dict[str, Any]:
     """The dummy baseline and step 1's one-rule heuristic, recomputed on the cleaned data."""
-    from helpers.core.baselines import heuristic_pipeline
-
     dummy = DummyClassifier(strategy="prior") if inputs.problem_type == "classification" else DummyRegressor()
     out: dict[str, Any] = {"dummy": with_model(inputs.prepared.make_preprocessor(scaler="none"), dummy)}
     column = (inputs.heuristic or {}).get("column")
@@ -342,12 +340,8 @@ def _label(value: Any) -> str:
 def subsample(inputs: Inputs, rows: int) -> Inputs:
     """The same problem on at most ``rows`` training rows (stratified for classification, seeded)."""
     prepared = inputs.prepared
-    train = prepared.train
-    if len(train) > rows:
-        from sklearn.model_selection import train_test_split
-
-        strat = prepared.y("train").astype(str) if prepared.problem_type == "classification" else None
-        train, _ = train_test_split(train, train_size=rows, stratify=strat, random_state=inputs.seed)
+    train, _ = sampling.subsample(prepared.train, prepared.y("train"), rows, inputs.seed,
+                                  stratify=prepared.problem_type == "classification")
     small = Prepared(**{**prepared.__dict__, "train": train})
     folds = min(inputs.folds, 3)
     return Inputs(small, inputs.contract, inputs.heuristic, inputs.seed, folds, inputs.n_jobs)
@@ -652,8 +646,9 @@ def _sweep_row(inputs: Inputs, name: str, param: str, value: Any, pipe, X: pd.Da
     for train_idx, _ in cv.split(X):
         part = X.iloc[train_idx]
         started = time.perf_counter()
-        if pipe is None:
-            labels, Z = trivial_split(inputs, part, int(value))
+        if pipe is None:  # step 1's heuristic: k groups by quantiles of the first principal component
+            Z = inputs.prepared.make_preprocessor().fit_transform(part)
+            labels = trivial_split(Z, int(value), inputs.seed)
         else:
             labels, Z = _cluster_labels(clone(pipe), part)
         times.append(time.perf_counter() - started)
@@ -667,13 +662,6 @@ def _sweep_row(inputs: Inputs, name: str, param: str, value: Any, pipe, X: pd.Da
         row[f"{m}_mean"] = float(frame[m].mean())
         row[f"{m}_std"] = float(frame[m].std(ddof=0))
     return row
-
-
-def trivial_split(inputs: Inputs, X: pd.DataFrame, k: int = 3) -> tuple[np.ndarray, np.ndarray]:
-    """Step 1's heuristic for clustering: k groups by quantiles of the first principal component."""
-    Z = inputs.prepared.make_preprocessor().fit_transform(X)
-    pc1 = PCA(n_components=1, random_state=inputs.seed).fit_transform(Z)[:, 0]
-    return np.asarray(pd.qcut(pc1, q=k, labels=False, duplicates="drop")), Z
 
 
 def cluster_leaderboard(sweep: pd.DataFrame) -> pd.DataFrame:
@@ -762,7 +750,8 @@ def _final_clustering(inputs: Inputs, pipeline, X_test: pd.DataFrame, n_boot: in
     labels = model.predict(X_test)
     Z = model[:-1].transform(X_test)
     table = cluster_intervals(inputs.contract, Z, labels, n_boot=n_boot, seed=inputs.seed)
-    h_labels, h_Z = trivial_split(inputs, X_test)
+    h_Z = inputs.prepared.make_preprocessor().fit_transform(X_test)
+    h_labels = trivial_split(h_Z, seed=inputs.seed)
     h_scores = _cluster_scores(inputs.contract, h_Z, h_labels)
     margin = pd.DataFrame([{"metric": r["metric"], "model": r["achieved"], "heuristic": h_scores[r["metric"]],
                             "margin": (1 if r["direction"] == "higher" else -1) * (r["achieved"] - h_scores[r["metric"]])}
@@ -789,31 +778,24 @@ def importance_table(inputs: Inputs, final: Final, n_repeats: int = 5) -> pd.Dat
     """Permutation importance of each input column on the test side (drop in the selection metric)."""
     if inputs.problem_type == "clustering":
         return pd.DataFrame(columns=["feature", "importance", "std"])
-    X_test = inputs.prepared.X("test")
-    scorer = MetricScorer(inputs.contract, inputs.selection_metric, signed=True)
     with _quiet(inputs.n_jobs):
-        res = permutation_importance(final.model, X_test, final.y_test, scoring=scorer, n_repeats=n_repeats,
-                                     random_state=inputs.seed, n_jobs=inputs.n_jobs)
-    table = pd.DataFrame({"feature": X_test.columns, "importance": res.importances_mean, "std": res.importances_std})
-    return table.sort_values("importance", ascending=False, kind="stable").reset_index(drop=True)
+        return permutation_importance_table(final.model, inputs.prepared.X("test"), final.y_test, inputs.contract,
+                                            inputs.selection_metric, n_repeats=n_repeats, seed=inputs.seed,
+                                            n_jobs=inputs.n_jobs)
 
 
 def group_metrics(inputs: Inputs, final: Final, min_rows: int = 10) -> pd.DataFrame:
     """Every KPI per group of each sensitive column on the test side (groups of at least ``min_rows``)."""
     test = inputs.prepared.test
-    rows = []
-    for column in inputs.prepared.sensitive_columns:
-        if column not in test.columns or inputs.problem_type == "clustering":
-            continue
-        values = test[column].astype(str).to_numpy()
-        for group in sorted(set(values)):
-            idx = values == group
-            if idx.sum() < min_rows:
-                continue
-            proba = None if final.proba is None else final.proba[idx]
-            scores = kpi_mod.score_all(inputs.contract, final.y_test[idx], final.y_pred[idx], proba)
-            rows.append({"column": column, "group": group, "rows": int(idx.sum()), **scores})
-    return pd.DataFrame(rows)
+    columns = [c for c in inputs.prepared.sensitive_columns if c in test.columns]
+    if inputs.problem_type == "clustering" or not columns:
+        return pd.DataFrame()
+    long = kpi_mod.group_kpis(inputs.contract, test[columns], final.y_test, final.y_pred, final.proba,
+                              min_rows=min_rows)
+    # one row per group, one column per KPI (the notebook's table); groupby keeps the row order
+    keys = ["column", "group", "rows"]
+    return pd.DataFrame([{**dict(zip(keys, key, strict=True)), **dict(zip(part["metric"], part["value"], strict=True))}
+                         for key, part in long.groupby(keys, sort=False)])
 
 
 def cluster_profiles(inputs: Inputs, final: Final) -> pd.DataFrame:
@@ -829,14 +811,6 @@ def cluster_profiles(inputs: Inputs, final: Final) -> pd.DataFrame:
 # --- model file and metadata ----------------------------------------------------------------------------------------
 
 
-def training_data_sha256(frame: pd.DataFrame) -> str:
-    """A content hash of the training table (values, index and column names)."""
-    digest = hashlib.sha256()
-    digest.update("\x1f".join(map(str, frame.columns)).encode())
-    digest.update(pd.util.hash_pandas_object(frame, index=True).to_numpy().tobytes())
-    return digest.hexdigest()
-
-
 def model_meta(inputs: Inputs, tuning: Tuning, final: Final, threshold: ThresholdChoice | None) -> dict[str, Any]:
     """Everything a model card and step 5 need about the saved model."""
     import datetime as dt
@@ -849,7 +823,7 @@ def model_meta(inputs: Inputs, tuning: Tuning, final: Final, threshold: Threshol
         "positive_label": c.positive_label if c.is_binary else None,
         "threshold": threshold.threshold if threshold else None,
         "selection_metric": tuning.metric, "kpis": final.table,
-        "training_data_sha256": training_data_sha256(p.train), "training_rows": len(p.train),
+        "training_data_sha256": frame_sha256(p.train), "training_rows": len(p.train),
         "schema_version": 1, "id_column": p.id_column, "sensitive_columns": p.sensitive_columns,
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     })
@@ -857,8 +831,6 @@ def model_meta(inputs: Inputs, tuning: Tuning, final: Final, threshold: Threshol
 
 def save_model_files(run: Run, inputs: Inputs, tuning: Tuning, final: Final, threshold: ThresholdChoice | None) -> dict[str, Any]:
     """Save the model (skops) and ``model_meta.json`` in ``models/v1``; mark it champion; fill the scoreboard."""
-    from helpers.core import artifacts, modelio
-
     folder = run.models_dir(1)
     modelio.save_model(final.model, folder / "model.skops")
     meta = model_meta(inputs, tuning, final, threshold)
@@ -868,9 +840,26 @@ def save_model_files(run: Run, inputs: Inputs, tuning: Tuning, final: Final, thr
     return meta
 
 
-def step_summary(inputs: Inputs, board: pd.DataFrame, tuning: Tuning, threshold: ThresholdChoice | None,
-                 final: Final, seconds: float) -> dict[str, Any]:
-    """The machine-readable findings of step 4."""
+@dataclass
+class ModelingResult:
+    """What step 4 computed: leaderboard, tuning, threshold, the held-out evaluation and its tables."""
+
+    inputs: Inputs
+    board: pd.DataFrame
+    tuning: Tuning
+    threshold: ThresholdChoice | None
+    final: Final
+    seconds: float
+    importance: pd.DataFrame = field(default_factory=pd.DataFrame)
+    groups: pd.DataFrame = field(default_factory=pd.DataFrame)
+    grid: pd.DataFrame | None = None  # explorer grid (supervised)
+    sweep: pd.DataFrame | None = None  # cluster sweep (clustering)
+    figures: Mapping[str, Any] = field(default_factory=dict)
+
+
+def summary(result: ModelingResult) -> dict[str, Any]:
+    """Step 4's machine-readable findings (``summary.json``)."""
+    inputs, board, tuning, threshold, final = result.inputs, result.board, result.tuning, result.threshold, result.final
     passed = [bool(p) for p in final.table["passed"] if p is not None]
     flagged = board.loc[board.get("overfitting", pd.Series(False, index=board.index)).astype(bool), "model"].tolist()
     return to_jsonable({
@@ -884,11 +873,31 @@ def step_summary(inputs: Inputs, board: pd.DataFrame, tuning: Tuning, threshold:
         "threshold": None if threshold is None else {"value": threshold.threshold, "feasible": threshold.feasible,
                                                       "rule": threshold.rule, "message": threshold.message},
         "kpis": final.table, "all_kpis_passed": bool(passed) and all(passed),
-        "margin_over_heuristic": final.heuristic, "seconds": round(seconds, 1),
+        "margin_over_heuristic": final.heuristic, "seconds": round(result.seconds, 1),
     })
 
 
 # --- report --------------------------------------------------------------------------------------------------------------
+
+
+def save(run: Run, result: ModelingResult) -> dict[str, Any]:
+    """Write the tables, figures and model files, then the summary (last); return the summary."""
+    tables = {"leaderboard.csv": result.board, "tuning_results.csv": tuning_table(result.tuning),
+              "test_kpis.csv": result.final.table, "margin_over_heuristic.csv": result.final.heuristic,
+              "permutation_importance.csv": result.importance, "group_metrics.csv": result.groups}
+    if result.threshold is not None:
+        tables["threshold_curve.csv"] = result.threshold.curve
+    if result.grid is not None:
+        tables["explorer_grid.csv"] = result.grid
+    elif result.sweep is not None:
+        tables["cluster_sweep.csv"] = result.sweep
+    for name, table in tables.items():
+        run.write_table(STEP, name, table)
+    for name, figure in result.figures.items():
+        run.save_figure(STEP, name, figure)
+    save_model_files(run, result.inputs, result.tuning, result.final, result.threshold)
+    run.write_summary(STEP, summary(result))
+    return run.read_summary(STEP)
 
 
 def headline(run: Run) -> dict[str, Any]:
@@ -924,7 +933,7 @@ def report_section(run: Run) -> None:
 def check_exercise_1(answer: Any, board: pd.DataFrame) -> str:
     """Exercise 1: which family overfits most (largest train-validation gap)?"""
     if "gap" not in board.columns:
-        return _print("Clustering has no train/validation gap: this exercise is for classification and regression.")
+        return say("Clustering has no train/validation gap: this exercise is for classification and regression.")
     families_only = board[board["kind"] == "family"]
     right = str(families_only.sort_values("gap", ascending=False).iloc[0]["model"])
     return _verdict(answer, right, "the family with the largest gap between train and validation score")
@@ -933,31 +942,26 @@ def check_exercise_1(answer: Any, board: pd.DataFrame) -> str:
 def check_exercise_2(answer: Any, choice: ThresholdChoice | None, contract: kpi_mod.KpiContract) -> str:
     """Exercise 2: a threshold whose cross-validated recall meets the recall KPI."""
     if answer is None:
-        return _print("Not answered yet: set answer to a threshold between 0 and 1.")
+        return say("Not answered yet: set answer to a threshold between 0 and 1.")
     if choice is None or "recall" not in contract.kpis:
-        return _print("This problem has no recall KPI on a binary target: nothing to check here.")
+        return say("This problem has no recall KPI on a binary target: nothing to check here.")
     try:
         value = float(answer)
     except (TypeError, ValueError):
-        return _print(f"Wrong type: {answer!r} is not a number between 0 and 1.")
+        return say(f"Wrong type: {answer!r} is not a number between 0 and 1.")
     recall = kpi_mod.score("recall", contract, choice.y, labels_at(choice.proba, value, contract))
     target = contract.kpis["recall"]
     if recall >= target:
-        return _print(f"Right: at {value:.2f} the cross-validated recall is {recall:.3f} >= {target:g}.")
-    return _print(f"Not yet: at {value:.2f} recall is {recall:.3f} < {target:g}. Lower the threshold to flag more rows.")
+        return say(f"Right: at {value:.2f} the cross-validated recall is {recall:.3f} >= {target:g}.")
+    return say(f"Not yet: at {value:.2f} recall is {recall:.3f} < {target:g}. Lower the threshold to flag more rows.")
 
 
 def _verdict(answer: Any, right: str, what: str) -> str:
     if answer is None:
-        return _print(f"Not answered yet: set answer to {what}.")
+        return say(f"Not answered yet: set answer to {what}.")
     if str(answer).strip() == right:
-        return _print(f"Right: {right} is {what}.")
-    return _print(f"Not quite: {answer!r} is not {what}. Look at the gap column of the overfitting table.")
-
-
-def _print(text: str) -> str:
-    print(text)
-    return text
+        return say(f"Right: {right} is {what}.")
+    return say(f"Not quite: {answer!r} is not {what}. Look at the gap column of the overfitting table.")
 
 
 # --- figures -----------------------------------------------------------------------------------------------------------------

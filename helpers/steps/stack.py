@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import html
-import json
 import math
 import os
 import platform
@@ -18,7 +17,7 @@ import shutil
 import time
 import tracemalloc
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -26,16 +25,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import yaml
-from scipy import optimize, stats
-from sklearn.utils import resample
+from scipy import optimize
 
 from helpers.core import documents
 from helpers.core.artifacts import Run
+from helpers.core.config import REGISTRY
 from helpers.core.errors import PlaybookError
 from helpers.core.families import Family
 from helpers.core.features import with_model
+from helpers.core.messages import say
 from helpers.core.paths import STEP_NOTEBOOKS, data_dir
 from helpers.core.prepared import Prepared
+from helpers.core.sampling import subsample
+from helpers.core.scaling import PowerLaw, fit_power_law
+from helpers.core.system import lock_text, memory_info
 
 STEP = STEP_NOTEBOOKS[2]
 LOCK_FILE = "requirements.lock.txt"
@@ -48,53 +51,6 @@ KEY_PACKAGES = ("numpy", "pandas", "scikit-learn", "scipy", "matplotlib", "pyarr
                 "papermill", "ipywidgets", "jupyterlab")
 
 # --- environment ---------------------------------------------------------------------------
-
-
-def read_meminfo(path: str | os.PathLike = "/proc/meminfo") -> dict[str, int]:
-    """Memory figures in bytes from a Linux ``/proc/meminfo`` file (empty dict elsewhere)."""
-    values: dict[str, int] = {}
-    try:
-        text = Path(path).read_text(encoding="ascii", errors="replace")
-    except OSError:
-        return values
-    for line in text.splitlines():
-        name, _, rest = line.partition(":")
-        parts = rest.split()
-        if parts and parts[0].isdigit():
-            unit = 1024 if len(parts) > 1 and parts[1].lower() == "kb" else 1
-            values[name.strip()] = int(parts[0]) * unit
-    return values
-
-
-def cgroup_memory_limit(root: str | os.PathLike = "/sys/fs/cgroup") -> int | None:
-    """A container's memory limit in bytes (cgroup v2 ``memory.max`` or v1), or None."""
-    root = Path(root)
-    for name in ("memory.max", "memory/memory.limit_in_bytes"):
-        try:
-            text = (root / name).read_text().strip()
-        except OSError:
-            continue
-        if text.isdigit() and int(text) < 2**60:  # v1 reports "no limit" as a huge number
-            return int(text)
-    return None
-
-
-def memory_info(meminfo_path: str | os.PathLike = "/proc/meminfo",
-                cgroup_root: str | os.PathLike = "/sys/fs/cgroup") -> dict[str, int | None]:
-    """Total and available memory in bytes, capped by a container limit when there is one."""
-    info = read_meminfo(meminfo_path)
-    total = info.get("MemTotal")
-    available = info.get("MemAvailable", info.get("MemFree"))
-    if total is None and hasattr(os, "sysconf"):
-        try:
-            total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-        except (ValueError, OSError):
-            total = None
-    limit = cgroup_memory_limit(cgroup_root)
-    if limit is not None:
-        total = min(total, limit) if total else limit
-        available = min(available, limit) if available else limit
-    return {"total_bytes": total, "available_bytes": available if available is not None else total}
 
 
 def detect_gpu(which: Callable[[str], str | None] = shutil.which, root: str | os.PathLike = "/") -> dict[str, Any]:
@@ -166,48 +122,9 @@ def environment_table(env: Mapping[str, Any]) -> pd.DataFrame:
 # --- lock file ---------------------------------------------------------------------------------
 
 
-def _direct_url(dist: metadata.Distribution) -> str | None:
-    """The URL a package was installed from when not from an index (PEP 610), else None."""
-    text = dist.read_text("direct_url.json")
-    if not text:
-        return None
-    try:
-        return json.loads(text).get("url")
-    except json.JSONDecodeError:
-        return None
-
-
-def lock_text(distributions: Iterable[metadata.Distribution] | None = None) -> str:
-    """A ``requirements.lock.txt``: every installed distribution pinned as ``name==version``.
-
-    Read from importlib.metadata (what ``pip freeze`` reads, without a subprocess).
-    Packages installed from a local folder (such as this project in editable mode)
-    cannot be fetched from an index, so they become comments naming their source;
-    other direct URLs are written as ``name @ url``.
-    """
-    pinned: dict[str, str] = {}
-    local: dict[str, str] = {}
-    for dist in distributions if distributions is not None else metadata.distributions():
-        name = dist.metadata["Name"]
-        if not name:
-            continue
-        key = name.lower().replace("_", "-")
-        url = _direct_url(dist)
-        if url and url.startswith("file:"):
-            local[key] = f"# {name}=={dist.version} installed from {url}"
-        elif url:
-            pinned[key] = f"{name} @ {url}"
-        else:
-            pinned[key] = f"{name}=={dist.version}"
-    header = [f"# Installed packages of this run, {dt.date.today().isoformat()}, Python {platform.python_version()} "
-              f"on {platform.system()} {platform.machine()}.",
-              f"# Recreate with: python -m pip install -r {LOCK_FILE}"]
-    return "\n".join(header + [pinned[k] for k in sorted(pinned)] + [local[k] for k in sorted(local)]) + "\n"
-
-
 def write_lock(run: Run) -> Path:
     """Save the lock file in the step folder and name it in the manifest."""
-    path = run.write_artifact_text(STEP, LOCK_FILE, lock_text())
+    path = run.write_artifact_text(STEP, LOCK_FILE, lock_text(captured_by="step 3"))
     run.update_manifest(lock_file=run.relative(path))
     return path
 
@@ -229,17 +146,6 @@ def subsample_sizes(n_rows: int, *, smallest: int = 250, floor: int = 50) -> lis
     if sizes and n_rows < sizes[-1] * 1.25:  # the last doubling would be a near-duplicate point
         sizes.pop()
     return sizes + [n_rows]
-
-
-def subsample(X: pd.DataFrame, y: pd.Series | None, n: int, seed: int,
-              stratify: bool) -> tuple[pd.DataFrame, pd.Series | None]:
-    """``n`` rows drawn without replacement (stratified by class for classification)."""
-    if n >= len(X):
-        return X, y
-    if y is None:
-        return resample(X, n_samples=n, replace=False, random_state=seed), None
-    Xs, ys = resample(X, y, n_samples=n, replace=False, random_state=seed, stratify=y if stratify else None)
-    return Xs, ys
 
 
 PROC_STATUS = Path("/proc/self/status")
@@ -422,58 +328,6 @@ def measure_scaling(prepared: Prepared, families: Sequence[Family], *, budget_s:
 # --- power laws -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class PowerLaw:
-    """``y = a * n**b`` fitted by least squares in log-log space."""
-
-    a: float
-    b: float
-    r2: float | None = None
-    n_points: int = 0
-    assumed: bool = False  # True when too few points: the exponent was assumed, not fitted
-
-    def predict(self, n: float | np.ndarray) -> float | np.ndarray:
-        return self.a * np.power(n, self.b)
-
-    def solve(self, value: float) -> float:
-        """The ``n`` at which the law reaches ``value`` (inf if it never grows)."""
-        if self.b <= 0:
-            return math.inf
-        return float((value / self.a) ** (1.0 / self.b))
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def fit_power_law(n: Sequence[float], y: Sequence[float], *, assumed_exponent: float = 1.0,
-                  min_exponent: float = 0.0) -> PowerLaw:
-    """Fit ``y = a * n**b`` (scipy.stats.linregress on log n, log y).
-
-    With points at one size only, the exponent cannot be fitted: it is assumed
-    (``assumed_exponent``, linear by default) and flagged. A fitted exponent below
-    ``min_exponent`` (more rows costing less: timing noise) is raised to it and
-    flagged too. Non-positive values are clipped to a tiny positive number (a timer
-    can report 0 for a very short fit).
-    """
-    n_arr = np.asarray(n, dtype=float)
-    y_arr = np.clip(np.asarray(y, dtype=float), 1e-9, None)
-    keep = np.isfinite(n_arr) & np.isfinite(y_arr) & (n_arr > 0)
-    n_arr, y_arr = n_arr[keep], y_arr[keep]
-    if len(n_arr) == 0:
-        raise PlaybookError("No measured points to fit a power law to.",
-                            "raise scaling_budget_s so that at least one fit per family completes.")
-    if len(np.unique(n_arr)) < 2:
-        b = assumed_exponent
-        a = float(np.exp(np.mean(np.log(y_arr) - b * np.log(n_arr))))
-        return PowerLaw(a, b, None, len(n_arr), assumed=True)
-    fit = stats.linregress(np.log(n_arr), np.log(y_arr))
-    if fit.slope < min_exponent:
-        b = min_exponent
-        a = float(np.exp(np.mean(np.log(y_arr) - b * np.log(n_arr))))
-        return PowerLaw(a, b, float(fit.rvalue**2), len(n_arr), assumed=True)
-    return PowerLaw(float(np.exp(fit.intercept)), float(fit.slope), float(fit.rvalue**2), len(n_arr))
-
-
 @dataclass
 class FamilyCurves:
     """The fitted time and memory laws of one family, with the points behind them."""
@@ -560,8 +414,6 @@ COMPUTE_TIERS = (
 
 def tuning_fits() -> int:
     """Fits of one tuning run with step 4's defaults (folds x candidates, plus the refit)."""
-    from helpers.core.config import REGISTRY
-
     return REGISTRY["cv_folds"].default * REGISTRY["tuning_iterations"].default + 1
 
 
@@ -1036,16 +888,30 @@ def render_decision(context: StackContext, env: Mapping[str, Any], study: Scalin
         tiers=COMPUTE_TIERS)
 
 
-def build_summary(env: Mapping[str, Any], study: ScalingStudy, measurements: pd.DataFrame,
-                  projections_frame: pd.DataFrame, context: StackContext, decisions: Mapping[str, Any],
-                  budget_s: float) -> dict[str, Any]:
-    """The step's summary.json content."""
+@dataclass
+class StackResult:
+    """What step 3 measured and decided: environment, scaling study, projections, stack decisions."""
+
+    environment: Mapping[str, Any]
+    study: ScalingStudy
+    measurements: pd.DataFrame
+    projections: pd.DataFrame
+    context: StackContext
+    decisions: Mapping[str, Any]
+    budget_s: float
+    decision_md: str = ""
+    figures: Mapping[str, Any] = field(default_factory=dict)
+
+
+def summary(result: StackResult) -> dict[str, Any]:
+    """Step 3's machine-readable findings (``summary.json``)."""
+    study, measurements = result.study, result.measurements
     proj: dict[str, dict[str, Any]] = {}
-    for r in projections_frame.to_dict(orient="records"):
+    for r in result.projections.to_dict(orient="records"):
         proj.setdefault(r["family"], {})[r["scale"]] = {k: r[k] for k in ("n_rows", "fit_s", "tuning_s", "memory_bytes",
                                                                            "verdict")}
     return {
-        "environment": dict(env),
+        "environment": dict(result.environment),
         "n_rows": study.n_rows,
         "bytes_per_row": study.bytes_per_row,
         "machine": asdict(study.machine),
@@ -1053,27 +919,26 @@ def build_summary(env: Mapping[str, Any], study: ScalingStudy, measurements: pd.
         "curves": {name: c.to_dict() for name, c in study.curves.items()},
         "projections": proj,
         "thresholds": compute_thresholds(study),
-        "context": asdict(context),
-        "decisions": dict(decisions),
-        "compute": decisions["compute"]["decision"],
+        "context": asdict(result.context),
+        "decisions": dict(result.decisions),
+        "compute": result.decisions["compute"]["decision"],
         "slowest_family": slowest_family(study),
-        "measurement": {"budget_s": budget_s, "elapsed_s": measurements.attrs.get("elapsed_s"),
+        "measurement": {"budget_s": result.budget_s, "elapsed_s": measurements.attrs.get("elapsed_s"),
                         "points": len(measurements), "failed": measurements.attrs.get("failed", {})},
         "documents": {"stack_decision": f"artifacts/{STEP}/{DECISION_FILE}", "lock_file": f"artifacts/{STEP}/{LOCK_FILE}"},
     }
 
 
-def save(run: Run, *, decision_md: str, measurements: pd.DataFrame, projections_frame: pd.DataFrame,
-         figures: Mapping[str, Any]) -> pd.DataFrame:
-    """Write the lock file, decision record, tables and figures; return a table of what was written.
-
-    The notebook writes the summary itself (``run.write_summary``), last, once everything else exists.
-    """
-    paths = [write_lock(run), run.write_artifact_text(STEP, DECISION_FILE, decision_md),
-             run.write_table(STEP, "scaling_measurements.csv", measurements),
-             run.write_table(STEP, "projections.csv", projections_frame)]
-    paths += [run.save_figure(STEP, name, fig) for name, fig in figures.items()]
-    return pd.DataFrame({"file": [run.relative(p) for p in paths]})
+def save(run: Run, result: StackResult) -> dict[str, Any]:
+    """Write the lock file, decision record, tables and figures, then the summary (last); return it."""
+    write_lock(run)
+    run.write_artifact_text(STEP, DECISION_FILE, result.decision_md)
+    run.write_table(STEP, "scaling_measurements.csv", result.measurements)
+    run.write_table(STEP, "projections.csv", result.projections)
+    for name, fig in result.figures.items():
+        run.save_figure(STEP, name, fig)
+    run.write_summary(STEP, summary(result))
+    return run.read_summary(STEP)
 
 
 def study_from_summary(summary: Mapping[str, Any]) -> ScalingStudy:
@@ -1115,11 +980,7 @@ def report_section(run: Run) -> None:
 # --- exercises ----------------------------------------------------------------------------------
 
 
-def _not_answered(answer: Any) -> bool:
-    if answer is None:
-        print("Not answered yet: set `answer` and run the cell again.")
-        return True
-    return False
+NOT_ANSWERED = "Not answered yet: set `answer` and run the cell again."
 
 
 def memory_exercise_family(study: ScalingStudy) -> str:
@@ -1127,54 +988,48 @@ def memory_exercise_family(study: ScalingStudy) -> str:
     return min(study.curves, key=lambda f: study.limit_rows(f)["memory_rows"])
 
 
-def check_exercise_1(answer: Any, study: ScalingStudy) -> bool | None:
+def check_exercise_1(answer: Any, study: ScalingStudy) -> str:
     """Exercise 1: rows at which the hungriest family stops fitting in memory (within a factor 2)."""
-    if _not_answered(answer):
-        return None
+    if answer is None:
+        return say(NOT_ANSWERED)
     family = memory_exercise_family(study)
     expected = study.limit_rows(family)["memory_rows"]
     try:
         value = float(answer)
     except (TypeError, ValueError):
-        print(f"Not a number: {answer!r}. Give a row count, e.g. 2e6.")
-        return False
+        return say(f"Not a number: {answer!r}. Give a row count, e.g. 2e6.")
     if math.isinf(expected):
         ok = math.isinf(value)
     else:
         ok = value > 0 and abs(math.log(value / expected)) <= math.log(2)
     if ok:
-        print(f"Right: {family} needs half of the available memory at about {format_rows(expected)} rows.")
-    else:
-        print(f"Not quite: solve bytes_per_row * n + memory_law(n) = {MEMORY_HEADROOM:.0%} of available memory "
-              f"for {family} (study.limit_rows({family!r})); you answered {format_rows(value)}.")
-    return ok
+        return say(f"Right: {family} needs half of the available memory at about {format_rows(expected)} rows.")
+    return say(f"Not quite: solve bytes_per_row * n + memory_law(n) = {MEMORY_HEADROOM:.0%} of available memory "
+               f"for {family} (study.limit_rows({family!r})); you answered {format_rows(value)}.")
 
 
-def check_exercise_2(answer: Any, study: ScalingStudy) -> bool | None:
+def check_exercise_2(answer: Any, study: ScalingStudy) -> str:
     """Exercise 2: the family whose fit time grows fastest with rows (largest exponent b)."""
-    if _not_answered(answer):
-        return None
+    if answer is None:
+        return say(NOT_ANSWERED)
     expected = max(study.curves, key=lambda f: study.curves[f].time.b)
     ok = str(answer).strip() == expected
-    print(f"Right: {expected} has the largest exponent (b = {study.curves[expected].time.b:.2f})." if ok else
-          f"Not quite: compare the column 'time exponent b' of the curves table; {answer!r} is not the largest.")
-    return ok
+    return say(f"Right: {expected} has the largest exponent (b = {study.curves[expected].time.b:.2f})." if ok else
+               f"Not quite: compare the column 'time exponent b' of the curves table; {answer!r} is not the largest.")
 
 
-def check_exercise_3(answer: Any, study: ScalingStudy) -> bool | None:
+def check_exercise_3(answer: Any, study: ScalingStudy) -> str:
     """Exercise 3: how many times longer the slowest family's fit takes when rows grow 10x (10**b, ±20%)."""
-    if _not_answered(answer):
-        return None
+    if answer is None:
+        return say(NOT_ANSWERED)
     family = slowest_family(study)
     expected = 10 ** study.curves[family].time.b
     try:
         ok = abs(float(answer) - expected) <= 0.2 * expected
     except (TypeError, ValueError):
-        print(f"Not a number: {answer!r}.")
-        return False
-    print(f"Right: 10**b = 10**{study.curves[family].time.b:.2f} ≈ {expected:.1f} times longer." if ok else
-          f"Not quite: with time = a * n**b, growing n tenfold multiplies the time by 10**b (b of {family}).")
-    return ok
+        return say(f"Not a number: {answer!r}.")
+    return say(f"Right: 10**b = 10**{study.curves[family].time.b:.2f} ≈ {expected:.1f} times longer." if ok else
+               f"Not quite: with time = a * n**b, growing n tenfold multiplies the time by 10**b (b of {family}).")
 
 
 # --- formatting ---------------------------------------------------------------------------------

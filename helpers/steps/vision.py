@@ -17,7 +17,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from sklearn.base import clone
-from sklearn.decomposition import PCA
 from sklearn.dummy import DummyClassifier, DummyRegressor
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import make_pipeline
@@ -31,14 +30,24 @@ from helpers.core.baselines import (
     rule_onehot,
     rule_text,
     rule_tree,
+    trivial_split,
 )
 from helpers.core.errors import PlaybookError
 from helpers.core.families import quick_family
-from helpers.core.features import as_model_input, make_preprocessor, split_kinds, with_model
+from helpers.core.features import (
+    as_model_input,
+    feature_columns,
+    make_preprocessor,
+    split_kinds,
+    with_model,
+)
 from helpers.core.leakage import LEAK_THRESHOLD, encode_frame, leakage_suspects
+from helpers.core.messages import say
+from helpers.core.paths import STEP_NOTEBOOKS
 from helpers.core.problem import identifier_columns
+from helpers.core.scaling import fit_power_law
 
-STEP = "01_vision_and_goals"
+STEP = STEP_NOTEBOOKS[0]
 
 # --- problem framing ----------------------------------------------------------------
 
@@ -225,7 +234,7 @@ def quick_model(problem_type: str, numeric: Sequence[str], categorical: Sequence
 
 def supervised_framing(X: pd.DataFrame, y: pd.Series, contract: kpi_mod.KpiContract, seed: int) -> Framing:
     """Cross-validate the dummy baseline, the best one-rule heuristic and the quick model."""
-    X = as_model_input(X, list(X.columns))
+    X = as_model_input(X, *split_kinds(X, list(X.columns)), columns=list(X.columns))
     y = y.reset_index(drop=True)
     X = X.reset_index(drop=True)
     folds = make_folds(y, len(y), contract.problem_type, seed)
@@ -250,13 +259,11 @@ def supervised_framing(X: pd.DataFrame, y: pd.Series, contract: kpi_mod.KpiContr
 
 def clustering_framing(X: pd.DataFrame, contract: kpi_mod.KpiContract, seed: int, k: int = 3) -> Framing:
     """Trivial split (quantiles of the first principal component) against k-means."""
-    X = as_model_input(X, list(X.columns))
     numeric, categorical = split_kinds(X, list(X.columns))
+    X = as_model_input(X, numeric, categorical, columns=list(X.columns))
     Z = make_preprocessor(numeric, categorical).fit_transform(X)
     framing = Framing(contract, None, np.zeros(len(X), dtype=int), X_cluster=Z)
-    pc1 = PCA(n_components=1, random_state=seed).fit_transform(Z)[:, 0]
-    trivial = pd.qcut(pc1, q=k, labels=False, duplicates="drop")
-    framing.candidates.append(Candidate("trivial_split", "heuristic", np.asarray(trivial),
+    framing.candidates.append(Candidate("trivial_split", "heuristic", trivial_split(Z, k, seed),
                                         description=f"{k} groups by quantiles of the first principal component"))
     family = quick_family("clustering")
     labels = family.build(seed, 1).set_params(n_clusters=k).fit_predict(Z)
@@ -458,12 +465,13 @@ def rows_needed(points: pd.DataFrame, contract: kpi_mod.KpiContract, current_row
         elif len(pts) < 3 or (gap <= 0).any():
             note = "unknown (too few points)"
         else:
-            slope, intercept = np.polyfit(np.log(pts["rows"]), np.log(gap), 1)
-            alpha = -slope
+            # the gap falls with rows: no floor on the exponent (step 3's cost laws floor it at 0)
+            law = fit_power_law(pts["rows"], gap, min_exponent=-np.inf)
+            alpha = -law.b
             if alpha <= 0.01:
                 note = "unknown: the learning curve is flat (more rows of the same data will not help)"
             else:
-                n_needed = float(np.exp((intercept - np.log(target_gap)) / alpha))
+                n_needed = law.solve(target_gap)
                 per_fold_rows = pts["rows"].max()
                 scaled = n_needed * current_rows / per_fold_rows
                 if scaled <= max_factor * current_rows:
@@ -567,8 +575,6 @@ def labelled_rows(frame: pd.DataFrame, target: str | None) -> tuple[pd.DataFrame
 def set_aside_columns(train: pd.DataFrame, params: Mapping[str, Any], problem_type: str,
                       y: pd.Series | None) -> dict[str, Any]:
     """Identifier columns and leakage suspects, named and removed before any comparison."""
-    from helpers.core.features import feature_columns
-
     candidates = feature_columns(train, params)
     identifiers = identifier_columns(train[candidates])
     remaining = [c for c in candidates if c not in identifiers]
@@ -630,21 +636,48 @@ def headline(run) -> dict[str, Any]:
     return {"verdict": s["verdict"], "problem_type": s["problem_type"], "target": s.get("target")}
 
 
-def step_summary(params: Mapping[str, Any], problem_type: str, reason: str, contract: kpi_mod.KpiContract,
-                 baselines: pd.DataFrame, v: Verdict, realism: pd.DataFrame, needed: pd.DataFrame,
-                 set_aside: Mapping[str, Any], framing: Framing, unlabelled: int, train_rows: int) -> dict[str, Any]:
+@dataclass
+class VisionResult:
+    """What step 1 computed: the framing, the KPI contract, the baselines and the verdict."""
+
+    params: Mapping[str, Any]
+    problem_type: str
+    problem_type_reason: str
+    contract: kpi_mod.KpiContract
+    baselines: pd.DataFrame
+    verdict: Verdict
+    realism: pd.DataFrame
+    rows_needed: pd.DataFrame
+    set_aside: Mapping[str, Any]
+    framing: Framing
+    unlabelled_rows: int
+    training_rows: int
+
+
+def summary(result: VisionResult) -> dict[str, Any]:
     """Step 1's machine-readable findings (``summary.json``); ``contract`` is read by later steps."""
+    params, set_aside = result.params, result.set_aside
     return {
         "project": params["project_name"], "problem_statement": params.get("problem_statement"),
-        "target": params.get("target"), "problem_type": problem_type, "problem_type_reason": reason,
-        "contract": contract.to_dict(), "baselines": baselines.to_dict(orient="records"),
-        "verdict": {"code": v.code, "text": v.text}, "heuristic": framing.heuristic,
-        "kpi_realism": realism.to_dict(orient="records"), "rows_needed": needed.to_dict(orient="records"),
+        "target": params.get("target"), "problem_type": result.problem_type,
+        "problem_type_reason": result.problem_type_reason,
+        "contract": result.contract.to_dict(), "baselines": result.baselines.to_dict(orient="records"),
+        "verdict": {"code": result.verdict.code, "text": result.verdict.text}, "heuristic": result.framing.heuristic,
+        "kpi_realism": result.realism.to_dict(orient="records"),
+        "rows_needed": result.rows_needed.to_dict(orient="records"),
         "set_aside": {"identifiers": set_aside["identifiers"], "leakage": set_aside["leakage"],
                       "leakage_table": set_aside["leakage_table"].head(10).to_dict(orient="records"),
                       "excluded_by_parameters": set_aside["excluded_by_parameters"]},
-        "features": set_aside["features"], "training_rows": train_rows, "unlabelled_rows_left_out": unlabelled,
+        "features": set_aside["features"], "training_rows": result.training_rows,
+        "unlabelled_rows_left_out": result.unlabelled_rows,
     }
+
+
+def save(run, result: VisionResult) -> dict[str, Any]:
+    """Write step 1's summary and put its KPI contract in the manifest; return the summary."""
+    run.write_summary(STEP, summary(result))
+    record_contract(run, result.params, result.contract)
+    return run.read_summary(STEP)
 
 
 def record_contract(run, params: Mapping[str, Any], contract: kpi_mod.KpiContract) -> None:
@@ -674,8 +707,7 @@ def check_exercise_1(answer: str | None, summary: Mapping[str, Any]) -> str:
         msg = f"Right: {answer!r} predicts the target almost perfectly on its own, so it was probably recorded after the outcome."
     else:
         msg = f"Not quite: {answer!r} was not flagged. Look at the leakage table (score >= {LEAK_THRESHOLD})."
-    print(msg)
-    return msg
+    return say(msg)
 
 
 def check_exercise_2(answer: str | None, summary: Mapping[str, Any]) -> str:
@@ -687,5 +719,4 @@ def check_exercise_2(answer: str | None, summary: Mapping[str, Any]) -> str:
         msg = f"Right: the verdict is {expected!r}."
     else:
         msg = f"Not quite: compare the heuristic and the quick model with the KPI targets (you said {answer!r})."
-    print(msg)
-    return msg
+    return say(msg)

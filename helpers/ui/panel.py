@@ -18,8 +18,15 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from IPython import get_ipython
 
+import __main__
 from helpers.core import config
+from helpers.core.artifacts import (
+    interactive_run_dir,
+    write_text,  # atomic: a crash never leaves half a file
+)
+from helpers.core.datasets import BUILTIN_PREFIX, builtin_names, preset_for
 from helpers.core.errors import PlaybookError
 from helpers.core.kpis import METRICS, validate_kpis
 
@@ -244,8 +251,6 @@ def make_field(param: config.Param, value: Any, problem_type: Callable[[], str |
         return Field(param, _number_control(param, value, common))
     field_class = {"list": ListField, "int": NullableNumberField, "float": NullableNumberField}.get(param.type, TextField)
     if param.name == "dataset":
-        from helpers.core.datasets import BUILTIN_PREFIX, builtin_names
-
         control = w.Combobox(options=[BUILTIN_PREFIX + n for n in builtin_names()], ensure_option=False,
                              placeholder="builtin:<name> or a file path", continuous_update=False, **common)
     else:
@@ -274,13 +279,9 @@ def _number_control(param: config.Param, value: Any, common: dict[str, Any]) -> 
 
 def kernel_namespace() -> MutableMapping[str, Any]:
     """The notebook's global namespace (the kernel's user namespace, else ``__main__``)."""
-    from IPython import get_ipython
-
     shell = get_ipython()
     if shell is not None:
         return shell.user_ns
-    import __main__
-
     return vars(__main__)
 
 
@@ -337,8 +338,6 @@ class ParameterPanel:
 
     def run_folder(self) -> str:
         """The run folder this notebook writes into (set by the setup cell, not by the panel)."""
-        from helpers.core.artifacts import interactive_run_dir
-
         return str(self.params.get("run_dir") or interactive_run_dir())
 
     def problem_type(self) -> str | None:
@@ -361,8 +360,6 @@ class ParameterPanel:
 
     def _fill_from_preset(self) -> None:
         """A built-in dataset brings its preset: refill the preset-backed fields from it."""
-        from helpers.core.datasets import BUILTIN_PREFIX, preset_for
-
         dataset = str(self.fields["dataset"].raw())
         if not dataset.startswith(BUILTIN_PREFIX):
             return
@@ -448,7 +445,6 @@ class ParameterPanel:
             self.show(f"{path.name} already exists and was not overwritten. Tick 'overwrite' to replace it, "
                       f"or press 'Save as project file' again to write {free.name} (filled in above).")
             return None
-        from helpers.core.artifacts import write_text  # atomic: a crash never leaves half a file
 
         try:
             path.parent.mkdir(parents=True, exist_ok=True)

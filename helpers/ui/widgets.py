@@ -19,6 +19,7 @@ import pandas as pd
 from IPython.display import HTML, Image, Markdown, display
 
 from helpers.core.artifacts import figure_png
+from helpers.ui.panel import ParameterPanel
 
 READOUT_CLASS = "playbook-readout"
 ExplorerUpdate = Callable[..., tuple[str, Any]]  # (**control values) -> (readout text, figure or None)
@@ -145,7 +146,6 @@ def parameter_panel(step: str, params: MutableMapping[str, Any], *, interactive:
     if not interactive:
         display(values_table(params))
         return None
-    from helpers.ui.panel import ParameterPanel
 
     panel = ParameterPanel(step, params, namespace=namespace)
     display(panel.widget)

@@ -9,9 +9,9 @@ and record the schema, bias and scale findings. Checks live in ``helpers.steps.f
 from __future__ import annotations
 
 import html
-import os
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import matplotlib.pyplot as plt
@@ -26,13 +26,22 @@ from helpers.core.cleaning import (
     normalise_text,
     to_number,
 )
+from helpers.core.datasets import load_snapshot, preset_for
+from helpers.core.documents import render
 from helpers.core.errors import PlaybookError
+from helpers.core.features import _SCALERS
+from helpers.core.kpis import resolve_positive_label
+from helpers.core.leakage import leakage_suspects
+from helpers.core.messages import say
+from helpers.core.paths import STEP_NOTEBOOKS
 from helpers.core.prepared import Prepared, save_prepared
+from helpers.core.problem import check_target, infer_problem_type
 from helpers.core.schema import make_schema
+from helpers.core.system import available_memory_bytes
 from helpers.steps.foundation import quality
 
-STEP = "02_data_foundation"
-STEP1 = "01_vision_and_goals"
+STEP = STEP_NOTEBOOKS[1]
+STEP1 = STEP_NOTEBOOKS[0]
 MIN_ROWS = 10
 MIN_GROUP_ROWS = 30  # fewer rows than this: a group's metrics are too noisy to evaluate
 DROP_CHECKS = ("constant column", "identifier column", "target leakage")
@@ -57,8 +66,6 @@ def provenance_table(provenance: Mapping[str, Any]) -> pd.DataFrame:
 
 def resolve_problem_type(raw: pd.DataFrame, params: Mapping[str, Any], run: Run | None = None) -> tuple[str, str]:
     """The problem type and why: explicit, as step 1 framed it, or inferred from the target."""
-    from helpers.core.problem import infer_problem_type
-
     requested = params.get("problem_type") or "auto"
     step1 = run.optional_summary(STEP1) if run is not None else None
     if requested == "auto" and step1 and step1.get("problem_type"):
@@ -72,8 +79,6 @@ def resolve_problem_type(raw: pd.DataFrame, params: Mapping[str, Any], run: Run 
 
 def check_table(raw: pd.DataFrame, params: Mapping[str, Any], problem_type: str) -> None:
     """Enough rows and a usable target, or one clear error."""
-    from helpers.core.problem import check_target
-
     if len(raw) < MIN_ROWS:
         raise PlaybookError(f"The data has only {len(raw)} row(s); a train/test split needs at least {MIN_ROWS}.",
                             "point dataset at a table with more rows.")
@@ -108,9 +113,7 @@ def split_report(raw: pd.DataFrame, mask: pd.Series, params: Mapping[str, Any], 
         out["groups_on_both_sides"] = len(shared)
     time_col = params.get("time_column")
     if time_col:
-        times = pd.to_datetime(raw[time_col], errors="coerce", format="mixed")
-        if times.isna().mean() > 0.5:
-            times = pd.to_numeric(raw[time_col], errors="coerce")
+        times = split.time_values(raw[time_col])  # the values the split ordered by
         out["train_latest"] = str(times[~mask].max())
         out["test_earliest"] = str(times[mask].min())
         out["time_order_holds"] = bool(times[~mask].max() <= times[mask].min())
@@ -137,8 +140,6 @@ def candidate_features(frame: pd.DataFrame, params: Mapping[str, Any]) -> list[s
 
 def leakage_table(train_raw: pd.DataFrame, params: Mapping[str, Any], problem_type: str) -> pd.DataFrame:
     """Step 1's single-feature leakage detector, run on the training side after the data fixes."""
-    from helpers.core.leakage import leakage_suspects
-
     target = params.get("target")
     if problem_type == "clustering" or not target:
         return pd.DataFrame(columns=["column", "metric", "score", "suspect"])
@@ -289,9 +290,6 @@ def make_prepared(cleaned: pd.DataFrame, mask: pd.Series, params: Mapping[str, A
 
 def positive_label(run: Run | None, params: Mapping[str, Any], y: pd.Series | None) -> Any:
     """The positive class: step 1's contract, else the dataset preset, else the minority class."""
-    from helpers.core.datasets import preset_for
-    from helpers.core.kpis import resolve_positive_label
-
     if y is None or y.nunique() != 2:
         return None
     step1 = run.optional_summary(STEP1) if run is not None else None
@@ -360,21 +358,6 @@ def bias_tables(report: Mapping[str, Any]) -> dict[str, pd.DataFrame]:
 # --- 2.7 scale -------------------------------------------------------------------------------------------------
 
 
-def available_memory_bytes() -> int | None:
-    """Memory available to new processes on this machine (Linux), else total physical memory."""
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
 def compact_bytes(frame: pd.DataFrame) -> int:
     """Memory of the table with low-cardinality text as ``category`` and floats as float32."""
     total = 0
@@ -391,7 +374,7 @@ def compact_bytes(frame: pd.DataFrame) -> int:
 def scale_report(raw: pd.DataFrame, provenance: Mapping[str, Any], working_factor: float = 3.0) -> dict[str, Any]:
     """Memory now and at 10x/100x rows, load time, whether it fits, and what to do about it."""
     now = quality.memory_bytes(raw)
-    available = available_memory_bytes()
+    available = available_memory_bytes()  # container (cgroup) limit respected
     compact = compact_bytes(raw)
     load_s = provenance.get("load_seconds")
     rows = []
@@ -506,8 +489,6 @@ def imputation_explorer_update(prepared: Prepared):
     """Update function of the imputation/scaling picker: before/after distribution of one column."""
     from sklearn.impute import SimpleImputer
 
-    from helpers.core.features import _SCALERS
-
     train = prepared.X("train")
 
     def update(column: str, impute_strategy: str, scaler: str):
@@ -562,9 +543,6 @@ def datasheet(params: Mapping[str, Any], provenance: Mapping[str, Any], prepared
               issues: Sequence[Mapping[str, Any]], decisions: Sequence[Mapping[str, Any]], bias: Mapping[str, Any],
               split_info: Mapping[str, Any]) -> str:
     """The datasheet (Datasheets for Datasets sections), filled from what the data shows."""
-    from helpers.core.datasets import preset_for
-    from helpers.core.documents import render
-
     preset = preset_for(params.get("dataset") or "")
     return render("datasheet.md.j2", dataset=params.get("dataset"), description=preset.get("description"),
                   provenance=provenance, prepared=prepared, facts=facts, issues=quality.issues_table(issues).to_dict(orient="records"),
@@ -572,33 +550,52 @@ def datasheet(params: Mapping[str, Any], provenance: Mapping[str, Any], prepared
                   problem_statement=params.get("problem_statement") or preset.get("problem_statement"))
 
 
-def step_summary(*, issues, decisions, split_info, bias, scale, profile, provenance, prepared: Prepared,
-                 facts, problem_type_reason: str) -> dict[str, Any]:
+@dataclass
+class FoundationResult:
+    """What step 2 computed: the profile, issues, cleaning decisions, split, bias and scale."""
+
+    prepared: Prepared
+    profile: pd.DataFrame
+    issues: Sequence[Mapping[str, Any]]
+    decisions: Sequence[Mapping[str, Any]]
+    split_info: Mapping[str, Any]
+    bias: Mapping[str, Any]
+    scale: Mapping[str, Any]
+    provenance: Mapping[str, Any]
+    facts: Mapping[str, Any]
+    problem_type_reason: str
+    datasheet: str = ""
+    figures: Mapping[str, Any] = field(default_factory=dict)
+
+
+def summary(result: FoundationResult) -> dict[str, Any]:
     """Step 2's machine-readable findings (``summary.json``)."""
+    prepared, issues = result.prepared, result.issues
     return {"issues": quality.issues_table(issues).to_dict(orient="records"), "issue_counts": issue_counts(issues),
-            "decisions": list(decisions),
-            "split": dict(split_info, train_rows_cleaned=len(prepared.train), test_rows_cleaned=len(prepared.test)),
-            "bias": dict(bias), "scale": dict(scale),
-            "profile_columns": profile.to_dict(orient="records"), "provenance": dict(provenance), "facts": dict(facts),
-            "problem_type": prepared.problem_type, "problem_type_reason": problem_type_reason,
+            "decisions": list(result.decisions),
+            "split": dict(result.split_info, train_rows_cleaned=len(prepared.train),
+                          test_rows_cleaned=len(prepared.test)),
+            "bias": dict(result.bias), "scale": dict(result.scale),
+            "profile_columns": result.profile.to_dict(orient="records"), "provenance": dict(result.provenance),
+            "facts": dict(result.facts),
+            "problem_type": prepared.problem_type, "problem_type_reason": result.problem_type_reason,
             "target": prepared.target, "features": {"numeric": prepared.numeric, "categorical": prepared.categorical},
             "dropped_columns": list(prepared.cleaning.get("drop_columns", [])),
             "preprocessing": {"impute_strategy": prepared.impute_strategy, "scaler": prepared.scaler,
                               "rare_category_share": prepared.rare_category_share}}
 
 
-def save_step(run: Run, *, prepared: Prepared, profile: pd.DataFrame, issues, decisions, document: str,
-              figures: Mapping[str, Any], summary: Mapping[str, Any]) -> dict[str, Any]:
+def save(run: Run, result: FoundationResult) -> dict[str, Any]:
     """Write every step-2 artifact, then the summary (last: its presence means the step finished)."""
-    save_prepared(run, prepared)
-    run.write_artifact_json(STEP, "schema.json", make_schema(prepared))
-    run.write_table(STEP, "profile.csv", profile)
-    run.write_table(STEP, "issues.csv", quality.issues_table(issues))
-    run.write_table(STEP, "decisions.csv", decisions_table(decisions))
-    run.write_artifact_text(STEP, "datasheet.md", document)
-    for name, fig in figures.items():
+    save_prepared(run, result.prepared)
+    run.write_artifact_json(STEP, "schema.json", make_schema(result.prepared))
+    run.write_table(STEP, "profile.csv", result.profile)
+    run.write_table(STEP, "issues.csv", quality.issues_table(result.issues))
+    run.write_table(STEP, "decisions.csv", decisions_table(result.decisions))
+    run.write_artifact_text(STEP, "datasheet.md", result.datasheet)
+    for name, fig in result.figures.items():
         run.save_figure(STEP, name, fig)
-    run.write_summary(STEP, summary)
+    run.write_summary(STEP, summary(result))
     return run.read_summary(STEP)
 
 
@@ -645,47 +642,42 @@ def report_section(run: Run) -> None:
 # --- exercises -------------------------------------------------------------------------------------------------------------
 
 
-def _say(msg: str) -> str:
-    print(msg)
-    return msg
-
-
 def check_exercise_1(answer: str | None, issues: Sequence[Mapping[str, Any]]) -> str:
     """Exercise 1: which column leaks the target?"""
     leaks = [i["column"] for i in issues if i["check"] == "target leakage"]
     if answer is None:
-        return _say("Not answered yet: set `answer` to a column name (or 'none').")
+        return say("Not answered yet: set `answer` to a column name (or 'none').")
     if not leaks:
         ok = str(answer).strip().lower() == "none"
-        return _say("Right: no column leaks the target here." if ok else
-                    "Not quite: no column was flagged in this run; the answer is 'none'.")
+        return say("Right: no column leaks the target here." if ok else
+                   "Not quite: no column was flagged in this run; the answer is 'none'.")
     if str(answer) in leaks:
-        return _say(f"Right: {answer!r} alone predicts the target almost perfectly, so it is known only after the outcome.")
-    return _say(f"Not quite: {answer!r} is not a leak. Look for the 'target leakage' issue in the issues table.")
+        return say(f"Right: {answer!r} alone predicts the target almost perfectly, so it is known only after the outcome.")
+    return say(f"Not quite: {answer!r} is not a leak. Look for the 'target leakage' issue in the issues table.")
 
 
 def check_exercise_2(answer: str | None) -> str:
     """Exercise 2: which scaler is least affected by outliers?"""
     if answer is None:
-        return _say("Not answered yet: set `answer` to 'standard', 'robust' or 'minmax'.")
+        return say("Not answered yet: set `answer` to 'standard', 'robust' or 'minmax'.")
     if str(answer).strip().lower() == "robust":
-        return _say("Right: RobustScaler centres on the median and scales by the IQR, which outliers barely move.")
-    return _say(f"Not quite: {answer!r} uses the mean/sd or min/max, which a few extreme values drag around. "
-                "Try the scaler picker on a column with outliers.")
+        return say("Right: RobustScaler centres on the median and scales by the IQR, which outliers barely move.")
+    return say(f"Not quite: {answer!r} uses the mean/sd or min/max, which a few extreme values drag around. "
+               "Try the scaler picker on a column with outliers.")
 
 
 def check_exercise_3(answer: int | None, decisions: Sequence[Mapping[str, Any]]) -> str:
     """Exercise 3: how many duplicate rows did step 2 remove?"""
     expected = sum(d["rows_affected"] for d in decisions if d["action"] == "remove duplicate rows")
     if answer is None:
-        return _say("Not answered yet: set `answer` to a whole number.")
+        return say("Not answered yet: set `answer` to a whole number.")
     try:
         given = int(answer)
     except (TypeError, ValueError):
-        return _say(f"Not quite: {answer!r} is not a whole number.")
+        return say(f"Not quite: {answer!r} is not a whole number.")
     if given == expected:
-        return _say(f"Right: {expected} duplicate rows were removed (see the decision log).")
-    return _say(f"Not quite: the decision log says otherwise (you said {given}). Look for 'remove duplicate rows'.")
+        return say(f"Right: {expected} duplicate rows were removed (see the decision log).")
+    return say(f"Not quite: the decision log says otherwise (you said {given}). Look for 'remove duplicate rows'.")
 
 
 # --- the whole step without display (benchmarks, tests) --------------------------------------------------------------------
@@ -693,8 +685,6 @@ def check_exercise_3(answer: int | None, decisions: Sequence[Mapping[str, Any]])
 
 def run_core(run: Run, params: Mapping[str, Any]) -> dict[str, Any]:
     """Every computation of step 2 in order, with per-stage seconds (no figures, nothing written but the snapshot)."""
-    from helpers.core.datasets import load_snapshot
-
     timings = {}
     started = time.perf_counter()
 

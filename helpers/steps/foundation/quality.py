@@ -16,6 +16,8 @@ import numpy as np
 import pandas as pd
 
 from helpers.core.cleaning import is_number, normalise_text
+from helpers.core.problem import identifier_columns
+from helpers.core.split import parse_times
 
 SEVERITIES = ("high", "medium", "low")
 ISSUE_COLUMNS = ["check", "column", "severity", "evidence", "fix"]
@@ -76,14 +78,12 @@ def _looks_like_dates(series: pd.Series) -> bool:
     sample = series.dropna().astype(str).head(200)
     if sample.empty or not sample.str.contains(r"\d").all() or not sample.str.contains(r"[-/:]").all():
         return False
-    parsed = pd.to_datetime(sample, errors="coerce", format="mixed")
+    parsed = parse_times(sample)
     return bool(parsed.notna().mean() >= 0.9)
 
 
 def identifiers(frame: pd.DataFrame, exclude: Sequence[str] = ()) -> list[str]:
     """Identifier-like columns (step 1's rule, so both steps agree)."""
-    from helpers.core.problem import identifier_columns
-
     return [c for c in identifier_columns(frame, exclude) if not (is_text(frame[c]) and (
         _looks_like_dates(frame[c]) or _is_free_text(frame[c])))]
 

@@ -9,7 +9,6 @@ loaded only through ``helpers.core.modelio.load_model`` (trusted types kept in c
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import sys
@@ -25,10 +24,16 @@ import pandas as pd
 from helpers.core import artifacts, modelio
 from helpers.core.artifacts import Run
 from helpers.core.cleaning import apply_cleaning
+from helpers.core.documents import render
 from helpers.core.errors import PlaybookError
-from helpers.core.kpis import batch_kpis
+from helpers.core.features import as_model_input
+from helpers.core.hashing import file_sha256
+from helpers.core.kpis import GROUP_COLUMNS, group_kpis
+from helpers.core.messages import say
 from helpers.core.paths import STEP_NOTEBOOKS
+from helpers.core.prepared import load_prepared
 from helpers.core.schema import load_schema
+from helpers.core.system import lock_text
 
 STEP = STEP_NOTEBOOKS[4]
 PACKAGE_FILES = ("model.skops", "model_meta.json", "schema.json", "cleaning.json", "requirements.lock.txt")
@@ -49,23 +54,6 @@ def champion_dir(run: Run) -> Path:
     return path if path.is_dir() else path.parent
 
 
-def current_lock() -> str:
-    """A requirements lock of the running environment (name==version per installed package)."""
-    from importlib import metadata
-
-    pins = sorted({f"{d.metadata['Name']}=={d.version}" for d in metadata.distributions() if d.metadata["Name"]},
-                  key=str.lower)
-    return f"# captured by step 5 from Python {sys.version.split()[0]}\n" + "\n".join(pins) + "\n"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def write_package(run: Run, *, schema: Mapping[str, Any] | None = None,
                   cleaning: Mapping[str, Any] | None = None) -> Path:
     """Complete the champion's folder into a servable package; return its path.
@@ -76,8 +64,6 @@ def write_package(run: Run, *, schema: Mapping[str, Any] | None = None,
     if schema is None:
         schema = load_schema(run)
     if cleaning is None:
-        from helpers.core.prepared import load_prepared
-
         cleaning = load_prepared(run, needed_by=STEP).cleaning
     artifacts.write_json(folder / "schema.json", schema)
     artifacts.write_json(folder / "cleaning.json", cleaning)
@@ -86,8 +72,8 @@ def write_package(run: Run, *, schema: Mapping[str, Any] | None = None,
         with artifacts.atomic_path(folder / LOCK_NAME) as tmp:
             shutil.copyfile(lock, tmp)
     else:
-        artifacts.write_text(folder / LOCK_NAME, current_lock())
-    files = [{"file": name, "bytes": (folder / name).stat().st_size, "sha256": _sha256(folder / name),
+        artifacts.write_text(folder / LOCK_NAME, lock_text(captured_by="step 5"))
+    files = [{"file": name, "bytes": (folder / name).stat().st_size, "sha256": file_sha256(folder / name),
               "source": _source(name, lock.exists())} for name in PACKAGE_FILES if (folder / name).exists()]
     artifacts.write_json(folder / "package.json", {"files": files})
     return folder
@@ -244,20 +230,10 @@ def apply_fixes(frame: pd.DataFrame, cleaning: Mapping[str, Any]) -> pd.DataFram
 
 
 def model_input(frame: pd.DataFrame, package: Package) -> pd.DataFrame:
-    """Feature table in the dtypes the pipeline was trained on (text categories, float numbers).
-
-    Vectorised (``features.as_model_input`` maps values one by one): prediction runs on
-    millions of rows.
-    """
-    X = frame[package.features].copy()
-    for c in package.meta.get("categorical", []):
-        s = X[c]
-        if pd.api.types.infer_dtype(s, skipna=True) not in ("string", "empty"):
-            s = s.astype(str).where(s.notna(), None)  # numbers or mixed values become text
-        X[c] = s.astype(object).where(s.notna(), np.nan)
-    for c in package.meta.get("numeric", []):
-        X[c] = pd.to_numeric(X[c], errors="coerce").astype(float).replace([np.inf, -np.inf], np.nan)
-    return X
+    """The package's feature table, converted exactly as in training (``features.as_model_input``
+    with the numeric/categorical kinds recorded in ``model_meta.json``)."""
+    meta = package.meta
+    return as_model_input(frame, meta.get("numeric", []), meta.get("categorical", []), columns=package.features)
 
 
 def predict_arrays(package: Package, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
@@ -440,8 +416,6 @@ def gate_cli(run_dir: str) -> int:
 
 def render_workflow(*, project_name: str, python_version: str | None = None) -> str:
     """The GitHub Actions workflow of this project (rendered from ``ci_workflow.yml.j2``)."""
-    from helpers.core.documents import render
-
     version = python_version or f"{sys.version_info.major}.{sys.version_info.minor}"
     return render("ci_workflow.yml.j2", project_name=project_name, python_version=version)
 
@@ -458,8 +432,6 @@ def workflow_stages(text: str) -> pd.DataFrame:
 
 
 def render_model_card(context: Mapping[str, Any]) -> str:
-    from helpers.core.documents import render
-
     return render("model_card.md.j2", **context)
 
 
@@ -514,24 +486,15 @@ def primary_metric(contract) -> str | None:
 
 
 def group_metrics(package: Package, prepared, contract, *, n_boot: int = 100, seed: int = 0) -> pd.DataFrame:
-    """The primary KPI per group of every sensitive column on the test side, with intervals."""
-
-    cols = ["column", "group", "rows", "metric", "value", "ci_low", "ci_high", "passed"]
+    """The primary KPI per group of every sensitive column on the test side (every group), with intervals."""
     metric = primary_metric(contract)
     if not prepared.target or not metric or contract.problem_type == "clustering":
-        return pd.DataFrame(columns=cols)
+        return pd.DataFrame(columns=GROUP_COLUMNS)
     test = prepared.test
-    labels, proba = predict_arrays(package, test)
-    single = type(contract)(contract.problem_type, {metric: contract.kpis[metric]}, contract.positive_label,
-                            contract.average, contract.classes)
-    rows = []
-    for column in [c for c in prepared.sensitive_columns if c in test.columns]:
-        for group, idx in test.groupby(column, dropna=False).indices.items():
-            t = batch_kpis(single, test[prepared.target].to_numpy()[idx], labels[idx],
-                              None if proba is None else proba[idx], n_boot=n_boot, seed=seed).iloc[0]
-            rows.append({"column": column, "group": group, "rows": len(idx), "metric": metric, "value": t["achieved"],
-                         "ci_low": t["ci_low"], "ci_high": t["ci_high"], "passed": t["passed"]})
-    return pd.DataFrame(rows, columns=cols)
+    labels, proba = predict_arrays(package, test)  # the package's predictions: thresholded as served
+    columns = [c for c in prepared.sensitive_columns if c in test.columns]
+    return group_kpis(contract, test[columns], test[prepared.target].to_numpy(), labels, proba, metrics=[metric],
+                      n_boot=n_boot, seed=seed)
 
 
 def model_card_context(run: Run, package: Package, prepared, groups: pd.DataFrame,
@@ -564,14 +527,9 @@ def model_card_context(run: Run, package: Package, prepared, groups: pd.DataFram
 def check_exercise_1(answer: int | None) -> str:
     """Exercise 1: which exit code of `playbook gate` stops a deployment when one KPI is missed?"""
     if answer is None:
-        return _say("Not answered yet: set `answer` to an exit code (0, 1 or 2).")
+        return say("Not answered yet: set `answer` to an exit code (0, 1 or 2).")
     if answer == 1:
-        return _say("Right: 1 means a KPI was measured and missed; CI stops before the deploy job.")
+        return say("Right: 1 means a KPI was measured and missed; CI stops before the deploy job.")
     if answer == 2:
-        return _say("Not quite: 2 means the run has no measured KPIs at all (step 4 did not run).")
-    return _say(f"Not quite: {answer} is not it. 0 means every KPI passed; look at gate_message above.")
-
-
-def _say(text: str) -> str:
-    print(text)
-    return text
+        return say("Not quite: 2 means the run has no measured KPIs at all (step 4 did not run).")
+    return say(f"Not quite: {answer} is not it. 0 means every KPI passed; look at gate_message above.")

@@ -9,15 +9,19 @@ test side with a documented drift schedule (``simulate_batches``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
+from helpers.core import artifacts, modelio
+from helpers.core.datasets import load_source
 from helpers.core.errors import PlaybookError
+from helpers.core.inspection import permutation_importance_table
 from helpers.core.kpis import (
     KpiContract,
     batch_kpis,
@@ -27,6 +31,10 @@ from helpers.core.kpis import (
     score,
 )
 from helpers.core.kpis import percentile_interval as _percentiles
+from helpers.core.messages import say
+from helpers.core.paths import STEP_NOTEBOOKS
+from helpers.core.split import time_values
+from helpers.steps.operations import deployment
 
 PSI_BANDS = (0.1, 0.25)  # below 0.1 stable, 0.1-0.25 moderate, above 0.25 significant
 MISSING = "<missing>"
@@ -303,9 +311,7 @@ def batches_from_data(frame: pd.DataFrame, *, time_column: str | None, n_batches
         if time_column not in frame.columns:
             raise PlaybookError(f"monitor_data has no time column {time_column!r}.",
                                 f"add the column {time_column!r} or set time_column to None (file order).")
-        order = pd.to_datetime(frame[time_column], errors="coerce")
-        if order.isna().all():
-            order = pd.to_numeric(frame[time_column], errors="coerce")
+        order = time_values(frame[time_column])  # the split's rule, so batches follow the same clock
         frame = frame.iloc[np.argsort(order.to_numpy(), kind="stable")]
     n = max(1, min(n_batches, len(frame)))
     periods = np.array_split(np.arange(len(frame)), n)
@@ -452,16 +458,12 @@ MAX_CHALLENGERS = 2  # at most this many retrains per run keeps step 5 fast; lat
 N_IMPORTANT = 3  # the policy watches drift on this many most important features
 
 
-def feature_importance(model, X: pd.DataFrame, y: pd.Series | None, *, seed: int, n_rows: int = 800) -> pd.DataFrame:
-    """Permutation importance of each feature (drop in the model's default score), on a sample."""
-    from sklearn.inspection import permutation_importance
-
-    sample = X.sample(min(n_rows, len(X)), random_state=seed)
-    target = None if y is None else y.loc[sample.index]
-    result = permutation_importance(model, sample, target, n_repeats=3, random_state=seed, n_jobs=1)
-    return (pd.DataFrame({"feature": X.columns, "importance": result.importances_mean,
-                          "std": result.importances_std})
-            .sort_values("importance", ascending=False, kind="stable").reset_index(drop=True))
+def feature_importance(model, X: pd.DataFrame, y: pd.Series | None, contract: KpiContract, *, seed: int,
+                       n_rows: int = 800) -> pd.DataFrame:
+    """Permutation importance of each feature on a sample of ``n_rows``: the drop in the contract's primary KPI
+    (clustering: in the model's own objective)."""
+    return permutation_importance_table(model, X, y, contract, deployment.primary_metric(contract), n_repeats=3,
+                                        seed=seed, n_jobs=1, max_rows=n_rows)
 
 
 def important_features(importance: pd.DataFrame, n: int = N_IMPORTANT) -> list[str]:
@@ -478,8 +480,6 @@ def production_batches(params, prepared, *, feature: str | None, positive_label:
                        time_column: str | None = None) -> tuple[list[pd.DataFrame], pd.DataFrame, str]:
     """Real ``monitor_data`` cut into periods, or the simulation from the test side; and its source."""
     if params.get("monitor_data"):
-        from helpers.core.datasets import load_source
-
         frame = load_source(params["monitor_data"])
         batches = batches_from_data(frame, time_column=time_column if time_column in frame.columns else None,
                                     n_batches=params["n_batches"])
@@ -498,8 +498,6 @@ def production_batches(params, prepared, *, feature: str | None, positive_label:
 def track_all(package, batches: Sequence[pd.DataFrame], detector: DriftDetector, contract: KpiContract, *,
               reference_pred: np.ndarray, n_boot: int = 50, seed: int = 0) -> list[dict[str, Any]]:
     """Validate (as ``playbook predict`` does), predict and track every batch."""
-    from helpers.steps.operations import deployment
-
     results = []
     for batch in batches:
         fixed, v = deployment.validate(batch.drop(columns="batch", errors="ignore"), package)
@@ -553,9 +551,6 @@ def retrain_challengers(package, prepared, batches: Sequence[pd.DataFrame], resu
     ``run`` is given; the manifest's champion changes only when ``promote_for_real``.
     """
     from sklearn.base import clone
-
-    from helpers.core import artifacts, modelio
-    from helpers.steps.operations import deployment
 
     metric = deployment.primary_metric(contract)
     target = prepared.target
@@ -706,32 +701,27 @@ def check_exercise_2(answer: int | None, decisions: Sequence[dict[str, Any]]) ->
     """Exercise 2: which batch first triggers retraining, and why?"""
     fired = [d for d in decisions if d["retrain"]]
     if answer is None:
-        return _say("Not answered yet: set `answer` to a batch number (or 0 if retraining never fires).")
+        return say("Not answered yet: set `answer` to a batch number (or 0 if retraining never fires).")
     expected = fired[0]["batch"] if fired else 0
     if answer == expected:
         why = fired[0]["reason"] if fired else "no trigger in any batch"
-        return _say(f"Right: batch {expected}. Why: {why}.")
-    return _say(f"Not quite: batch {answer} is not the first trigger. Look at the decisions table: "
-                "which is the first row with retrain = True?")
+        return say(f"Right: batch {expected}. Why: {why}.")
+    return say(f"Not quite: batch {answer} is not the first trigger. Look at the decisions table: "
+               "which is the first row with retrain = True?")
 
 
 def check_exercise_3(answer: str | None) -> str:
     """Exercise 3: in which PSI band is a PSI of 0.18?"""
     if answer is None:
-        return _say("Not answered yet: set `answer` to 'stable', 'moderate' or 'significant'.")
+        return say("Not answered yet: set `answer` to 'stable', 'moderate' or 'significant'.")
     if str(answer).strip().lower() == psi_band(0.18):
-        return _say("Right: 0.18 is between 0.1 and 0.25, a moderate shift: investigate, no alarm yet.")
-    return _say(f"Not quite: {answer!r}. The bands are < 0.1 stable, 0.1-0.25 moderate, >= 0.25 significant.")
-
-
-def _say(text: str) -> str:
-    print(text)
-    return text
+        return say("Right: 0.18 is between 0.1 and 0.25, a moderate shift: investigate, no alarm yet.")
+    return say(f"Not quite: {answer!r}. The bands are < 0.1 stable, 0.1-0.25 moderate, >= 0.25 significant.")
 
 
 # --- readiness facts, save, report -----------------------------------------------------------------------
 
-STEP = "05_deployment_and_monitoring"
+STEP = STEP_NOTEBOOKS[4]
 
 
 def readiness_facts(*, package_dir, sample_check, gate_code: int, card: str, groups: pd.DataFrame,
@@ -772,44 +762,73 @@ def _finite_outputs(result: dict[str, Any]) -> bool:
     return bool(np.isfinite(p).all() and (p >= 0).all() and (p <= 1).all())
 
 
-def save_step(run, *, workflow: str, card: str, schedule: pd.DataFrame, kpi_timeline: pd.DataFrame,
-              drift_timeline: pd.DataFrame, alerts: pd.DataFrame, decisions, challengers, false_alarms: pd.DataFrame,
-              readiness_table: pd.DataFrame, readiness_summary: dict[str, Any], figures: dict[str, Any], package_dir,
-              gate_code: int, source: str, shifted: str | None, important: Sequence[str], throughput: dict[str, Any],
-              groups: pd.DataFrame, params) -> dict[str, Any]:
-    """Write every step-5 artifact, then the summary (last: its presence means the step finished)."""
-    from helpers.steps.operations import deployment
+@dataclass
+class OperationsResult:
+    """What step 5 produced: the package and its gate, the monitoring story, retraining, readiness."""
 
-    run.write_artifact_text(STEP, "ci_workflow.yml", workflow)
-    run.write_artifact_text(STEP, "model_card.md", card)
-    tables = {"schedule.csv": schedule, "kpi_timeline.csv": kpi_timeline,
-              "drift_timeline.csv": drift_timeline, "alerts.csv": alerts, "decisions.csv": pd.DataFrame(decisions),
-              "challengers.csv": pd.DataFrame(challengers), "false_alarms.csv": false_alarms,
-              "readiness.csv": readiness_table, "group_metrics.csv": groups}
-    for name, table in tables.items():
-        run.write_table(STEP, name, table)
-    for name, fig in figures.items():
-        run.save_figure(STEP, name, fig)
-    code_text = deployment.gate_message(gate_code, pd.DataFrame()).splitlines()[-1] if gate_code == 2 else \
-        ("passed" if gate_code == 0 else "failed")
-    summary = {
-        "package": {"path": run.relative(package_dir), "files": deployment.package_contents(package_dir)["file"].tolist()},
-        "throughput_rows_per_s": throughput["rows_per_s"],
-        "gate": {"exit_code": gate_code, "result": code_text},
-        "monitoring": {"source": source, "batches": len(schedule), "shifted_feature": shifted,
-                       "important_features": list(important), "alerts": len(alerts),
+    package_dir: Any
+    gate_code: int
+    throughput: Mapping[str, Any]
+    groups: pd.DataFrame
+    workflow: str
+    card: str
+    source: str  # where the production batches came from: simulated, or monitor_data
+    shifted: str | None
+    important: Sequence[str]
+    schedule: pd.DataFrame
+    kpi_timeline: pd.DataFrame
+    drift_timeline: pd.DataFrame
+    alerts: pd.DataFrame
+    decisions: Sequence[Mapping[str, Any]]
+    challengers: Sequence[Mapping[str, Any]]
+    false_alarms: pd.DataFrame
+    readiness_table: pd.DataFrame
+    readiness_summary: Mapping[str, Any]
+    policy: Mapping[str, Any]  # retrain_after_breaches, drift_threshold, promotion_margin
+    figures: Mapping[str, Any] = field(default_factory=dict)
+
+
+def summary(result: OperationsResult) -> dict[str, Any]:
+    """Step 5's machine-readable findings (``summary.json``)."""
+    package_path = "/".join(Path(result.package_dir).parts[-2:])  # models/vN inside the run folder
+    package_files = deployment.package_contents(result.package_dir)["file"].tolist()
+    from_gate = {0: "passed", 1: "failed"}
+    code_text = from_gate.get(result.gate_code) or deployment.gate_message(result.gate_code, pd.DataFrame()).splitlines()[-1]
+    alerts, challengers = result.alerts, result.challengers
+    return {
+        "package": {"path": package_path, "files": list(package_files)},
+        "throughput_rows_per_s": result.throughput["rows_per_s"],
+        "gate": {"exit_code": result.gate_code, "result": code_text},
+        "monitoring": {"source": result.source, "batches": len(result.schedule), "shifted_feature": result.shifted,
+                       "important_features": list(result.important), "alerts": len(alerts),
                        "alerts_by_kind": alerts["kind"].value_counts().to_dict(),
                        "first_drift_alert_batch": _first(alerts, "drift"),
                        "first_kpi_breach_batch": _first(alerts, "KPI breach")},
-        "retraining": {"policy": {"retrain_after_breaches": params["retrain_after_breaches"],
-                                  "drift_threshold": params["drift_threshold"],
-                                  "promotion_margin": params["promotion_margin"]},
-                       "decisions": list(decisions), "challengers": list(challengers),
-                       "champion_changed": any(c.get("promote") for c in challengers) and source == "monitor_data"},
-        "readiness": {**readiness_summary, "scores": readiness_table[["id", "score", "status"]].to_dict(orient="records")},
+        "retraining": {"policy": {k: result.policy[k] for k in ("retrain_after_breaches", "drift_threshold",
+                                                                "promotion_margin")},
+                       "decisions": list(result.decisions), "challengers": list(challengers),
+                       "champion_changed": any(c.get("promote") for c in challengers)
+                       and result.source == "monitor_data"},
+        "readiness": {**result.readiness_summary,
+                      "scores": result.readiness_table[["id", "score", "status"]].to_dict(orient="records")},
         "documents": {"model_card": f"artifacts/{STEP}/model_card.md", "ci_workflow": f"artifacts/{STEP}/ci_workflow.yml"},
     }
-    run.write_summary(STEP, summary)
+
+
+def save(run, result: OperationsResult) -> dict[str, Any]:
+    """Write every step-5 artifact, then the summary (last: its presence means the step finished)."""
+    run.write_artifact_text(STEP, "ci_workflow.yml", result.workflow)
+    run.write_artifact_text(STEP, "model_card.md", result.card)
+    tables = {"schedule.csv": result.schedule, "kpi_timeline.csv": result.kpi_timeline,
+              "drift_timeline.csv": result.drift_timeline, "alerts.csv": result.alerts,
+              "decisions.csv": pd.DataFrame(result.decisions), "challengers.csv": pd.DataFrame(result.challengers),
+              "false_alarms.csv": result.false_alarms, "readiness.csv": result.readiness_table,
+              "group_metrics.csv": result.groups}
+    for name, table in tables.items():
+        run.write_table(STEP, name, table)
+    for name, fig in result.figures.items():
+        run.save_figure(STEP, name, fig)
+    run.write_summary(STEP, summary(result))
     return run.read_summary(STEP)
 
 

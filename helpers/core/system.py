@@ -1,0 +1,140 @@
+"""Facts about the machine and environment a run executes in: memory (container-aware) and the package lock.
+
+Step 2 (will the table fit?), step 3 (environment report, lock file) and step 5 (the model package's
+lock when step 3 did not run) read them here, so they agree.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import re
+from collections.abc import Iterable, Mapping
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+LOCK_FILE = "requirements.lock.txt"
+
+
+# --- memory ------------------------------------------------------------------------------------
+
+
+def read_meminfo(path: str | os.PathLike = "/proc/meminfo") -> dict[str, int]:
+    """Memory figures in bytes from a Linux ``/proc/meminfo`` file (empty dict elsewhere)."""
+    values: dict[str, int] = {}
+    try:
+        text = Path(path).read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return values
+    for line in text.splitlines():
+        name, _, rest = line.partition(":")
+        parts = rest.split()
+        if parts and parts[0].isdigit():
+            unit = 1024 if len(parts) > 1 and parts[1].lower() == "kb" else 1
+            values[name.strip()] = int(parts[0]) * unit
+    return values
+
+
+def cgroup_memory_limit(root: str | os.PathLike = "/sys/fs/cgroup") -> int | None:
+    """A container's memory limit in bytes (cgroup v2 ``memory.max`` or v1), or None."""
+    root = Path(root)
+    for name in ("memory.max", "memory/memory.limit_in_bytes"):
+        try:
+            text = (root / name).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit() and int(text) < 2**60:  # v1 reports "no limit" as a huge number
+            return int(text)
+    return None
+
+
+def memory_info(meminfo_path: str | os.PathLike = "/proc/meminfo",
+                cgroup_root: str | os.PathLike = "/sys/fs/cgroup") -> dict[str, int | None]:
+    """Total and available memory in bytes, capped by a container limit when there is one."""
+    info = read_meminfo(meminfo_path)
+    total = info.get("MemTotal")
+    available = info.get("MemAvailable", info.get("MemFree"))
+    if total is None and hasattr(os, "sysconf"):
+        try:
+            total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (ValueError, OSError):
+            total = None
+    # /proc/meminfo shows the host's memory inside a container; the cgroup limit is what this process can get
+    limit = cgroup_memory_limit(cgroup_root)
+    if limit is not None:
+        total = min(total, limit) if total else limit
+        available = min(available, limit) if available else limit
+    return {"total_bytes": total, "available_bytes": available if available is not None else total}
+
+
+def available_memory_bytes(meminfo_path: str | os.PathLike = "/proc/meminfo",
+                           cgroup_root: str | os.PathLike = "/sys/fs/cgroup") -> int | None:
+    """Memory available to this process in bytes (container limit respected), or None when unknown."""
+    return memory_info(meminfo_path, cgroup_root)["available_bytes"]
+
+
+# --- lock file ---------------------------------------------------------------------------------
+
+
+def _direct_url(dist: metadata.Distribution) -> dict[str, Any] | None:
+    """The PEP 610 record of a package installed from a URL or folder rather than an index, else None."""
+    text = dist.read_text("direct_url.json")
+    if not text:
+        return None
+    try:
+        info = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    return info if isinstance(info, Mapping) and info.get("url") else None
+
+
+def _direct_reference(info: Mapping[str, Any]) -> str:
+    """What follows ``name @`` for a PEP 610 record, built the way ``pip freeze`` builds it."""
+    url = info["url"]
+    vcs = info.get("vcs_info")
+    if vcs:  # PEP 610 keeps the VCS out of the URL; pin the commit that was installed
+        url = f"{vcs['vcs']}+{url}" + (f"@{vcs['commit_id']}" if vcs.get("commit_id") else "")
+    else:
+        hashes = (info.get("archive_info") or {}).get("hashes") or {}
+        if "sha256" in hashes:
+            url += f"#sha256={hashes['sha256']}"
+    if info.get("subdirectory"):
+        url += ("&" if "#" in url else "#") + f"subdirectory={info['subdirectory']}"
+    return url
+
+
+def lock_text(distributions: Iterable[metadata.Distribution] | None = None, *, captured_by: str = "this run") -> str:
+    """A ``requirements.lock.txt`` that ``pip install -r`` accepts: every installed distribution, pinned.
+
+    Read from importlib.metadata (what ``pip freeze`` reads, without a subprocess). Index packages
+    become ``name==version``; packages installed from a URL (PEP 610) become ``name @ url``, VCS ones
+    pinned to their commit. Packages installed from a local folder or file (such as this project in
+    editable mode) cannot be fetched elsewhere (and ``name==version`` would not be on an index), so
+    they become comments naming their source.
+    """
+    lines: dict[str, tuple[bool, str]] = {}  # normalised name -> (has a PEP 610 record, line)
+    for dist in distributions if distributions is not None else metadata.distributions():
+        name = dist.metadata.get("Name")
+        if not name:
+            continue
+        key = re.sub(r"[-_.]+", "-", name).lower()  # PEP 503 normalised name
+        info = _direct_url(dist)
+        if key in lines and (lines[key][0] or not info):
+            # seen twice, e.g. the source tree's .egg-info on sys.path next to the editable install's record:
+            # keep the first, unless only the later one says where the package came from
+            continue
+        if info and info["url"].startswith("file:"):
+            lines[key] = (True, f"# {name}=={dist.version} installed from {info['url']}")
+        elif info:
+            lines[key] = (True, f"{name} @ {_direct_reference(info)}")
+        else:
+            lines[key] = (False, f"{name}=={dist.version}")
+    pinned = [line for _, (_, line) in sorted(lines.items()) if not line.startswith("#")]
+    local = [line for _, (_, line) in sorted(lines.items()) if line.startswith("#")]
+    header = [f"# Installed packages captured by {captured_by}, {dt.date.today().isoformat()}, "
+              f"Python {platform.python_version()} on {platform.system()} {platform.machine()}.",
+              f"# Recreate with: python -m pip install -r {LOCK_FILE}"]
+    return "\n".join(header + pinned + local) + "\n"
