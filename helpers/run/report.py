@@ -16,8 +16,7 @@ import pandas as pd
 from IPython.display import HTML, Markdown, display
 
 from helpers.core import artifacts, paths
-from helpers.run import engine, registry
-from helpers.run.engine import playbook_kernel
+from helpers.run import registry
 
 STEP_TITLES = registry.TITLES
 
@@ -167,12 +166,16 @@ def export_html(notebook_path: Path) -> str:
 def build_report(run: artifacts.Run, *, html: bool = True, kernel_name: str | None = None,
                  timeout: float | None = None) -> Path:
     """Execute the report notebook into the run folder and export it to HTML."""
+    # local: papermill costs ~1.4 s to import, and the report notebook's kernel imports this module
+    # for its sections without ever building a report
+    from helpers.run import engine
+
     registry.load_all()  # a broken step module stops here, named, before any kernel starts
     output = run.path / "report.ipynb"
     source = paths.notebooks_dir() / "report.ipynb"
     with artifacts.atomic_path(output) as tmp:
         if kernel_name is None:
-            with playbook_kernel() as kernel:
+            with engine.playbook_kernel() as kernel:
                 _execute_report(source, tmp, run, kernel, timeout)
         else:
             _execute_report(source, tmp, run, kernel_name, timeout)
@@ -185,5 +188,6 @@ def build_report(run: artifacts.Run, *, html: bool = True, kernel_name: str | No
 
 
 def _execute_report(source: Path, output: Path, run: artifacts.Run, kernel: str, timeout: float | None) -> None:
+    from helpers.run import engine  # local: see build_report
     engine.execute_notebook(source, output, parameters={"run_dir": str(run.path)}, kernel_name=kernel,
                             progress_bar=False, log_output=False, execution_timeout=timeout)

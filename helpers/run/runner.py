@@ -33,6 +33,7 @@ from helpers.run.engine import playbook_kernel
 from helpers.steps.foundation import data
 
 EXIT_OK, EXIT_CRASH, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+REPORT_MIN_TIMEOUT_S = 120.0
 
 
 def parse_steps(spec: str | None, available: Sequence[str] | None = None) -> list[str]:
@@ -315,6 +316,9 @@ def report_failure(result: StepOutcome, run: artifacts.Run, echo) -> None:
 
 
 def build_report_safely(run: artifacts.Run, html: bool, kernel: str, echo, timeout: float | None = None) -> None:
+    # the report's cells import every step module: a --timeout sized for a tiny step must not cost
+    # the user the (partial) report
+    timeout = None if timeout is None else max(timeout, REPORT_MIN_TIMEOUT_S)
     try:
         report.build_report(run, html=html, kernel_name=kernel, timeout=timeout)
         echo(f"Report: {run.path / ('report.html' if html else 'report.ipynb')}")
