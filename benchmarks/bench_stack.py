@@ -1,31 +1,221 @@
-"""Benchmark of step 3 (helpers.steps.stack): prints figures, asserts nothing.
+"""Benchmark of step 3 (helpers.steps.stack): do its projections match what happens? Prints figures, asserts nothing.
 
-    python benchmarks/bench_stack.py [RUN_DIR] [BUDGET_S]
+    python benchmarks/bench_stack.py [--part all|projections|step4|latency] [--runs N] [--budget S]
+                                     [--cap S] [--tables A,B] [--growths 10,100]
 
-With RUN_DIR (a run where step 2 ran) it measures step 2's real hand-over; without,
-a Prepared built from the churn demo table with a simple numeric/categorical split.
-Figures: measurement wall time vs budget (overshoot), fits done, fitted exponents,
-and the latency of the explorer update, the decision record and the lock file.
+1. Projections (``--part projections``). Two tables with known answers, measured the way
+   step 3 does (``measure_scaling`` with the default budget, ``--runs`` times with different
+   seeds), then projected to 10x and 100x the training rows. The answer is what one
+   cross-validation fold of step 4 actually takes at that size (a fit on 4/5 of the rows,
+   scoring the other 1/5; CPU seconds of one core, single-threaded), timed here:
+   A. the demo's training side (4,000 churn rows), grown by resampling with 1% jitter;
+   B. a generated sensor table (14 numeric columns, one categorical, binary target), measured
+      on 1,500 rows (step 3 grows it itself) and answered on real rows of the same generator.
+   Targets: projection within 2x of the actual at 10x, within 3x at 100x. Also printed: how
+   often the actual falls inside the projection's range, and the accuracy per "how sure" label.
+   Actuals whose projection exceeds ``--cap`` seconds are skipped (and said so).
+2. Step 4's duration (``--part step4``): ``playbook run --steps 1-4`` on the demo and on a
+   100,000-row churn table (``datasets.make_churn``); step 4 records step 3's prediction for the
+   family it tuned next to the CPU and wall time it took. Target: within 2x.
+3. Latency (``--part latency``): environment report, lock file, explorer update, decision record.
+
+Timings on a shared machine are noisy: projections are medians over ``--runs`` measurements,
+10x actuals medians of three folds; the load average is printed with the results.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
-from helpers.core import artifacts, datasets, families, features
-from helpers.core.prepared import Prepared, load_prepared
+import numpy as np
+import pandas as pd
+from sklearn.datasets import make_classification
+from threadpoolctl import threadpool_limits
+
+from helpers.core import config, datasets, families, features, sampling
+from helpers.core.prepared import Prepared
 from helpers.steps import stack
+
+TARGETS = {10: 2.0, 100: 3.0}
+FOLDS = 5
 
 
 def demo_prepared() -> Prepared:
+    """The churn demo's training side as step 2 hands it over (simplified: no cleaning)."""
     frame = datasets.load_builtin("churn").drop_duplicates("customer_id")
     frame = frame.drop(columns=["customer_id", "total_charges", "country", "retention_call_minutes"])
     columns = [c for c in frame.columns if c != "churn"]
     numeric, categorical = features.split_kinds(frame, columns)
     cut = int(len(frame) * 0.8)
     return Prepared(frame.iloc[:cut], frame.iloc[cut:], "churn", "classification", numeric, categorical)
+
+
+def sensor_table(n_rows: int, seed: int = 11) -> pd.DataFrame:
+    """A generated table of another shape: 14 numeric sensor readings, a site code, a binary fault label."""
+    X, y = make_classification(n_samples=n_rows, n_features=14, n_informative=6, n_redundant=3, flip_y=0.05,
+                               weights=[0.8], random_state=seed)
+    frame = pd.DataFrame(X, columns=[f"sensor_{i:02d}" for i in range(14)])
+    rng = np.random.default_rng(seed)
+    frame["site"] = rng.choice([f"site_{i}" for i in range(8)], size=n_rows)
+    frame["fault"] = np.where(y == 1, "yes", "no")
+    return frame
+
+
+def sensor_prepared(frame: pd.DataFrame, n_train: int) -> Prepared:
+    numeric = [c for c in frame.columns if c.startswith("sensor_")]
+    return Prepared(frame.iloc[:n_train], frame.iloc[n_train:n_train + n_train // 4], "fault", "classification",
+                    numeric, ["site"])
+
+
+def fold_seconds(prepared: Prepared, family, X: pd.DataFrame, y: pd.Series, seed: int) -> tuple[float, float]:
+    """CPU and wall seconds of one fold: fit on 4/5 of the rows, score the other 1/5 (single-threaded)."""
+    order = np.random.default_rng(seed).permutation(len(X))
+    cut = len(X) * (FOLDS - 1) // FOLDS
+    fit_rows, score_rows = order[:cut], order[cut:]
+    model = prepared.pipeline(family, seed, 1)
+    score = stack.scoring_method  # the same call step 3 times
+    with threadpool_limits(1):
+        cpu, wall = time.process_time(), time.perf_counter()
+        model.fit(X.iloc[fit_rows], y.iloc[fit_rows])
+        score(model, prepared.problem_type)(X.iloc[score_rows])
+        return time.process_time() - cpu, time.perf_counter() - wall
+
+
+def projections_part(args) -> None:
+    budget = args.budget or config.REGISTRY["scaling_budget_s"].default
+    growths = [int(g) for g in args.growths.split(",")]
+    demo = demo_prepared()
+    base_b = 1500
+    sensors = sensor_table(base_b * max(growths) + base_b)
+    tables = {"A": ("churn demo, grown by resampling", demo),
+              "B": ("generated sensors, real rows", sensor_prepared(sensors, base_b))}
+    rows = []
+    for key in args.tables.split(","):
+        label, prepared = tables[key]
+        fams = families.families_for(prepared.problem_type)
+        studies, walls = [], []
+        for run in range(args.runs):
+            started = time.perf_counter()
+            m = stack.measure_scaling(prepared, fams, budget_s=budget, seed=run)
+            walls.append(time.perf_counter() - started)
+            studies.append(stack.build_study(prepared, m, stack.environment_report(), folds=FOLDS))
+        reached = {f.name: statistics.median(s.curves[f.name].costs.measured_rows for s in studies) for f in fams}
+        print(f"\n{key}. {label}: {studies[0].n_rows:,} training rows; {args.runs} measurements with budget "
+              f"{budget:g} s took {statistics.median(walls):.1f} s (median wall); largest size measured "
+              f"(median): " + ", ".join(f"{k} {v:,.0f}" for k, v in reached.items()))
+        X, y = prepared.X("train"), prepared.y("train")
+        for g in growths:
+            n = studies[0].n_rows * g
+            for family in fams:
+                projected = [s.project(family.name, g) for s in studies]
+                fold = statistics.median(p["fold_s"] for p in projected)
+                middle = sorted(projected, key=lambda p: p["fold_s"])[len(projected) // 2]
+                row = {"table": key, "family": family.name, "growth": g, "rows": n, "projected_s": fold,
+                       "low_s": middle["low_s"], "high_s": middle["high_s"], "sure": middle["sure"],
+                       "runs": [p["fold_s"] for p in projected]}
+                if middle["high_s"] > args.cap:
+                    rows.append({**row, "actual_s": float("nan"), "wall_s": float("nan")})
+                    print(f"  {family.name:24s} {g:>4d}x skipped: projected up to {middle['high_s']:.0f} s > cap "
+                          f"{args.cap:g} s", flush=True)
+                    continue
+                if key == "A":
+                    Xg, yg = sampling.grow(X, y, n, seed=1000 + g)
+                else:  # real rows of the generator, not the ones measured
+                    part = sensors.iloc[base_b:base_b + n]
+                    Xg, yg = part[prepared.features].reset_index(drop=True), part["fault"].reset_index(drop=True)
+                repeats = 3 if g <= 10 else 1
+                times = [fold_seconds(prepared, family, Xg, yg, seed=r) for r in range(repeats)]
+                actual, wall = statistics.median(t[0] for t in times), statistics.median(t[1] for t in times)
+                rows.append({**row, "actual_s": actual, "wall_s": wall})
+                print(f"  {family.name:24s} {g:>4d}x {n:>8,} rows: projected {fold:8.2f} s "
+                      f"({middle['low_s']:.2f} to {middle['high_s']:.2f}, {middle['sure']}), actual {actual:8.2f} s "
+                      f"CPU ({wall:.2f} wall), ratio {fold / actual:5.2f}", flush=True)
+    report(pd.DataFrame(rows))
+
+
+def report(frame: pd.DataFrame) -> None:
+    done = frame.dropna(subset=["actual_s"]).copy()
+    done["ratio"] = done["projected_s"] / done["actual_s"]
+    done["factor"] = np.maximum(done["ratio"], 1 / done["ratio"])
+    done["target"] = done["growth"].map(TARGETS)
+    done["ok"] = done["factor"] <= done["target"]
+    done["inside"] = (done["actual_s"] >= done["low_s"]) & (done["actual_s"] <= done["high_s"])
+    done["worst run"] = [max(max(r / a, a / r) for r in runs) for runs, a in zip(done["runs"], done["actual_s"],
+                                                                                    strict=True)]
+    print(f"\nProjection vs actual (CPU s of one fold; load average {os.getloadavg()[0]:.1f}):")
+    cols = ["table", "family", "growth", "rows", "projected_s", "low_s", "high_s", "sure", "actual_s", "wall_s",
+            "ratio", "worst run", "ok", "inside"]
+    with pd.option_context("display.width", 200, "display.max_columns", 20, "display.float_format", "{:.3g}".format):
+        print(done[cols].to_string(index=False))
+    for g, target in TARGETS.items():
+        part = done[done["growth"] == g]
+        if len(part):
+            print(f"at {g}x: {part['ok'].sum()}/{len(part)} within {target:g}x (target: all); median factor "
+                  f"{part['factor'].median():.2f}, worst {part['factor'].max():.2f} ({part.loc[part['factor'].idxmax(), 'family']}, "
+                  f"table {part.loc[part['factor'].idxmax(), 'table']}); worst single measurement "
+                  f"{part['worst run'].max():.2f}")
+    print(f"actual inside the projection's range: {done['inside'].sum()}/{len(done)}")
+    for label, part in done.groupby("sure"):
+        print(f"  '{label}': {len(part)} projections, median factor {part['factor'].median():.2f}, "
+              f"worst {part['factor'].max():.2f}, inside range {part['inside'].sum()}/{len(part)}")
+    skipped = frame[frame["actual_s"].isna()]
+    if len(skipped):
+        print("skipped (projection above --cap): " + ", ".join(f"{r.table}/{r.family} {r.growth}x"
+                                                              for r in skipped.itertuples()))
+
+
+# --- step 4's duration -------------------------------------------------------------------------------
+
+CHURN_PRESET = {k: v for k, v in datasets.PRESETS["churn"].items() if k not in ("description",)}
+
+
+def run_steps(out: Path, params: dict | None = None) -> tuple[dict, dict, float]:
+    cmd = [sys.executable, "-m", "helpers.run.cli", "run", "--steps", "1-4", "--out", str(out), "--no-html"]
+    if params:
+        cmd += ["-y", json.dumps(params)]
+    started = time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    wall = time.perf_counter() - started
+    s3 = json.loads((out / "artifacts" / stack.STEP / "summary.json").read_text())
+    s4 = json.loads((out / "artifacts" / "04_model_development" / "summary.json").read_text())
+    return s3, s4, wall
+
+
+def step4_part(args) -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="bench-stack-"))
+    big = tmp / "churn_100k.parquet"
+    datasets.make_churn(100_000).to_parquet(big)
+    cases = [("demo (builtin:churn, 5,000 rows)", None),
+             ("churn 100,000 rows", {**CHURN_PRESET, "dataset": str(big), "project_name": "churn-100k"})]
+    print(f"\nStep 4's duration: predicted by step 3's costs vs taken (load average {os.getloadavg()[0]:.1f})")
+    for label, params in cases:
+        for r in range(args.step4_runs):
+            s3, s4, wall = run_steps(tmp / f"run-{len(label)}-{r}", params)
+            d = s4.get("duration") or {}
+            span = s3.get("modeling_forecast", {})
+            if not d:
+                print(f"  {label}: no prediction recorded")
+                continue
+            factor = max(d["ratio"], 1 / d["ratio"])
+            print(f"  {label}: {s3['n_rows']:,} training rows; step 3 span over families "
+                  f"{span.get('low_s', float('nan')):.1f} to {span.get('high_s', float('nan')):.1f} s; tuned "
+                  f"{d['tuned']}: predicted {d['total_s']:.1f} s ({d['low_s']:.1f} to {d['high_s']:.1f}); took "
+                  f"{d['actual_cpu_s']:.1f} s CPU, {d['actual_s']:.1f} s wall: ratio actual/predicted "
+                  f"{d['ratio']:.2f} (wall {d['wall_ratio']:.2f}); within 2x: {'yes' if factor <= 2 else 'NO'}; "
+                  f"steps 1-4 took {wall:.0f} s", flush=True)
+            print("     parts predicted: " + ", ".join(f"{k} {v:.1f} s" for k, v in d["parts"].items())
+                  + f"; tuning took {s4['tuning']['elapsed_s']:.1f} s")
+
+
+# --- latency -------------------------------------------------------------------------------------------
 
 
 def timed(fn, repeat: int = 1) -> tuple[float, object]:
@@ -37,45 +227,49 @@ def timed(fn, repeat: int = 1) -> tuple[float, object]:
     return statistics.median(times), result
 
 
-def main() -> None:
-    run_dir = sys.argv[1] if len(sys.argv) > 1 else None
-    budget = float(sys.argv[2]) if len(sys.argv) > 2 else 10.0
-    prepared = load_prepared(artifacts.Run(run_dir)) if run_dir else demo_prepared()
-    print(f"data: {len(prepared.train)} training rows, {len(prepared.features)} features ({prepared.problem_type})")
-    env_s, env = timed(stack.environment_report, 5)
-    print(f"environment report: {env_s * 1000:.1f} ms; {env['cpu']['usable_cores']} cores, "
-          f"{stack.format_bytes(env['memory']['available_bytes'])} available")
-    lock_s, lock = timed(stack.lock_text, 3)
-    print(f"lock text: {lock_s * 1000:.1f} ms, {len(lock.splitlines())} lines")
-
-    fams = families.families_for(prepared.problem_type)
-    wall, m = timed(lambda: stack.measure_scaling(prepared, fams, budget_s=budget, seed=0))
-    longest = m["fit_s"].max()
-    print(f"measurement: budget {budget:.1f} s, wall {wall:.2f} s (overshoot {wall - budget:+.2f} s; "
-          f"longest single fit {longest:.2f} s), {len(m)} points, memory by {m.attrs['memory_method']}")
-    study = stack.build_study(prepared, m, env)
-    for name, c in study.curves.items():
-        sizes = sorted({p["n_rows"] for p in c.points})
-        print(f"  {name:24s} b = {c.time.b:5.2f} (R² {c.time.r2 if c.time.r2 is not None else float('nan'):.2f}) "
-              f"memory b = {c.memory.b if c.memory else float('nan'):5.2f}  sizes {sizes[0]}..{sizes[-1]}")
-
-    update = stack.explorer_update(study)
-    family = stack.slowest_family(study)
+def latency_part(args) -> None:
     import matplotlib.pyplot as plt
 
-    def one_update():
-        _, fig = update(growth=100, family=family)
-        plt.close(fig)
+    prepared = demo_prepared()
+    env_s, env = timed(stack.environment_report, 5)
+    print(f"\nenvironment report: {env_s * 1000:.1f} ms; lock text: {timed(stack.lock_text, 3)[0] * 1000:.1f} ms")
+    budget = args.budget or config.REGISTRY["scaling_budget_s"].default
+    wall, m = timed(lambda: stack.measure_scaling(prepared, families.families_for("classification"), budget_s=budget))
+    print(f"measurement: budget {budget:g} s, wall {wall:.2f} s (overshoot {wall - budget:+.2f} s), {len(m)} points")
+    study = stack.build_study(prepared, m, env)
+    update, family = stack.explorer_update(study), stack.slowest_family(study)
 
-    upd_s, _ = timed(one_update, 10)
-    text_s, _ = timed(lambda: stack.explorer_readout(study, 100, family), 50)
-    print(f"explorer update (readout + figure): {upd_s * 1000:.0f} ms median; readout alone {text_s * 1000:.2f} ms")
+    def one_update():
+        plt.close(update(growth=100, family=family)[1])
+
+    print(f"explorer update (readout + figure): {timed(one_update, 10)[0] * 1000:.0f} ms median; readout alone "
+          f"{timed(lambda: stack.explorer_readout(study, 100, family), 50)[0] * 1000:.2f} ms")
     proj = stack.projections(study, 10.0)
     ctx = stack.make_context(prepared, study, env, 10.0)
-    decisions = stack.decide(ctx)
-    doc_s, md = timed(lambda: stack.render_decision(ctx, env, study, decisions, proj, stack.load_cloud_services()), 5)
-    print(f"decision record: {doc_s * 1000:.0f} ms, {len(md.splitlines())} lines; compute: "
-          f"{decisions['compute']['decision']}")
+    forecast = stack.modeling_forecast(study, prepared, folds=5, iterations=8, strategy="random", tuning_budget_s=120)
+    doc_s, md = timed(lambda: stack.render_decision(ctx, env, study, stack.decide(ctx), proj,
+                                                    stack.load_cloud_services(), forecast), 5)
+    print(f"decision record: {doc_s * 1000:.0f} ms, {len(md.splitlines())} lines")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--part", default="all", choices=["all", "projections", "step4", "latency"])
+    parser.add_argument("--runs", type=int, default=3, help="step 3 measurements per table")
+    parser.add_argument("--budget", type=float, default=None, help="scaling_budget_s (default: the registry's)")
+    parser.add_argument("--cap", type=float, default=400.0, help="skip actuals projected above this many seconds")
+    parser.add_argument("--tables", default="A,B")
+    parser.add_argument("--growths", default="10,100")
+    parser.add_argument("--step4-runs", type=int, default=1)
+    args = parser.parse_args()
+    started = time.perf_counter()
+    if args.part in ("all", "projections"):
+        projections_part(args)
+    if args.part in ("all", "step4"):
+        step4_part(args)
+    if args.part in ("all", "latency"):
+        latency_part(args)
+    print(f"\nbenchmark took {time.perf_counter() - started:.0f} s")
 
 
 if __name__ == "__main__":

@@ -89,7 +89,10 @@ def test_power_law_on_too_few_or_degenerate_points():
     assert kept.n_points == 2 and kept.b == pytest.approx(1.0)
     with pytest.raises(PlaybookError, match="No measured points"):
         fit_power_law([], [])
-    assert PowerLaw(2.0, 1.0).to_dict() == {"a": 2.0, "b": 1.0, "r2": None, "n_points": 0, "assumed": False}
+    assert PowerLaw(2.0, 1.0).to_dict() == {"a": 2.0, "b": 1.0, "r2": None, "n_points": 0, "assumed": False,
+                                            "c": 0.0}
+    assert PowerLaw(2.0, 1.0, c=3.0).predict(10) == pytest.approx(23.0)  # a fixed part on top
+    assert PowerLaw(2.0, 1.0, c=3.0).solve(23.0) == pytest.approx(10.0) and PowerLaw(2.0, 1.0, c=3.0).solve(2.0) == 0
 
 
 # --- per-group KPIs (steps 4 and 5) --------------------------------------------------------------------

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pickle
+import shutil
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -10,10 +12,14 @@ import pytest
 import yaml
 from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer
 
-from helpers.core import artifacts, modelio
+from helpers.core import artifacts, features, modelio
+from helpers.core.cleaning import apply_cleaning
 from helpers.core.errors import PlaybookError
-from helpers.core.features import make_preprocessor, with_model
+from helpers.core.features import as_model_input, make_preprocessor, with_model, with_threshold
+from helpers.core.prepared import Prepared
 from helpers.steps.operations import deployment
 
 NUMERIC, CATEGORICAL = ["tenure", "charges"], ["contract"]
@@ -186,8 +192,14 @@ def test_a_skops_file_with_an_unexpected_type_is_refused(run, tmp_path):
 
 
 def _kpis(passed: list[bool | None]) -> list[dict]:
-    return [{"metric": m, "target": 0.5, "direction": "higher", "achieved": None if p is None else (0.7 if p else 0.3),
-             "ci_low": 0.2, "ci_high": 0.8, "passed": p} for m, p in zip(["recall", "precision"], passed, strict=False)]
+    """Scoreboard rows as runs before verdicts recorded them: the gate applies the rule to their numbers."""
+    rows = []
+    for m, p in zip(["recall", "precision"], passed, strict=False):
+        achieved = None if p is None else (0.7 if p else 0.3)
+        rows.append({"metric": m, "target": 0.5, "direction": "higher", "achieved": achieved,
+                     "ci_low": None if p is None else achieved - 0.1, "ci_high": None if p is None else achieved + 0.1,
+                     "passed": p})
+    return rows
 
 
 @pytest.mark.parametrize(("passed", "code", "verdict"), [([True, True], 0, "PASSED"), ([True, False], 1, "FAILED"),
@@ -200,6 +212,23 @@ def test_gate_exit_codes(tmp_path, capsys, passed, code, verdict):
     assert verdict in out
     if code < 2:
         assert "recall" in out and "0.700" in out
+
+
+def test_gate_passes_a_kpi_on_watch_with_a_warning_and_strict_fails_it(tmp_path, capsys):
+    run = artifacts.open_run(str(tmp_path / "r"))
+    watch = {"metric": "recall", "target": 0.7, "direction": "higher", "achieved": 0.696, "ci_low": 0.62,
+             "ci_high": 0.74, "passed": None, "verdict": "watch"}
+    met = {"metric": "precision", "target": 0.5, "direction": "higher", "achieved": 0.58, "ci_low": 0.53,
+           "ci_high": 0.63, "passed": True, "verdict": "pass"}
+    run.update_manifest(kpis=[watch, met])
+    assert deployment.gate_cli(str(run.path)) == 0
+    out = capsys.readouterr().out
+    assert "WATCH" in out and "PASS" in out and "Gate: PASSED with a warning: recall on watch" in out
+    assert deployment.gate_cli(str(run.path), strict=True) == 1
+    assert "Gate: FAILED (--strict: recall on watch)" in capsys.readouterr().out
+    run.update_manifest(kpis=[{**watch, "achieved": 0.55, "ci_high": 0.62, "verdict": "fail"}, met])
+    assert deployment.gate_cli(str(run.path)) == 1
+    assert "its interval excludes the target" in capsys.readouterr().out
 
 
 def test_workflow_is_valid_yaml_with_the_expected_stages():
@@ -229,8 +258,10 @@ def test_model_card_has_every_section_and_escapes_user_text():
                     "Quantitative analyses", "Ethical considerations", "Caveats and recommendations"):
         assert f"## {section}" in card
     assert "<script>" not in card and "&lt;script&gt;" in card
-    assert "| recall | 0.5 | higher | 0.700 | [0.200, 0.800] | pass |" in card
-    assert "| precision | 0.5 | higher | 0.300 | [0.200, 0.800] | FAIL |" in card
+    assert "| recall | 0.5 | higher | 0.700 | [0.600, 0.800] | pass |" in card
+    assert "| precision | 0.5 | higher | 0.300 | [0.200, 0.400] | FAIL |" in card
+    watch = {**context["kpis"][1], "achieved": 0.49, "ci_high": 0.55, "passed": None, "verdict": "watch"}
+    assert "| 0.490 | [0.200, 0.550] | watch |" in deployment.render_model_card({**context, "kpis": [watch]})
     assert "| gender | f | 50 | 0.700 |" in card
     assert "[to be completed by the team]" in card
 
@@ -239,3 +270,128 @@ def test_a_run_without_a_champion_says_which_step_to_run(tmp_path):
     run = artifacts.open_run(str(tmp_path / "empty"))
     with pytest.raises(PlaybookError, match="04_model_development"):
         deployment.champion_dir(run)
+
+
+# --- the model file decides like `playbook predict` -------------------------------------------------------
+
+
+def test_playbook_predict_gives_the_decisions_of_the_model_file(tmp_path):
+    train = make_frame(400)
+    model = with_threshold(with_model(make_preprocessor(NUMERIC, CATEGORICAL), LogisticRegression()), 0.3, "yes")
+    run = make_run(tmp_path / "run", model=model.fit(train[NUMERIC + CATEGORICAL], train["churn"]))
+    deployment.write_package(run, schema=SCHEMA, cleaning={})
+    new = make_frame(300, seed=3).drop(columns="churn")
+    new.to_csv(tmp_path / "new.csv", index=False)
+    deployment.predict_cli(str(run.path), str(tmp_path / "new.csv"), str(tmp_path / "pred.csv"), chunk_size=128)
+    served = pd.read_csv(tmp_path / "pred.csv")
+    loaded = modelio.load_model(deployment.champion_dir(run) / "model.skops")  # as any consumer of the file
+    decided = loaded.predict(as_model_input(new, NUMERIC, CATEGORICAL))
+    np.testing.assert_array_equal(served["prediction"].to_numpy(), decided)
+    argmax = loaded.classes_[loaded.predict_proba(as_model_input(new, NUMERIC, CATEGORICAL)).argmax(axis=1)]
+    assert (decided != argmax).sum() > 10  # the threshold (0.3), not 0.5, decided those rows
+
+
+def test_a_package_of_an_earlier_run_applies_the_threshold_of_its_metadata(package):
+    # the module's package holds a plain pipeline and the threshold (0.3) in model_meta.json only
+    assert features.decision_threshold(package.model) is None
+    frame = make_frame(300, seed=4)
+    preds, _ = deployment.predict_batch(package, frame)
+    assert ((preds["proba_yes"] >= 0.3) == (preds["prediction"] == "yes")).all()
+    assert (preds["prediction"] != package.model.predict(as_model_input(frame, NUMERIC, CATEGORICAL))).any()
+
+
+# --- the serving checks behind the readiness facts --------------------------------------------------------
+
+
+def centre_on_batch(X):
+    """A real serving bug: features centred on the batch's own mean (a single row becomes all zeros)."""
+    return X - X.mean(axis=0)
+
+
+def batch_dependent(package: deployment.Package) -> deployment.Package:
+    """The package with a champion whose answer for a row depends on the other rows of its batch."""
+    train = make_frame(400)
+    model = Pipeline([("preprocess", make_preprocessor(NUMERIC, CATEGORICAL)),
+                      ("centre", FunctionTransformer(centre_on_batch)), ("model", LogisticRegression())])
+    return replace(package, model=model.fit(train[NUMERIC + CATEGORICAL], train["churn"]))
+
+
+def damaged(package: deployment.Package, folder) -> deployment.Package:
+    """A copy of the package folder whose model file lost its second half (the package in memory is intact)."""
+    shutil.copytree(package.path, folder)
+    data = (folder / "model.skops").read_bytes()
+    (folder / "model.skops").write_bytes(data[: len(data) // 2])
+    return replace(package, path=folder)
+
+
+CLEANING = {"spellings": {"contract": {"monthly": "monthly", "yearly": "yearly"}}, "numeric_text": ["charges"]}
+
+
+def serving_setup(path) -> tuple[deployment.Package, Prepared, pd.DataFrame]:
+    """A package, step 2's hand-over and the raw snapshot it came from: raw rows with spelling variants and
+    numbers stored as text, which step 2's fixes (``CLEANING``) repair for training and the package for serving."""
+    raw = make_frame(300, seed=5)
+    raw["contract"] = np.where(np.arange(300) % 3 == 0, raw["contract"].str.title() + " ", raw["contract"])
+    raw.loc[::7, "charges"] *= 20  # thousands: "1,234.50"
+    raw["charges"] = raw["charges"].map(lambda v: f"{v:,.2f}").astype(object)
+    raw.loc[::11, "tenure"] = np.nan
+    clean = apply_cleaning(raw, CLEANING)
+    test = np.arange(300) % 4 == 0
+    prepared = Prepared(clean[~test], clean[test], "churn", "classification", NUMERIC, CATEGORICAL, "customer_id",
+                        cleaning=CLEANING)
+    run = make_run(path)
+    deployment.write_package(run, schema=SCHEMA, cleaning=CLEANING)
+    return deployment.package_for_run(run), prepared, raw
+
+
+@pytest.fixture(scope="module")
+def serving(tmp_path_factory):
+    return serving_setup(tmp_path_factory.mktemp("serving") / "run")
+
+
+def test_a_fresh_process_loads_the_package_and_predicts_like_this_one(serving, tmp_path):
+    package, prepared, raw = serving
+    run = artifacts.open_run(str(tmp_path / "r"))
+    run.raw_snapshot_path.parent.mkdir(parents=True, exist_ok=True)
+    raw.to_parquet(run.raw_snapshot_path)
+    checks = deployment.serving_checks(run, package, prepared, n_rows=12)  # all three, as step 5 runs them
+    check = checks["package_loads"]
+    assert check["holds"] and check["rows"] == 12 and check["differing_rows"] == 0
+    assert check["evidence"].startswith("models/v1 loaded from disk in a fresh process")
+    assert "predictions identical for all 12 rows" in check["evidence"]
+    table = deployment.checks_table(checks)
+    assert list(table["fact"]) == ["package_loads", "single_rows", "same_code_path"] and table["holds"].all()
+    rows = deployment.check_rows(prepared, 12)
+    assert rows[NUMERIC].isna().any(axis=1).iloc[:6].all() and "churn" not in rows.columns  # missing values first
+    broken = deployment.fresh_process_check(damaged(package, tmp_path / "v1"), rows)
+    assert not broken["holds"]
+    assert "failed to load and predict in a fresh process" in broken["evidence"]
+    assert "damaged skops model file" in broken["evidence"] or "not a skops model file" in broken["evidence"]
+
+
+def test_predictions_of_single_rows_must_equal_the_batch(serving):
+    package, prepared, _ = serving
+    rows = deployment.check_rows(prepared, 10)
+    check = deployment.single_row_check(package, rows)
+    assert check["holds"] and check["differing_rows"] == 0 and check["max_abs_diff"] < 1e-12
+    broken = deployment.single_row_check(batch_dependent(package), rows)
+    assert not broken["holds"] and broken["differing_rows"] > 0
+    assert "proba_yes" in broken["columns"] and f"of {len(rows)} rows" in broken["evidence"]
+
+
+def test_training_and_serving_inputs_are_compared_from_the_raw_rows(serving):
+    package, prepared, raw = serving
+    check = deployment.training_serving_check(package, prepared, raw)
+    assert check["holds"], check["evidence"]
+    assert check["rows"] == len(prepared.test) and check["features"] == 3 and check["differing_values"] == {}
+    # the package forgot step 2's fixes: "Monthly " and "1,234.50" reach the model as they came in
+    skewed = deployment.training_serving_check(replace(package, cleaning={}), prepared, raw)
+    assert not skewed["holds"] and set(skewed["differing_values"]) == {"contract", "charges"}
+    assert skewed["differing_values"]["contract"] == (prepared.test.index % 3 == 0).sum()
+    assert "training and serving inputs differ" in skewed["evidence"] and "contract" in skewed["evidence"]
+    # a column serving converts as text while training converts numbers
+    meta = {**package.meta, "numeric": ["charges"], "categorical": ["contract", "tenure"]}
+    kinds = deployment.training_serving_check(replace(package, meta=meta), prepared, raw)
+    assert not kinds["holds"] and "tenure" in kinds["differing_values"]
+    lost = deployment.training_serving_check(package, prepared, raw.drop(index=prepared.test.index[:3]))
+    assert not lost["holds"] and "lacks 3 of the" in lost["evidence"]

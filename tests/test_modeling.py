@@ -181,6 +181,72 @@ def test_chosen_threshold_meets_recall_on_cross_validated_predictions(clf):
     assert "recall 1.000 (pass" in low
 
 
+def relabelled(inputs: modeling.Inputs, labels: dict, positive) -> modeling.Inputs:
+    """``inputs`` with the target's classes "no"/"yes" renamed by ``labels`` (e.g. integers, booleans)."""
+    prepared = inputs.prepared
+    train, test = (side.assign(target=side["target"].map(labels)) for side in (prepared.train, prepared.test))
+    prepared = Prepared(train, test, "target", "classification", prepared.numeric, prepared.categorical, None,
+                        prepared.sensitive_columns)
+    contract = kpis.KpiContract("classification", inputs.contract.kpis, positive, "macro", kpis.class_order(train["target"]))
+    return modeling.Inputs(prepared, contract, None, seed=inputs.seed, folds=inputs.folds, n_jobs=1)
+
+
+CLASS_LABELS = [({"no": 10, "yes": 2}, 2), ({"no": 2, "yes": 10}, 10), ({"no": 9, "yes": 10}, 10),
+                ({"no": False, "yes": True}, True), ({"no": True, "yes": False}, False), ({"no": "no", "yes": "yes"}, "yes")]
+
+
+@pytest.mark.parametrize(("labels", "positive"), CLASS_LABELS, ids=lambda v: repr(v))
+def test_cross_validated_probabilities_are_the_positive_class(clf, labels, positive):
+    # 2 < 10 for the estimator but "10" < "2" as text: the wrong column ranks positives last
+    inputs = relabelled(clf, labels, positive)
+    proba = modeling.cv_positive_proba(inputs, modeling.family_pipeline(inputs, modeling.fam.get_family(
+        "classification", "logistic_regression")))
+    is_positive = (inputs.y == positive).to_numpy()
+    from sklearn.metrics import roc_auc_score
+
+    assert roc_auc_score(is_positive, proba) > 0.85
+    choice = modeling.choose_threshold(inputs, modeling.family_pipeline(inputs, modeling.fam.get_family(
+        "classification", "logistic_regression")))
+    recall = kpis.score("recall", inputs.contract, choice.y, modeling.labels_at(choice.proba, choice.threshold,
+                                                                               inputs.contract))
+    assert recall >= 0.7 and choice.feasible
+
+
+def test_classes_come_in_the_estimators_order():
+    assert kpis.class_order(pd.Series([10, 2, 9, 2])) == [2, 9, 10]
+    assert kpis.class_order(pd.Series([True, False, None], dtype=object)) == [False, True]
+    assert kpis.class_order(pd.Series(["yes", "no", None])) == ["no", "yes"]
+    from sklearn.linear_model import LogisticRegression
+
+    y = np.array([10, 2, 9] * 5)
+    fitted = LogisticRegression().fit(np.arange(15).reshape(-1, 1), y)
+    assert kpis.class_order(y) == fitted.classes_.tolist()
+    assert kpis.class_index(fitted.classes_, "10") == 2  # a label read back as text finds its class
+    with pytest.raises(PlaybookError, match="do not include the positive label 3"):
+        kpis.class_index(fitted.classes_, 3)
+
+
+@pytest.mark.parametrize(("labels", "positive"), CLASS_LABELS[:1] + CLASS_LABELS[3:], ids=lambda v: repr(v))
+def test_the_saved_model_decides_at_the_tuned_threshold(tmp_path, clf, labels, positive):
+    inputs = relabelled(clf, labels, positive)
+    pipe = modeling.family_pipeline(inputs, modeling.fam.get_family("classification", "logistic_regression"))
+    choice = modeling.choose_threshold(inputs, pipe)
+    assert abs(choice.threshold - 0.5) > 0.05  # a threshold whose decisions differ from argmax
+    final = modeling.final_evaluation(inputs, pipe, choice, n_boot=20)
+    path = tmp_path / "model.skops"
+    modelio.save_model(final.model, path)
+    loaded = modelio.load_model(path)
+    X_test = inputs.prepared.X("test")
+    decided = loaded.predict(X_test)
+    np.testing.assert_array_equal(decided, final.y_pred)
+    proba = modeling.positive_proba(loaded, X_test, inputs.contract)
+    np.testing.assert_array_equal(decided, modeling.labels_at(proba, choice.threshold, inputs.contract).astype(
+        decided.dtype))
+    argmax = loaded.classes_[loaded.predict_proba(X_test).argmax(axis=1)]
+    assert (decided != argmax).any()  # the file's decisions are the threshold's, not 0.5's
+    assert set(decided) <= set(labels.values())
+
+
 def test_clustering_picks_three_blobs_and_only_kmeans_is_champion():
     inputs = make_inputs("clustering", n=180)
     sweep = modeling.cluster_sweep(inputs)
@@ -201,7 +267,8 @@ def test_final_evaluation_save_and_reload(tmp_path, clf):
     pipe = modeling.best_pipeline(clf, tuning)
     choice = modeling.choose_threshold(clf, pipe)
     final = modeling.final_evaluation(clf, pipe, choice, n_boot=50)
-    assert list(final.table.columns) == ["metric", "target", "direction", "achieved", "ci_low", "ci_high", "passed"]
+    assert list(final.table.columns) == ["metric", "target", "direction", "achieved", "ci_low", "ci_high", "passed",
+                                         "verdict"]
     assert set(final.heuristic["metric"]) == {"recall", "precision", "roc_auc"}
     groups = modeling.group_metrics(clf, final)
     assert set(groups["group"]) == {"a", "b"} and groups["rows"].sum() == len(clf.prepared.test)

@@ -45,6 +45,22 @@ def test_every_deployable_family_round_trips(tmp_path, family):
     assert not list(tmp_path.glob(".*.tmp")), "the atomic write left a temporary file"
 
 
+@pytest.mark.parametrize("family", [f for f in families.FAMILIES if f.deployable and f.problem_type == "classification"],
+                         ids=lambda f: f.name)
+def test_a_thresholded_classifier_round_trips_and_decides_at_its_threshold(tmp_path, family):
+    X, y_class, _ = _data()
+    model = features.with_threshold(_pipeline(family.build(0, 1)), 0.3, "yes").fit(X, y_class)
+    assert modelio.untrusted_types(model) == []  # skops trusts scikit-learn's FixedThresholdClassifier itself
+    path = tmp_path / "model.skops"
+    modelio.save_model(model, path)
+    loaded = modelio.load_model(path)
+    assert features.decision_threshold(loaded) == 0.3
+    proba = loaded.predict_proba(X)[:, list(loaded.classes_).index("yes")]
+    np.testing.assert_array_equal(loaded.predict(X), np.where(proba >= 0.3, "yes", "no"))
+    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+    assert features.decision_threshold(_pipeline(family.build(0, 1)).fit(X, y_class)) is None
+
+
 def test_trusted_list_is_needed_and_sufficient(tmp_path):
     X, y_class, _ = _data()
     model = _pipeline(families.get_family("classification", "random_forest").build(0, 1)).fit(X, y_class)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from helpers.core import kpis
 from helpers.core.errors import PlaybookError
@@ -61,7 +62,7 @@ def test_detector_scores_every_feature_and_alerts_only_on_the_drifted_one(refere
                           "c": rng.choice(["a", "b", "c"], size=800, p=[0.5, 0.3, 0.2])})
     table = det.score(batch).set_index("feature")
     assert list(table.index) == ["x", "w", "c"]
-    assert list(table["test"]) == ["ks", "ks", "chi2"]
+    assert list(table["test"]) == ["ks+chi2", "ks+chi2", "chi2"]
     assert table.loc["x", "alert"] and table.loc["x", "band"] == "significant"
     assert not table.loc["w", "alert"] and not table.loc["c", "alert"]
 
@@ -290,3 +291,136 @@ def test_exercise_checks_never_raise_and_say_right_or_wrong(capsys):
     assert deployment.check_exercise_1(1).startswith("Right")
     assert deployment.check_exercise_1(2).startswith("Not quite: 2 means")
     assert "Not answered yet" in capsys.readouterr().out
+
+
+# --- alerts that are not noise: batch-sized PSI bands, run-level control, KPI verdicts --------------------------------
+
+
+def test_psi_bands_rise_to_the_chance_level_of_small_batches(reference):
+    det = mon.DriftDetector(["x"], ["c"]).fit(reference)
+    small, large = det.chance_psi("x", 40), det.chance_psi("x", 1000)
+    assert small > 0.25 > 0.05 > large  # 40 rows in 11 bins: large PSIs by chance alone
+    assert mon.psi_band(0.3) == "significant" and mon.psi_band(0.3, chance=small) != "significant"
+    assert mon.psi_band(0.15, chance=0.05) == "moderate" and mon.psi_band(0.15, chance=0.2) == "stable"
+    # the chance level is what it says: about 1% of drift-free batches of that size exceed it
+    rng = np.random.default_rng(7)
+    exceed = [det.feature_row("x", rng.normal(0, 1, 40))["psi"] > small for _ in range(600)]
+    assert np.mean(exceed) < 0.03
+    row = det.feature_row("x", rng.normal(0, 1, 40))
+    assert row["psi_chance"] == small and row["band"] != "significant"
+
+
+def test_a_changed_share_of_missing_values_alerts_though_ks_cannot_see_it(reference):
+    det = mon.DriftDetector(["x"], []).fit(reference)
+    rng = np.random.default_rng(8)
+    x = rng.normal(0, 1, 800)
+    x[:240] = np.nan  # 30% missing, the rest from the same distribution
+    row = det.score(pd.DataFrame({"x": x})).iloc[0]
+    assert mon.ks_test(reference["x"], x)[1] > 0.01  # the distribution of the values is unchanged
+    assert row["alert"] and row["test"] == "ks+chi2" and row["p_value"] < 1e-6
+
+
+def _drift_free_results(reference, n_batches, seed=0):
+    det = mon.DriftDetector(["x", "w"], ["c"]).fit(reference.iloc[:2000])
+    rng = np.random.default_rng(seed)
+    rest = reference.iloc[2000:]
+    return [{"drift": det.score(rest.iloc[rng.choice(len(rest), 300, replace=False)]), "prediction_psi": 0.0}
+            for _ in range(n_batches)]
+
+
+def test_control_across_the_run_removes_chance_alarms_and_matches_scipy_bh(reference):
+    results = _drift_free_results(reference, 40)
+    raw = np.concatenate([r["drift"]["p_value"].to_numpy() for r in results])
+    assert (raw < 0.01).any()  # 120 tests: single tests alarm by chance
+    controlled = mon.control_false_alarms(results, alpha=0.01)
+    q = np.concatenate([r["drift"]["q_value"].to_numpy() for r in controlled])
+    np.testing.assert_allclose(q, stats.false_discovery_control(raw, method="bh"))
+    assert not any(r["drift"]["alert"].any() for r in controlled)
+
+
+def test_control_keeps_a_real_shift(reference):
+    results = _drift_free_results(reference, 6)
+    det = mon.DriftDetector(["x", "w"], ["c"]).fit(reference.iloc[:2000])
+    shifted = reference.iloc[2000:2300].assign(x=lambda f: f["x"] + 0.5)
+    results[3]["drift"] = det.score(shifted)
+    controlled = mon.control_false_alarms(results, alpha=0.01)
+    alerted = [(b, f) for b, r in enumerate(controlled, start=1) for f in r["drift"].loc[r["drift"]["alert"], "feature"]]
+    assert alerted == [(4, "x")]
+
+
+def _kpi_rows(verdicts):
+    rows = {"watch": (0.696, 0.62, 0.74), "fail": (0.55, 0.48, 0.62), "pass": (0.72, 0.65, 0.79),
+            "too few rows": (0.4, 0.1, 0.7)}
+    return pd.DataFrame([{"metric": "recall", "target": 0.7, "direction": "higher", "achieved": rows[v][0],
+                          "ci_low": rows[v][1], "ci_high": rows[v][2], "passed": kpis.verdict_passed(v), "verdict": v,
+                          "count": 150 if v != "too few rows" else 9, "level": 0.9972, "batch": b}
+                         for b, v in enumerate(verdicts, start=1)])
+
+
+def test_only_a_failed_kpi_is_an_alert_watch_and_too_few_rows_are_notes():
+    kpi = _kpi_rows(["watch", "pass", "fail", "too few rows"])
+    drift = pd.DataFrame(columns=[*mon.DRIFT_COLUMNS, "batch", "prediction_psi"])
+    alerts = mon.alerts_table(kpi, drift)
+    assert alerts[["batch", "kind"]].values.tolist() == [[3, "KPI breach"]]
+    assert "99.72% interval [0.480, 0.620] excludes the target" in alerts.loc[0, "reason"]
+    notes = mon.kpi_notes(kpi)
+    assert notes[["batch", "kind"]].values.tolist() == [[1, "KPI watch"], [4, "KPI not judged"]]
+    assert "0.696 misses 0.7" in notes.loc[0, "reason"] and "contains it" in notes.loc[0, "reason"]
+    assert "too few rows to judge recall: it averages over 9 rows" in notes.loc[1, "reason"]
+
+
+def test_watch_does_not_count_toward_retraining_and_unjudged_batches_hold_the_streak():
+    def result(verdict):
+        return {"kpis": _kpi_rows([verdict]), "drift": pd.DataFrame({"feature": ["x"], "psi": [0.4], "alert": [False]})}
+
+    results = [result(v) for v in ["fail", "watch", "fail", "too few rows", "fail"]]
+    breached, drift = mon.policy_inputs(results)
+    assert breached == [True, False, True, None, True]
+    assert drift == [{}] * 5  # PSI 0.4 without an alert is not evidence of drift
+    decisions = mon.RetrainingPolicy(k=2, important_features=["x"]).decide(breached, drift)
+    assert [d["breach_streak"] for d in decisions] == [1, 0, 1, 1, 2]
+    assert [d["retrain"] for d in decisions] == [False, False, False, False, True]
+
+
+def test_a_drift_free_demo_like_run_raises_nothing_and_its_near_miss_is_a_watch(labelled):
+    contract = KpiContract("classification", {"recall": 0.7}, "yes", classes=["no", "yes"])
+    det = mon.DriftDetector(["x"], ["c"]).fit(labelled.iloc[:500])
+
+    def predictor(X):
+        p = 1 / (1 + np.exp(-2 * X["x"].to_numpy()))
+        return np.where(p >= 0.5, "yes", "no"), p
+
+    test = labelled.iloc[500:]
+    batches, _ = mon.simulate_batches(test, target="y", problem_type="classification", n_batches=6, magnitude=0.0,
+                                      feature="x", seed=1, batch_size=250, positive_label="yes")
+    truth = kpis.score("recall", contract, test["y"], predictor(test)[0])
+    contract.kpis["recall"] = truth  # the model exactly at its target: the hardest case for false alarms
+    level = kpis.simultaneous_level(len(batches))
+    results = mon.control_false_alarms(
+        [mon.track_batch(b, features=["x", "c"], predictor=predictor, detector=det, contract=contract, target="y",
+                         reference_pred=predictor(test)[1], level=level) for b in batches])
+    kpi, drift = mon.timeline(results)
+    assert mon.alerts_table(kpi, drift).empty
+    assert (kpi["verdict"] == "watch").any() and set(kpi["verdict"]) <= {"pass", "watch"}
+    assert drift["feature"].tolist()[:3] == ["x", "c", mon.PREDICTIONS]
+
+
+def test_false_alarm_trials_measure_runs_with_and_without_control(reference):
+    trials = mon.false_alarm_trials(reference, ["x", "w"], ["c"], batch_size=200, n_batches=6, n_trials=15,
+                                    alpha=0.05, seed=0)
+    assert len(trials) == 15 * 6 * 3 and set(trials["batch"]) == set(range(1, 7))
+    runs = mon.run_false_alarms(trials)
+    assert runs["tests_per_run"] == 18 and runs["expected_raw_alarms_per_run"] == pytest.approx(0.9)
+    assert runs["runs_with_a_raw_alarm"] > 0.2  # 18 tests at 5% each: most runs have a chance alarm
+    assert runs["runs_with_an_alert"] <= 0.2 and runs["runs_with_an_alert"] < runs["runs_with_a_raw_alarm"]
+    rates = mon.false_alarm_rates(None, [], [], batch_size=0, trials=trials).set_index("feature")
+    assert (rates["alert_rate"] <= rates["test_alarm_rate"]).all()
+
+
+def test_expected_false_alarms_table():
+    table = mon.expected_false_alarms(9, 6, 3, alpha=0.01).set_index("check")
+    drift, kpi = table.iloc[0], table.iloc[1]
+    assert drift["tests per run"] == 60 and drift["false alarms without control (at most)"] == pytest.approx(0.6)
+    assert drift["chance of any false alarm (at most)"] == 0.01
+    assert kpi["tests per run"] == 18 and kpi["false alarms without control (at most)"] == pytest.approx(0.45)
+    assert "99.72%" in kpi["control"] and kpi["chance of any false alarm (at most)"] == 0.025

@@ -118,10 +118,14 @@ def test_conflicting_labels(clean):
 
 
 def test_leakage_issue_from_suspects_table():
-    table = pd.DataFrame({"column": ["leak", "ok"], "metric": ["roc_auc", "roc_auc"], "score": [0.999, 0.7],
-                          "suspect": [True, False]})
-    (found,) = quality.check_leakage(table)
-    assert found["column"] == "leak" and found["severity"] == "high" and "0.999" in found["evidence"]
+    table = pd.DataFrame({"column": ["leak", "kept_one", "ok"], "metric": ["roc_auc"] * 3, "score": [0.999, 0.95, 0.7],
+                          "score_with": [0.995, 0.96, None], "score_without": [0.81, 0.83, None],
+                          "post_outcome_word": [None, None, None], "finding": ["suspect", "kept", ""],
+                          "suspect": [True, False, False], "reason": ["near-perfect alone (at least 0.99)", "r", ""]})
+    high, low = quality.check_leakage(table)
+    assert high["column"] == "leak" and high["severity"] == "high" and "0.999" in high["evidence"]
+    assert "0.810 without it and 0.995 with it" in high["evidence"] and "keep_columns: [leak]" in high["fix"]
+    assert low["column"] == "kept_one" and low["severity"] == "low" and "kept by keep_columns" in low["fix"]
 
 
 def test_semantic_types():

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
 import pytest
 
 from helpers.core import artifacts
-from helpers.steps.operations import readiness
+from helpers.steps.operations import deployment, monitoring, readiness
+from tests.test_deployment import batch_dependent, damaged, serving_setup
 
 
 def all_facts() -> dict:
@@ -114,3 +119,85 @@ def test_section_figure_marks_the_final_score():
     ax = fig.axes[0]
     assert [t.get_text() for t in ax.get_yticklabels()] == ["data", "model", "infrastructure", "monitoring"]
     assert "final score 1" in ax.get_legend().get_texts()[0].get_text()
+
+
+# --- the facts behind the score are measured: break each one and the score drops ---------------------------
+
+
+@pytest.fixture(scope="module")
+def serving(tmp_path_factory):
+    return serving_setup(tmp_path_factory.mktemp("ready") / "run")
+
+
+def facts_of(package, checks) -> dict:
+    """The facts step 5 hands the rubric (``monitoring.readiness_facts``), with these serving checks."""
+    batch = {"labels": np.array(["no", "yes"]), "proba": np.array([0.2, 0.7]), "kpis": None}
+    return monitoring.readiness_facts(
+        package_dir=package.path, sample_check=deployment.Validation(), gate_code=0, card="# card", groups=pd.DataFrame(),
+        importance=pd.DataFrame(), results=[batch], alerts=pd.DataFrame(columns=["kind"]), decisions=[],
+        challengers=[], throughput={"rows_per_s": 1000}, checks=checks)
+
+
+def measured(package, prepared, raw) -> dict:
+    rows = deployment.check_rows(prepared, 8)
+    return {"package_loads": deployment.fresh_process_check(package, rows),
+            "single_rows": deployment.single_row_check(package, rows),
+            "same_code_path": deployment.training_serving_check(package, prepared, raw)}
+
+
+@pytest.fixture(scope="module")
+def healthy(serving):
+    package, prepared, raw = serving
+    return measured(package, prepared, raw)
+
+
+def test_measured_facts_show_their_evidence(tmp_path, serving, healthy):
+    package, _, _ = serving
+    facts = facts_of(package, healthy)
+    table = readiness.score_run(full_run(tmp_path / "r"), facts).set_index("id")
+    assert table.loc["infrastructure_2", "score"] == 0.5 and table.loc["infrastructure_5", "score"] == 0.5
+    assert table.loc["monitoring_3", "score"] == 1
+    assert "loaded from disk in a fresh process" in table.loc["infrastructure_2", "evidence"]
+    assert "predictions identical for all 8 rows" in table.loc["infrastructure_5", "evidence"]
+    assert "training and serving inputs identical" in table.loc["monitoring_3", "evidence"]
+    assert "file models/v1/schema.json; the sample batch validated" in table.loc["data_1", "evidence"]
+    assert "file models/v1/requirements.lock.txt" in table.loc["monitoring_1", "evidence"]
+    assert "2 predictions in 1 batches: all finite" in table.loc["monitoring_5", "evidence"]
+
+
+@pytest.mark.parametrize(("fault", "test_id", "reason"), [
+    ("damaged package", "infrastructure_2", "failed to load and predict in a fresh process"),
+    ("single-row mismatch", "infrastructure_5", "predictions differ for"),
+    ("diverging conversion", "monitoring_3", "training and serving inputs differ")])
+def test_breaking_a_measured_fact_drops_the_score(tmp_path, serving, healthy, fault, test_id, reason):
+    package, prepared, raw = serving
+    rows = deployment.check_rows(prepared, 8)
+    checks = dict(healthy)
+    if fault == "damaged package":
+        checks["package_loads"] = deployment.fresh_process_check(damaged(package, tmp_path / "v1"), rows)
+    elif fault == "single-row mismatch":
+        checks["single_rows"] = deployment.single_row_check(batch_dependent(package), rows)
+    else:  # the package lost step 2's data fixes
+        checks["same_code_path"] = deployment.training_serving_check(replace(package, cleaning={}), prepared, raw)
+    run = full_run(tmp_path / "r")
+    before = readiness.score_run(run, facts_of(package, healthy)).set_index("id")
+    after = readiness.score_run(run, facts_of(package, checks)).set_index("id")
+    assert before.loc[test_id, "score"] > 0 and after.loc[test_id, "score"] == 0
+    assert after.loc[test_id, "status"] == "missing evidence" and reason in after.loc[test_id, "evidence"]
+    section = before.loc[test_id, "section"]
+    assert readiness.summarise(after.reset_index())["sections"][section] < \
+        readiness.summarise(before.reset_index())["sections"][section]
+    assert after["score"].sum() == before["score"].sum() - before.loc[test_id, "score"]  # only that test moved
+
+
+def test_facts_that_were_not_measured_earn_nothing(tmp_path, serving):
+    package, _, _ = serving
+    table = readiness.score_run(full_run(tmp_path / "r"), facts_of(package, None)).set_index("id")
+    for test_id in ("infrastructure_2", "infrastructure_5", "monitoring_3"):
+        assert table.loc[test_id, "score"] == 0 and "not measured" in table.loc[test_id, "evidence"]
+    nothing = monitoring.readiness_facts(
+        package_dir=package.path, sample_check=None, gate_code=2, card="", groups=pd.DataFrame(),
+        importance=pd.DataFrame(), results=[], alerts=pd.DataFrame(columns=["kind"]), decisions=[], challengers=[],
+        throughput={"rows_per_s": 0})
+    assert not nothing["finite_predictions"].holds and not nothing["schema_validation"].holds
+    assert not nothing["model_card"].holds

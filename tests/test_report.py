@@ -32,13 +32,18 @@ def test_first_screen_comes_first_and_has_the_outline(demo_run: Run):
 
 def test_scoreboard_and_next_actions_from_manifest():
     manifest = {"kpis": [{"metric": "recall", "target": 0.7, "direction": "higher", "achieved": 0.65,
-                          "ci_low": 0.6, "ci_high": 0.7, "passed": False}],
+                          "ci_low": 0.6, "ci_high": 0.69, "passed": False},
+                         {"metric": "precision", "target": 0.5, "direction": "higher", "achieved": 0.49,
+                          "ci_low": 0.44, "ci_high": 0.54, "passed": None, "verdict": "watch"}],
                 "steps": [{"step": "01_vision_and_goals", "status": "succeeded"}]}
     board = report.kpi_scoreboard(manifest)
     assert board.iloc[0].to_dict() == {"KPI": "recall", "target": ">= 0.7", "achieved": "0.650",
-                                       "95% interval": "0.600 to 0.700", "result": "FAIL"}
+                                       "95% interval": "0.600 to 0.690", "result": "FAIL"}
+    assert board.iloc[1]["result"] == "WATCH"
     actions = report.next_actions(manifest, {"01_vision_and_goals": {"verdict": {"code": "revisit"}}})
-    assert any("Revisit" in a for a in actions) and any("recall" in a for a in actions)
+    assert any("Revisit" in a for a in actions)
+    assert any(a.startswith("KPI(s) missed on the test set: recall.") for a in actions)
+    assert any(a.startswith("KPI(s) on watch: precision") for a in actions)
 
 
 @pytest.mark.slow

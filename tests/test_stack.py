@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+import json
 import math
 import time
 from importlib import metadata
@@ -11,7 +13,7 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from helpers.core import artifacts, families, features
+from helpers.core import artifacts, families, features, sampling, scaling, workload
 from helpers.core.errors import PlaybookError
 from helpers.core.prepared import Prepared
 from helpers.steps import stack
@@ -100,20 +102,64 @@ def test_subsample_sizes_are_geometric_and_end_at_all_rows():
 
 def test_stratified_subsample_keeps_every_class():
     prepared = make_prepared(400)
-    X, y = stack.subsample(prepared.X(), prepared.y(), 20, seed=1, stratify=True)
+    X, y = sampling.grow(prepared.X(), prepared.y(), 20, seed=1, stratify=True)  # fewer rows: a subsample
     assert len(X) == 20 and set(y) == {"yes", "no"} and X.index.equals(y.index)
+
+
+def test_grow_adds_jittered_copies_beyond_the_rows():
+    prepared = make_prepared(400)
+    X, y = prepared.X(), prepared.y()
+    big, labels = sampling.grow(X, y, 1000, seed=3)
+    assert len(big) == len(labels) == 1000 and list(big.columns) == list(X.columns)
+    pd.testing.assert_frame_equal(big.iloc[: len(X)], X.reset_index(drop=True), check_dtype=False)
+    copies = big.iloc[len(X):]
+    assert set(copies["colour"]) <= set(X["colour"]) and set(labels) == set(y)
+    assert copies["x1"].isna().mean() > 0  # missing values stay missing
+    # every copy is one source row with its numbers moved by about 1%: never an exact duplicate
+    source = X.reset_index(drop=True)
+    nearest = [np.abs(source["x2"] - v).min() / max(abs(v), 1e-9) for v in copies["x2"].head(50)]
+    assert 0 < np.median(nearest) < 0.02
+    assert not big.duplicated().any()
+    again, _ = sampling.grow(X, y, 1000, seed=3)
+    pd.testing.assert_frame_equal(big, again)
+
+
+def test_measurement_sizes_go_beyond_the_rows_four_times_apart():
+    assert stack.measurement_sizes(4000) == [500, 2000, 4000, 16000, 64000]
+    assert stack.measurement_sizes(1500) == [187, 748, 1500, 6000, 24000]
+    assert stack.measurement_sizes(4000, max_growth=4) == [500, 2000, 4000, 16000]
 
 
 def test_measure_scaling_records_time_and_memory_for_every_family():
     prepared = make_prepared(600)
     fams = [families.get_family("classification", n) for n in ("logistic_regression", "k_nearest_neighbors")]
-    m = stack.measure_scaling(prepared, fams, budget_s=30, seed=0, sizes=[100, 200, 480])
-    assert list(m.columns) == ["family", "n_rows", "fit_s", "peak_bytes"]
+    m = stack.measure_scaling(prepared, fams, budget_s=30, seed=0, sizes=[100, 200, 480, 1200])
+    assert list(m.columns) == stack.MEASUREMENT_COLUMNS
     assert set(m["family"]) == {f.name for f in fams}
-    assert sorted(m["n_rows"].unique()) == [100, 200, 480]
+    assert sorted(m["n_rows"].unique()) == [100, 200, 480, 1200]  # 1200: beyond the 480 rows, grown
     assert (m["fit_s"] > 0).all()
     assert m["peak_bytes"].notna().all() and (m["peak_bytes"] >= 0).all()
-    assert m.attrs["memory_method"] in ("rss", "tracemalloc")
+    assert m.attrs["memory_method"] in ("rss", "tracemalloc") and m.attrs["real_rows"] == 480
+    # scored after each fit: up to SCORE_ROWS rows, and a tiny batch for the fixed cost of a call
+    assert (m["score_rows"] == np.minimum(m["n_rows"], stack.SCORE_ROWS)).all()
+    assert (m["score_s"] > 0).all() and (m["score_base_s"] > 0).all()
+
+
+def test_measure_scaling_times_cpu_not_wall_on_one_thread():
+    """A fit that sleeps costs wall time but no CPU: single-threaded points are timed in CPU seconds."""
+
+    class Sleeps:
+        def fit(self, X, y):
+            time.sleep(0.05)
+            return self
+
+    sleepy = families.Family("sleepy", "classification", lambda seed, n_jobs: Sleeps(), scales_features=False)
+    m = stack.measure_scaling(make_prepared(300), [sleepy], budget_s=20, sizes=[100], memory="none")
+    assert m.loc[0, "fit_s"] < 0.03
+    wall = stack.measure_scaling(make_prepared(300), [sleepy], budget_s=20, sizes=[100], memory="none",
+                                 timer=time.perf_counter)
+    assert wall.loc[0, "fit_s"] >= 0.05
+    assert np.isnan(m.loc[0, "score_s"])  # no predict: nothing to score
 
 
 @pytest.mark.skipif(not stack.peak_rss_supported(), reason="needs Linux /proc/self/clear_refs")
@@ -157,7 +203,7 @@ def test_budget_logic_with_a_fake_clock():
     prepared = make_prepared(400)
     fam = [families.get_family("classification", "logistic_regression")]
     m = stack.measure_scaling(prepared, fam, budget_s=2.5, sizes=[50, 100, 200, 320], memory="none",
-                              clock=lambda: float(next(ticks)))
+                              clock=lambda: float(next(ticks)), timer=lambda: float(next(ticks)))
     # each clock read advances 1 "second": the first fit (repeated for one-off costs) ends at 5 s > 2.5 s
     assert list(m["n_rows"]) == [50]
     assert m["peak_bytes"].isna().all()
@@ -190,16 +236,89 @@ def test_power_law_never_decreases_with_rows():
         stack.fit_power_law([], [])
 
 
-def test_fit_curves_uses_the_largest_sizes_and_skips_noise():
-    rows = [("f", n, 0.2 + 1e-6 * n**1.5, n * 100) for n in (100, 200, 400, 800, 1600, 3200, 6400)]
-    m = pd.DataFrame(rows, columns=["family", "n_rows", "fit_s", "peak_bytes"])
+def measurements(fit, per_row=None, sizes=(500, 2000, 8000, 32000), noise=0.0, seed=0) -> pd.DataFrame:
+    """Measurement rows of one family "f" with known fit and per-row scoring laws (optional lognormal noise)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for n in sizes:
+        base = 0.004
+        scored = min(n, stack.SCORE_ROWS)
+        score = base + (scored - stack.SCORE_BASE_ROWS) * per_row(n) if per_row else np.nan
+        rows.append(("f", n, fit(n) * rng.lognormal(0, noise), n * 100, score, scored, base if per_row else np.nan))
+    return pd.DataFrame(rows, columns=stack.MEASUREMENT_COLUMNS)
+
+
+def test_fit_curves_take_the_fixed_cost_out_of_the_exponent():
+    m = measurements(lambda n: 0.2 + 1e-6 * n**1.5, sizes=(100, 200, 400, 800, 1600, 3200, 6400))
     curve = stack.fit_curves(m)["f"]
-    # the fixed 0.2 s overhead flattens small sizes; the largest three sizes are closer to the real 1.5
-    all_points = stack.fit_power_law(m["n_rows"], m["fit_s"])
-    assert curve.time.b > all_points.b + 0.2
-    assert curve.time.n_points == 3
+    # a pure power law through the same points: the fixed 0.2 s flattens it and it projects far too little
+    pure = stack.fit_power_law(m["n_rows"], m["fit_s"])
+    assert curve.time.b == pytest.approx(1.5, abs=0.01) and curve.time.c == pytest.approx(0.2, rel=0.01)
+    assert curve.costs.fit_s(64_000) == pytest.approx(0.2 + 1e-6 * 64_000**1.5, rel=0.01)
+    assert float(pure.predict(64_000)) < 0.5 * curve.costs.fit_s(64_000)
     assert curve.memory.b == pytest.approx(1.0, abs=1e-6)
-    assert len(curve.points) == 7
+    assert len(curve.points) == 7 and curve.costs.measured_rows == 6400
+
+
+def test_fit_curves_learn_the_scoring_cost_per_row():
+    """k-NN compares each scored row with every training row: its per-row cost grows with n; a tree's does not."""
+    knn = stack.fit_curves(measurements(lambda n: 0.01 + 1e-6 * n, per_row=lambda n: 2e-9 * n))["f"].costs
+    flat = stack.fit_curves(measurements(lambda n: 0.01 + 1e-6 * n, per_row=lambda n: 5e-6))["f"].costs
+    assert knn.score_row.b == pytest.approx(1.0, abs=0.02) and flat.score_row.b == pytest.approx(0.0, abs=0.05)
+    assert knn.score_fixed_s == pytest.approx(0.004)
+    n, m = 320_000, 80_000
+    assert knn.score_s(n, m) == pytest.approx(0.004 + m * 2e-9 * n, rel=0.05)
+    assert flat.score_s(n, m) == pytest.approx(0.004 + m * 5e-6, rel=0.05)
+    assert knn.fold_s(n, m) == pytest.approx(knn.fit_s(n) + knn.score_s(n, m))
+    assert knn.score_s(n, 0) == 0.0
+
+
+def test_cost_law_recovers_known_laws_from_noisy_timings():
+    rng = np.random.default_rng(5)
+    for c, a, b in [(0.05, 2e-6, 1.0), (0.2, 1e-7, 1.3), (0.01, 1e-9, 2.0)]:
+        n = np.array([500, 2000, 4000, 16000, 64000])
+        t = (c + a * n**b) * rng.lognormal(0, 0.05, len(n))
+        law = stack.fit_cost_law(n, t)
+        truth = c + a * 640_000**b
+        assert float(law.predict(640_000)) == pytest.approx(truth, rel=0.5), (c, a, b)
+        assert law.c >= 0 and 1.0 <= law.b <= 3.0 and not law.assumed
+
+
+def test_cost_law_keeps_the_exponent_of_a_fit_at_least_linear():
+    law = stack.fit_cost_law([500, 2000, 8000], [0.30, 0.31, 0.33])  # all fixed cost: no sign of growth yet
+    assert law.b == pytest.approx(1.0) and law.c == pytest.approx(0.3, rel=0.1)
+    few = stack.fit_cost_law([1000, 1000], [2.0, 2.0])
+    assert few.assumed and few.b == 1.0 and few.c == 0.0
+
+
+def test_jackknife_range_widens_where_one_size_bends_the_law():
+    n = np.array([500, 2000, 8000, 32000])
+    straight = 0.05 + 1e-5 * n
+    laws = stack.jackknife_laws(n, straight)
+    assert len(laws) == 4 and stack.jackknife_error(n, straight, laws) < 0.01
+    bent = straight * np.array([1, 1, 1, 2.0])  # the largest size took twice as long
+    bent_laws = stack.jackknife_laws(n, bent)
+    assert stack.jackknife_error(n, bent, bent_laws) > 0.1
+    cost = scaling.CostModel(stack.fit_cost_law(n, bent), fit_spread=tuple(bent_laws),
+                             fit_error=stack.jackknife_error(n, bent, bent_laws))
+    low, high = cost.fit_range(320_000)
+    assert low < cost.fit_s(320_000) < high and high / low > 1.5
+    assert stack.jackknife_laws(n[:3], straight[:3]) == []  # three sizes: nothing to leave out
+
+
+def test_cost_model_round_trips_through_json():
+    m = measurements(lambda n: 0.02 + 3e-6 * n**1.1, per_row=lambda n: 1e-9 * n, noise=0.05)
+    cost = stack.fit_curves(m)["f"].costs
+    again = scaling.CostModel.from_dict(json.loads(json.dumps(cost.to_dict())))
+    assert again == cost
+    assert again.fold_range(1e5, 2e4)[0] <= again.fold_s(1e5, 2e4) <= again.fold_range(1e5, 2e4)[1]
+
+
+def test_sureness_labels_the_spread_of_a_projection():
+    assert stack.sureness(1.0, 1.4) == "firm"
+    assert stack.sureness(1.0, 2.5) == "rough"
+    assert stack.sureness(1.0, 5.0) == "weak"
+    assert stack.sureness(1.0, 1.0, checked=False) == "weak"  # too few sizes to leave one out
 
 
 # --- projections and rules ----------------------------------------------------------------------
@@ -314,10 +433,11 @@ def finished(tmp_path_factory):
     proj = stack.projections(study, 10.0)
     ctx = stack.make_context(prepared, study, env, 10.0)
     decisions = stack.decide(ctx)
-    md = stack.render_decision(ctx, env, study, decisions, proj, stack.load_cloud_services())
+    forecast = stack.modeling_forecast(study, prepared, folds=5, iterations=8, strategy="random", tuning_budget_s=120)
+    md = stack.render_decision(ctx, env, study, decisions, proj, stack.load_cloud_services(), forecast)
     fig = stack.plot_curves(study)
     written = stack.save(run, stack.StackResult(env, study, m, proj, ctx, decisions, 20.0, decision_md=md,
-                                                figures={stack.FIGURE_TIME: fig}))
+                                                figures={stack.FIGURE_TIME: fig}, forecast=forecast))
     return run, study, md, written
 
 
@@ -412,6 +532,9 @@ def test_exercises_check_answers_without_raising(capsys):
     assert stack.check_exercise_3(100, study).startswith("Right")
     assert stack.check_exercise_3(10, study).startswith("Not")
     assert "10**b" in capsys.readouterr().out
+    fixed = make_study({"slow": (1e-9, 2.0)})
+    fixed.curves["slow"].time = stack.PowerLaw(1e-6, 2.0, 1.0, 3, c=100.0)  # 100 s fixed, 100 s growing at n
+    assert stack.check_exercise_3(50.5, fixed).startswith("Right")  # (100 + 100 * 100) / 200, not 10**2
 
 
 def test_formatting():
@@ -455,8 +578,152 @@ def test_a_family_that_cannot_fit_is_reported_and_the_others_measured():
 
 def test_curve_caveats_flag_shaky_extrapolation():
     assert stack.curve_caveat(stack.PowerLaw(1e-6, 1.2, 0.99, 3)) == ""
-    assert "optimistic" in stack.curve_caveat(stack.PowerLaw(1e-3, 0.3, 0.99, 3))
+    assert "optimistic" in stack.curve_caveat(stack.PowerLaw(1e-3, 0.3, 0.99, 3))  # a pure power law, flat
+    assert stack.curve_caveat(stack.PowerLaw(1e-3, 1.0, 0.99, 3, c=0.2)) == ""  # the fixed part is modelled
+    assert "weak" in stack.curve_caveat(stack.PowerLaw(1e-3, 1.0, 0.99, 3, c=0.2), "weak")
     assert "assumed" in stack.curve_caveat(stack.PowerLaw(1e-3, 1.0, None, 1, assumed=True))
     study = make_study({"flat": (0.1, 0.2), "steep": (1e-9, 2.0)})
     table = stack.curves_table(study)
-    assert table.loc["flat", "caveat"] and not table.loc["steep", "caveat"]
+    assert table.loc["flat", "caveat"] and "weak" in table.loc["steep", "caveat"]  # one point: unchecked
+
+
+# --- step 4's duration (core.workload) ------------------------------------------------------------
+
+
+def flat_costs(names, fit_s=1.0, per_row_s=0.0, fixed_s=0.0) -> dict[str, scaling.CostModel]:
+    """Cost models whose fit takes ``fit_s`` whatever the rows: the workload is then a count of fits."""
+    law = scaling.PowerLaw(1e-30, 1.0, 1.0, 4, c=fit_s)
+    score = scaling.PowerLaw(1e-30, 0.0, 1.0, 4, c=per_row_s) if per_row_s else None
+    return {n: scaling.CostModel(law, score, fixed_s) for n in names}
+
+
+CLASSIFIERS = [f.name for f in families.families_for("classification")]
+
+
+def predict(costs, **changes):
+    kwargs = dict(problem_type="classification", n_train=1000, n_test=250, n_features=6, folds=5, iterations=8,
+                  strategy="random", tuning_budget_s=1e9, tuned="logistic_regression",
+                  explored=["logistic_regression", "random_forest"], binary=True)
+    return workload.predict_modeling(costs, **{**kwargs, **changes})
+
+
+def test_workload_counts_the_fits_of_step_4():
+    p = predict(flat_costs(CLASSIFIERS))
+    parts = p["parts"]
+    assert parts["leaderboard"] == pytest.approx((4 + 2) * 5)  # four families and two baselines, five folds
+    values = {f: len(families.get_family("classification", f).main_values) for f in CLASSIFIERS}
+    # learning curves: three folds, two training sizes, one curve per value of the main hyperparameter
+    assert parts["explorer"] == pytest.approx(3 * 2 * (values["logistic_regression"] + values["random_forest"]))
+    assert parts["tuning"] == pytest.approx(9 * 5)  # the default and eight configurations
+    assert parts["threshold"] == pytest.approx(5) and parts["final"] == pytest.approx(2)  # model and heuristic
+    assert parts["importance"] == 0.0
+    assert p["total_s"] == pytest.approx(sum(parts.values())) and p["low_s"] <= p["total_s"] <= p["high_s"]
+    assert predict(flat_costs(CLASSIFIERS), binary=False)["parts"]["threshold"] == 0.0
+    assert predict(flat_costs(CLASSIFIERS), folds=3)["parts"]["leaderboard"] == pytest.approx(6 * 3)
+
+
+def test_workload_counts_scored_rows_training_folds_included():
+    p = predict(flat_costs(CLASSIFIERS, fit_s=0.0, per_row_s=1e-3))["parts"]
+    # the leaderboard scores each fold's 200 validation and 800 training rows: 1000 rows x 5 folds x 6 candidates
+    assert p["leaderboard"] == pytest.approx(6 * 5 * 1000 * 1e-3)
+    assert p["tuning"] == pytest.approx(9 * 5 * 200 * 1e-3)  # tuning scores the validation part only
+    assert p["importance"] == pytest.approx((6 * workload.IMPORTANCE_REPEATS + 1) * 250 * 1e-3)
+
+
+def test_workload_stops_tuning_at_its_budget_like_step_4():
+    costs = flat_costs(CLASSIFIERS)  # one configuration: 5 folds = 5 s
+    assert predict(costs, tuning_budget_s=12.0)["parts"]["tuning"] == pytest.approx(3 * 5)  # at 0, 5, 10 s
+    assert predict(costs, tuning_budget_s=0.1)["parts"]["tuning"] == pytest.approx(5)  # the default always runs
+    # HalvingGridSearchCV(factor=2) on 1,000 rows and 9 candidates: rounds of 9, 5, 3, 2 on 125 to 1,000 rows
+    assert predict(costs, strategy="halving")["parts"]["tuning"] == pytest.approx((9 + 5 + 3 + 2) * 5)
+    linear = {n: scaling.CostModel(scaling.PowerLaw(1e-3, 1.0, 1.0, 4)) for n in CLASSIFIERS}  # 1 ms per row
+    rows = sum(k * r * 4 / 5 for k, r in zip((9, 5, 3, 2), (125, 250, 500, 1000), strict=True))
+    assert predict(linear, strategy="halving")["parts"]["tuning"] == pytest.approx(5 * rows * 1e-3)
+    assert predict(costs, problem_type="clustering")["total_s"] is None
+
+
+def test_workload_mirrors_step_4s_schedule():
+    """The constants of core.workload are step 4's defaults: a change there must change them too."""
+    from helpers.steps import modeling
+
+    assert workload.EXPLORER_ROWS == modeling.EXPLORER_ROWS
+    assert workload.LEARNING_SIZES == inspect.signature(modeling.explorer_grid).parameters["sizes"].default
+    assert workload.IMPORTANCE_REPEATS == inspect.signature(modeling.importance_table).parameters["n_repeats"].default
+    assert "min(inputs.folds, 3)" in inspect.getsource(modeling.subsample)
+    assert "factor=2" in inspect.getsource(modeling._halving)
+    assert "return_train_score=train" in inspect.getsource(modeling.evaluate)
+
+
+def test_modeling_forecast_costs_each_family_as_the_tuned_one():
+    study = make_study({"logistic_regression": (1e-6, 1.0), "random_forest": (1e-4, 1.2),
+                        "hist_gradient_boosting": (5e-5, 1.0), "k_nearest_neighbors": (1e-6, 1.0)}, n_rows=480)
+    forecast = stack.modeling_forecast(study, make_prepared(600), folds=5, iterations=8, strategy="random",
+                                       tuning_budget_s=120)
+    assert set(forecast["family"]) == set(CLASSIFIERS)
+    by = forecast.set_index("family")
+    assert by["total_s"].idxmax() == "random_forest" and by["total_s"].idxmin() in ("logistic_regression",
+                                                                                      "k_nearest_neighbors")
+    parts = [c for c in forecast.columns if c.endswith("_s") and c not in ("total_s", "low_s", "high_s")]
+    assert by[parts].sum(axis=1).to_numpy() == pytest.approx(by["total_s"].to_numpy())
+    assert (by["low_s"] <= by["total_s"]).all() and (by["total_s"] <= by["high_s"]).all()
+    assert set(by["sure"]) == {"weak"}  # one measured size each: nothing to check the laws against
+    table = stack.forecast_table(forecast)
+    assert list(table.columns[:3]) == ["step 4 takes about", "range", "how sure"] and "tuning" in table.columns
+    assert stack.forecast_summary(forecast)["high_s"] == pytest.approx(by["total_s"].max())
+
+
+def test_hist_gradient_boosting_stops_early_never_in_the_registry():
+    """early_stopping='auto' would switch on above 10,000 rows: another model, and a cost step 3 cannot project."""
+    for problem in ("classification", "regression"):
+        assert families.get_family(problem, "hist_gradient_boosting").build(0, 1).early_stopping is False
+
+
+def test_steps_3_and_4_build_the_same_pipelines():
+    prepared = make_prepared(200)
+    forest = prepared.pipeline(families.get_family("classification", "random_forest"), 0)
+    linear = prepared.pipeline(families.get_family("classification", "logistic_regression"), 0)
+    numeric = [{name: t for name, t, _ in p.named_steps["preprocess"].transformers}["numeric"] for p in (forest, linear)]
+    assert [len(t.steps) for t in numeric] == [1, 2]  # trees need no scaling, linear models do
+
+
+def test_step_4_records_step_3s_prediction_next_to_the_time_taken(finished):
+    """modeling.duration_record reads step 3's costs from the run and predicts for the families step 4 used."""
+    from helpers.core import kpis
+    from helpers.steps import modeling
+
+    run, study, _, _ = finished
+    prepared = make_prepared(800)
+    contract = kpis.KpiContract("classification", {"roc_auc": 0.8}, positive_label="yes", classes=["no", "yes"])
+    inputs = modeling.Inputs(prepared, contract, folds=5)
+    tuning = modeling.Tuning(pd.DataFrame({"family": ["k_nearest_neighbors"] * 3}), "k_nearest_neighbors", {},
+                             "roc_auc")
+    grid = pd.DataFrame({"family": ["k_nearest_neighbors", "random_forest"]})
+    result = modeling.ModelingResult(inputs, pd.DataFrame(), tuning, None, None, seconds=12.0, cpu_seconds=10.0,
+                                     grid=grid)
+    params = {"tuning_iterations": 8, "tuning_strategy": "random", "tuning_budget_s": 120.0}
+    record = modeling.duration_record(run, result, params)
+    expected = workload.predict_modeling(study.costs(), problem_type="classification", n_train=len(prepared.train),
+                                         n_test=len(prepared.test), n_features=3, folds=5, iterations=8,
+                                         strategy="random", tuning_budget_s=120.0, tuned="k_nearest_neighbors",
+                                         explored=["k_nearest_neighbors", "random_forest"], binary=True)
+    assert record["total_s"] == pytest.approx(expected["total_s"], rel=1e-6)
+    assert record["tuned"] == "k_nearest_neighbors" and record["actual_cpu_s"] == 10.0
+    assert record["ratio"] == pytest.approx(10.0 / record["total_s"])
+    assert record["wall_ratio"] == pytest.approx(12.0 / record["total_s"])
+    text = modeling.duration_text(record)
+    assert text.startswith("Step 3 predicted") and "10.0 s of CPU (12.0 s wall)" in text
+    empty = artifacts.open_run(str(run.path.parent / "no-step-3"))
+    assert modeling.duration_record(empty, result, params) is None
+    assert "No prediction" in modeling.duration_text(None)
+
+
+def test_decision_record_and_summary_carry_step_4s_forecast(finished):
+    run, study, md, written = finished
+    assert "### Step 4's duration on this data" in md and "| if step 4 tunes |" in md
+    assert "| fit + scoring a fold |" in md or "fit + scoring a fold" in md
+    forecast = written["modeling_forecast"]
+    assert set(forecast["by_family"]) == set(CLASSIFIERS)
+    assert forecast["low_s"] <= forecast["high_s"]
+    some = next(iter(written["projections"].values()))["100x"]
+    assert some["low_s"] <= some["fold_s"] <= some["high_s"] and some["sure"] in ("firm", "rough", "weak")
+    assert (run.artifacts / stack.STEP / "modeling_forecast.csv").exists()

@@ -81,6 +81,7 @@ _DATA = [
     _p("group_column", "str", None, "rows of one group stay on one side of the split (None: dataset preset)", DATA_STEPS, nullable=True),
     _p("time_column", "str", None, "time column: gives a time-ordered split (None: dataset preset)", DATA_STEPS, nullable=True),
     _p("sensitive_columns", "list", None, "columns for per-group evaluation, never features (None: dataset preset)", DATA_STEPS, nullable=True),
+    _p("keep_columns", "list", [], "columns known at prediction time: never set aside as leakage suspects", DATA_STEPS),
     _p("test_size", "float", 0.2, "share of rows held out for the final evaluation", DATA_STEPS, minimum=0.0, maximum=1.0, exclusive=True),
 ]
 
@@ -102,16 +103,17 @@ _STEP2 = [
 
 # --- step 3: tools and stack ------------------------------------------------------------
 _STEP3 = [
-    _p("scaling_budget_s", "float", 10.0, "time budget for the fit-time scaling measurements (seconds)", (S3,), minimum=0.0, exclusive=True),
+    _p("scaling_budget_s", "float", 20.0, "time budget for the fit-time scaling measurements (seconds)", (S3,), minimum=0.0, exclusive=True),
     _p("growth_factor", "float", 10.0, "expected data growth to plan for (x current rows)", (S3,), minimum=1.0),
 ]
 
 # --- step 4: model development ------------------------------------------------------------
+# (step 3 takes the first four too: it predicts step 4's duration from them)
 _STEP4 = [
-    _p("cv_folds", "int", 5, "cross-validation folds", (S4,), minimum=2, maximum=20),
-    _p("tuning_strategy", "str", "random", "hyperparameter search: grid, random or halving", (S4,), choices=("grid", "random", "halving")),
-    _p("tuning_iterations", "int", 8, "candidate configurations per tuned family (decides the search)", (S4,), minimum=1),
-    _p("tuning_budget_s", "float", 120.0, "cap that stops an overlong search with a warning (seconds)", (S4,), minimum=0.0, exclusive=True),
+    _p("cv_folds", "int", 5, "cross-validation folds", (S3, S4), minimum=2, maximum=20),
+    _p("tuning_strategy", "str", "random", "hyperparameter search: grid, random or halving", (S3, S4), choices=("grid", "random", "halving")),
+    _p("tuning_iterations", "int", 8, "candidate configurations per tuned family (decides the search)", (S3, S4), minimum=1),
+    _p("tuning_budget_s", "float", 120.0, "cap that stops an overlong search with a warning (seconds)", (S3, S4), minimum=0.0, exclusive=True),
     _p("n_jobs", "int", 1, "parallel jobs for scikit-learn (-1: all cores)", (S3, S4)),
 ]
 

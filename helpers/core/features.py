@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
+from sklearn.model_selection import FixedThresholdClassifier
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, RobustScaler, StandardScaler
 
@@ -104,3 +105,21 @@ def _as_text(s: pd.Series) -> pd.Series:
 
 def with_model(preprocessor: ColumnTransformer, estimator) -> Pipeline:
     return Pipeline([("preprocess", preprocessor), ("model", estimator)])
+
+
+def with_threshold(estimator, threshold: float, positive_label: Any) -> FixedThresholdClassifier:
+    """A binary classifier deciding "positive" when P(``positive_label``) >= ``threshold`` (unfitted: fit it).
+
+    The threshold is a parameter of the model, so it is saved in the model file: ``model.predict()``
+    on the loaded file decides like ``playbook predict``. ``positive_label`` as the target holds it.
+    """
+    return FixedThresholdClassifier(estimator, threshold=float(threshold), pos_label=positive_label,
+                                    response_method="predict_proba")
+
+
+def decision_threshold(model) -> float | None:
+    """The threshold a model built by ``with_threshold`` applies itself; None for any other model
+    (models saved before the threshold moved into the file: it is in ``model_meta.json``)."""
+    if not isinstance(model, FixedThresholdClassifier):
+        return None
+    return 0.5 if model.threshold == "auto" else float(model.threshold)  # "auto" on probabilities is 0.5

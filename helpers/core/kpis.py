@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 from sklearn import metrics as skm
+from sklearn.preprocessing import LabelEncoder
 
 from helpers.core.errors import PlaybookError
 from helpers.core.paths import STEP_NOTEBOOKS
@@ -128,6 +129,25 @@ def resolve_positive_label(y: pd.Series, requested: Any) -> Any:
                             "set positive_label to one of the target's classes, or None for the minority class.")
     counts = y.value_counts()
     return _jsonable(counts.index[-1])
+
+
+def class_order(y) -> list:
+    """The classes in the order a fitted scikit-learn classifier holds them in ``classes_`` (the columns of
+    ``predict_proba``): natural order, 2 before 10 and False before True, not the order of their text.
+
+    ``LabelEncoder`` is what classifiers and ``cross_val_predict`` order classes with.
+    """
+    return [_jsonable(c) for c in LabelEncoder().fit(pd.Series(y).dropna().to_numpy()).classes_]
+
+
+def class_index(classes: Sequence[Any], label: Any) -> int:
+    """Position of ``label`` among ``classes`` (e.g. a model's ``classes_``), matched by text: a label read
+    back from JSON or YAML ("1", 1, True) finds the class it names."""
+    for i, c in enumerate(classes):
+        if str(c) == str(label):
+            return i
+    raise PlaybookError(f"The model's classes {list(classes)} do not include the positive label {label!r}.",
+                        "re-run step 4: the model metadata and the model disagree.")
 
 
 def score(metric: str, contract: KpiContract, y_true, y_pred=None, proba=None, X=None, labels=None) -> float:
@@ -266,9 +286,30 @@ def percentile_interval(values: np.ndarray, level: float = 0.95) -> tuple[float,
     return float(np.quantile(finite, alpha)), float(np.quantile(finite, 1 - alpha))
 
 
+def normal_interval(value: float, values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """``value`` plus or minus z standard errors, the standard error from the bootstrap ``values``.
+
+    Used where the level is too extreme for percentiles of a few hundred resamples (the
+    simultaneous intervals of monitoring, see ``simultaneous_level``).
+    """
+    finite = values[np.isfinite(values)]
+    if finite.size < 2 or not np.isfinite(value):
+        return float("nan"), float("nan")
+    half = float(stats.norm.ppf(1 - (1 - level) / 2) * finite.std(ddof=1))
+    return float(value - half), float(value + half)
+
+
 def kpi_intervals(contract: KpiContract, y_true, y_pred=None, proba=None, *, n_boot: int = 200,
-                  seed: int = 0) -> pd.DataFrame:
-    """Point value and bootstrap 95% interval of every supervised KPI, with pass/fail."""
+                  seed: int = 0, level: float = 0.95, interval: str = "percentile",
+                  min_count: int = 0) -> pd.DataFrame:
+    """Point value and bootstrap interval of every supervised KPI, with its verdict (``kpi_verdict``).
+
+    ``interval``: "percentile" (default, 95%) or "normal" (see ``normal_interval``). With
+    ``min_count`` the table also has ``count`` (``judged_count``) and a KPI judged on fewer
+    rows gets the verdict "too few rows".
+    """
+    if interval not in ("percentile", "normal"):
+        raise PlaybookError(f"Unknown interval method {interval!r}.", "use 'percentile' or 'normal'.")
     y_true = np.asarray(y_true, dtype=object if contract.problem_type == "classification" else float)
     y_pred = None if y_pred is None else np.asarray(y_pred, dtype=y_true.dtype)
     proba = None if proba is None else np.asarray(proba, dtype=float)
@@ -281,13 +322,94 @@ def kpi_intervals(contract: KpiContract, y_true, y_pred=None, proba=None, *, n_b
         value = fn(np.arange(len(y_true)))
         if not n_boot:
             lo, hi = float("nan"), float("nan")
-        elif has_fast_bootstrap(contract, metric):
-            lo, hi = percentile_interval(resample_scores(metric, contract, y_true, y_pred, proba, idx))
         else:
-            lo, hi = bootstrap_interval(fn, len(y_true), n_boot=n_boot, seed=seed)
-        rows.append({"metric": metric, "target": contract.kpis[metric], "direction": contract.direction(metric),
-                     "achieved": value, "ci_low": lo, "ci_high": hi, "passed": contract.passed(metric, value)})
+            # the same resamples either way: bootstrap_interval draws idx's rows one by one
+            values = (resample_scores(metric, contract, y_true, y_pred, proba, idx) if has_fast_bootstrap(contract, metric)
+                      else np.array([fn(i) for i in idx], dtype=float))
+            lo, hi = (percentile_interval(values, level) if interval == "percentile"
+                      else normal_interval(value, values, level))
+        count = judged_count(metric, contract, y_true, y_pred) if min_count else None
+        verdict = kpi_verdict(value, lo, hi, contract.kpis[metric], contract.direction(metric), count=count,
+                              min_count=min_count)
+        row = {"metric": metric, "target": contract.kpis[metric], "direction": contract.direction(metric),
+               "achieved": value, "ci_low": lo, "ci_high": hi, "passed": verdict_passed(verdict), "verdict": verdict}
+        if min_count:
+            row["count"] = count
+        rows.append(row)
     return pd.DataFrame(rows)
+
+
+# --- the one verdict rule -----------------------------------------------------------------------------
+# Step 4's test-set verdict, `playbook gate`, monitoring and the report all decide with kpi_verdict.
+
+VERDICTS = ("pass", "watch", "fail", "too few rows")
+KPI_ALPHA = 0.025  # one-sided error of a 95% interval: how often a KPI exactly at its target is called a fail
+# Rows a batch KPI averages over (positives for recall, ...) below which it is not judged: with fewer, a KPI
+# exactly at its target is failed 4-7x as often as the interval's level says (benchmarks/bench_monitoring.py).
+MIN_JUDGE_COUNT = 40
+
+
+def kpi_verdict(value: float | None, ci_low: float | None, ci_high: float | None, target: float, direction: str, *,
+                count: int | None = None, min_count: int = 0) -> str | None:
+    """pass / watch / fail of one KPI from its value, interval and target (None: not measured).
+
+    - fail: the interval excludes the target (the whole interval is on the wrong side);
+    - watch: the point misses the target but the interval contains it: chance could explain
+      the miss, so it is shown, not acted on;
+    - pass: the point meets the target.
+    Without an interval (not computed) the point decides. ``count`` rows below ``min_count``:
+    "too few rows" (the interval of so few rows is not trustworthy enough to alert on).
+    """
+    if value is None or not np.isfinite(value):
+        return None
+    if count is not None and count < min_count:
+        return "too few rows"
+    higher = direction == "higher"
+    if (value >= target) if higher else (value <= target):
+        return "pass"
+    near = ci_high if higher else ci_low  # the end of the interval on the target's side
+    if near is not None and np.isfinite(near) and ((near >= target) if higher else (near <= target)):
+        return "watch"
+    return "fail"
+
+
+def verdict_passed(verdict: str | None) -> bool | None:
+    """The ``passed`` column of a KPI table: True for pass, False for fail, None otherwise (watch, too few rows,
+    not measured)."""
+    return {"pass": True, "fail": False}.get(verdict)
+
+
+def row_verdict(row: Mapping[str, Any]) -> str | None:
+    """The verdict of one scoreboard row (manifest ``kpis``): the recorded one, else the rule on its numbers
+    (runs recorded before verdicts existed)."""
+    if row.get("verdict") is not None:
+        return str(row["verdict"])
+    value = row.get("achieved")
+    lo, hi = row.get("ci_low"), row.get("ci_high")
+    return kpi_verdict(None if value is None else float(value), None if lo is None else float(lo),
+                       None if hi is None else float(hi), float(row["target"]), str(row["direction"]))
+
+
+def simultaneous_level(n_checks: int, alpha: float = KPI_ALPHA) -> float:
+    """Interval level at which ``n_checks`` verdicts together call a fail wrongly (on KPIs that meet their
+    targets) at most ``alpha`` of the time (Bonferroni): 0.95 for one check, 99.72% for 3 KPIs x 6 batches."""
+    return 1 - 2 * alpha / max(int(n_checks), 1)
+
+
+def judged_count(metric: str, contract: KpiContract, y_true, y_pred=None) -> int:
+    """How many rows a KPI really averages over: the positives for recall, the flagged rows for precision,
+    the smaller class for ranking metrics and balanced accuracy (multi-class: the smallest class), else all rows."""
+    n = len(y_true)
+    if contract.problem_type != "classification" or metric in ("accuracy", "log_loss"):
+        return int(n)
+    y = np.asarray(y_true, dtype=object)
+    pred = None if y_pred is None else np.asarray(y_pred, dtype=object)
+    if contract.is_binary:
+        pos = int((y == contract.positive_label).sum())
+        flagged = int((pred == contract.positive_label).sum()) if pred is not None else pos
+        return {"recall": pos, "precision": flagged, "f1": min(pos, flagged)}.get(metric, min(pos, n - pos))
+    counted = pred if metric == "precision" and pred is not None else y
+    return int(min((counted == c).sum() for c in contract.classes)) if contract.classes else int(n)
 
 
 def load_contract(run, *, needed_by: str | None = None) -> KpiContract:
@@ -296,11 +418,22 @@ def load_contract(run, *, needed_by: str | None = None) -> KpiContract:
     return KpiContract.from_dict(summary["contract"])
 
 
-def batch_kpis(contract: KpiContract, y_true, y_pred, proba, *, n_boot: int = 100, seed: int = 0) -> pd.DataFrame:
-    """Every KPI of the contract on one labelled batch, with a bootstrap 95% interval."""
+BATCH_COLUMNS = ["metric", "target", "direction", "achieved", "ci_low", "ci_high", "passed", "verdict", "count",
+                 "level"]
+
+
+def batch_kpis(contract: KpiContract, y_true, y_pred, proba, *, n_boot: int = 200, seed: int = 0,
+               level: float = 0.95, min_count: int = MIN_JUDGE_COUNT) -> pd.DataFrame:
+    """Every KPI of the contract on one labelled batch, with its verdict.
+
+    The interval is the normal bootstrap interval at ``level`` (a run of batches passes
+    ``simultaneous_level``); a KPI averaged over fewer than ``min_count`` rows is "too few rows".
+    """
     if contract.problem_type == "clustering":
-        return pd.DataFrame(columns=["metric", "target", "direction", "achieved", "ci_low", "ci_high", "passed"])
-    return kpi_intervals(contract, y_true, y_pred, proba, n_boot=n_boot, seed=seed)
+        return pd.DataFrame(columns=BATCH_COLUMNS)
+    table = kpi_intervals(contract, y_true, y_pred, proba, n_boot=n_boot, seed=seed, level=level, interval="normal",
+                          min_count=max(int(min_count), 1))
+    return table.assign(level=level)[BATCH_COLUMNS]
 
 
 

@@ -22,7 +22,8 @@ import skops.io as sio
 from helpers.core.artifacts import atomic_path
 from helpers.core.errors import PlaybookError
 
-# Types skops does not trust by default but our models need, and why each is safe:
+# Types skops does not trust by default but our models need, and why each is safe (scikit-learn's
+# estimators themselves, FixedThresholdClassifier holding step 4's threshold included, skops trusts):
 TRUSTED_TYPES: list[str] = [
     "numpy.dtype",  # SimpleImputer remembers the dtype it was fitted on
     "sklearn.tree._tree.Tree",  # the fitted trees of random forests and the depth-1 heuristic

@@ -14,9 +14,11 @@ from typing import Any
 
 import pandas as pd
 from sklearn.compose import ColumnTransformer
+from sklearn.pipeline import Pipeline
 
 from helpers.core.artifacts import Run, read_json
-from helpers.core.features import as_model_input, make_preprocessor
+from helpers.core.families import Family
+from helpers.core.features import as_model_input, make_preprocessor, with_model
 from helpers.core.paths import STEP_NOTEBOOKS
 
 STEP2 = STEP_NOTEBOOKS[1]
@@ -57,6 +59,14 @@ class Prepared:
         """A fresh, unfitted preprocessor (fit it inside cross-validation)."""
         return make_preprocessor(self.numeric, self.categorical, impute_strategy=self.impute_strategy,
                                  scaler=scaler or self.scaler, rare_category_share=self.rare_category_share)
+
+    def pipeline(self, family: Family, seed: int, n_jobs: int = 1) -> Pipeline:
+        """The preprocessor (scaled only when the family needs it) followed by the family's estimator.
+
+        Steps 3 and 4 build every candidate this way, so step 3 times what step 4 fits.
+        """
+        scaler = None if family.scales_features else "none"
+        return with_model(self.make_preprocessor(scaler=scaler), family.build(seed, n_jobs))
 
     def meta(self) -> dict[str, Any]:
         d = asdict(self)

@@ -59,8 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--chunk-size", type=int, default=100_000)
     predict.add_argument("--overwrite", action="store_true", help="replace an existing output file")
 
-    gate = sub.add_parser("gate", help="KPI quality gate: exit 0 all passed, 1 one failed, 2 none measured")
+    gate = sub.add_parser("gate", help="KPI quality gate: exit 0 none failed (watch warns), 1 one failed, "
+                                       "2 none measured")
     gate.add_argument("--run", required=True)
+    gate.add_argument("--strict", action="store_true",
+                      help="also exit 1 when a KPI is on watch (its point misses, its interval contains the target)")
     return parser
 
 
@@ -182,7 +185,7 @@ def cmd_predict(args) -> int:
 def cmd_gate(args) -> int:
     from helpers.steps.operations import deployment
 
-    return deployment.gate_cli(args.run)
+    return deployment.gate_cli(args.run, strict=args.strict)
 
 
 COMMANDS = {"run": cmd_run, "params": cmd_params, "report": cmd_report, "init": cmd_init,

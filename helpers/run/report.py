@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 from IPython.display import HTML, Markdown, display
 
-from helpers.core import artifacts, paths
+from helpers.core import artifacts, kpis, paths
 from helpers.run import registry
 
 STEP_TITLES = registry.TITLES
@@ -35,15 +35,17 @@ def headlines(run: artifacts.Run) -> dict[str, dict[str, Any]]:
 
 
 def kpi_scoreboard(manifest: Mapping[str, Any]) -> pd.DataFrame:
+    """The manifest's KPIs with their verdict (``kpis.row_verdict``): PASS, WATCH (the point misses, the
+    interval contains the target) or FAIL (the interval excludes it)."""
     rows = []
     for k in manifest.get("kpis") or []:
         interval = ""
         if k.get("ci_low") is not None and k.get("ci_high") is not None:
             interval = f"{k['ci_low']:.3f} to {k['ci_high']:.3f}"
+        verdict = kpis.row_verdict(k)
         rows.append({"KPI": k["metric"], "target": f"{'>=' if k.get('direction') == 'higher' else '<='} {k['target']:g}",
                      "achieved": "not measured yet" if k.get("achieved") is None else f"{k['achieved']:.3f}",
-                     "95% interval": interval,
-                     "result": "-" if k.get("passed") is None else ("PASS" if k["passed"] else "FAIL")})
+                     "95% interval": interval, "result": "-" if verdict is None else verdict.upper()})
     return pd.DataFrame(rows)
 
 
@@ -59,12 +61,21 @@ def next_actions(manifest: Mapping[str, Any], heads: Mapping[str, Mapping[str, A
         actions.append("The simple rule already meets the KPIs: decide with the stakeholders whether ML is needed.")
     elif verdict.get("code") == "revisit":
         actions.append("Revisit the data or the KPI targets before investing in modelling.")
+    leaks = [x["column"] for x in heads.get("01_vision_and_goals", {}).get("leakage") or []]
+    if leaks:
+        actions.append(f"Ask the data owners when {', '.join(leaks)} {'is' if len(leaks) == 1 else 'are'} recorded: "
+                       "set aside as leakage suspects (keep_columns keeps a column known at prediction time).")
     severe = heads.get("02_data_foundation", {}).get("severe_issues") or []
     if severe:
         actions.append(f"Review the {len(severe)} severe data issue(s) with the data owners.")
-    missed = [k["metric"] for k in manifest.get("kpis") or [] if k.get("passed") is False]
+    verdicts = {k["metric"]: kpis.row_verdict(k) for k in manifest.get("kpis") or [] if k.get("achieved") is not None}
+    missed = [m for m, v in verdicts.items() if v == "fail"]
     if missed:
         actions.append(f"KPI(s) missed on the test set: {', '.join(missed)}. Improve data or features, or renegotiate the targets.")
+    watched = [m for m, v in verdicts.items() if v == "watch"]
+    if watched:
+        actions.append(f"KPI(s) on watch: {', '.join(watched)} missed the target on the test set, by less than chance "
+                       "can explain. Confirm on more labelled data before deploying.")
     not_run = [s for s in paths.STEP_NOTEBOOKS if s not in statuses or statuses[s] == "not_run"]
     if not_run and not failed:
         actions.append(f"Run the remaining steps ({', '.join(s[:2] for s in not_run)}) to complete the playbook.")
@@ -74,7 +85,7 @@ def next_actions(manifest: Mapping[str, Any], heads: Mapping[str, Mapping[str, A
 
 
 def first_screen_html(run: artifacts.Run) -> str:
-    """The first screen: project, verdict, KPI scoreboard, severe issues, readiness, next actions."""
+    """The first screen: project, verdict, leakage suspects, KPI scoreboard, severe issues, readiness, next actions."""
     manifest = run.read_manifest()
     heads = headlines(run)
     step1 = run.optional_summary("01_vision_and_goals") or {}
@@ -88,6 +99,15 @@ def first_screen_html(run: artifacts.Run) -> str:
     verdict = heads.get("01_vision_and_goals", {}).get("verdict")
     if verdict:
         parts.append(f"<p><b>Go / no-go (step 1):</b> {_esc(verdict['code'])}: {_esc(verdict['text'])}</p>")
+    leaks = heads.get("01_vision_and_goals", {}).get("leakage")
+    if leaks:
+        items = "".join(f"<li><b>{_esc(x['column'])}</b>: {_esc(x['evidence'])}. <i>Fix:</i> {_esc(x['fix'])}.</li>"
+                        for x in leaks)
+        parts.append(f"<h3>Leakage suspects set aside (step 1)</h3><ul>{items}</ul>")
+    kept = heads.get("01_vision_and_goals", {}).get("leakage_kept")
+    if kept:
+        parts.append("<p><b>Kept by keep_columns although they score like leaks:</b> "
+                     f"{_esc(', '.join(x['column'] for x in kept))} (check when they are recorded)</p>")
     board = kpi_scoreboard(manifest)
     if len(board):
         parts.append("<h3>KPI scoreboard</h3>" + board.to_html(index=False, escape=True))

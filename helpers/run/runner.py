@@ -25,7 +25,7 @@ import papermill as pm
 import yaml
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
-from helpers.core import artifacts, config, datasets, paths, problem
+from helpers.core import artifacts, config, datasets, kpis, paths, problem
 from helpers.core.datasets import BUILTIN_PREFIX, is_database_url, preset_for, write_snapshot
 from helpers.core.errors import PlaybookError
 from helpers.run import engine, report, resume
@@ -338,8 +338,8 @@ def print_summary(run: artifacts.Run, outcomes: Sequence[StepOutcome], echo) -> 
         echo(f"{entry['step']:<31} {entry['status']:<13} {duration}")
     if manifest.get("kpis"):
         echo("")
-        echo("KPI             target   achieved  passed")
+        echo("KPI             target   achieved  verdict")
         for k in manifest["kpis"]:
             achieved = "-" if k.get("achieved") is None else f"{k['achieved']:.3f}"
-            passed = "-" if k.get("passed") is None else ("yes" if k["passed"] else "NO")
-            echo(f"{k['metric']:<15} {k['target']:<8g} {achieved:<9} {passed}")
+            verdict = kpis.row_verdict(k)
+            echo(f"{k['metric']:<15} {k['target']:<8g} {achieved:<9} {'-' if verdict is None else verdict.upper()}")

@@ -40,15 +40,18 @@ from helpers.core import kpis as kpi_mod
 from helpers.core.artifacts import Run, to_jsonable
 from helpers.core.baselines import heuristic_pipeline, make_folds, trivial_split
 from helpers.core.errors import PlaybookError
-from helpers.core.features import with_model
+from helpers.core.features import with_model, with_threshold
 from helpers.core.hashing import frame_sha256
 from helpers.core.inspection import permutation_importance_table
 from helpers.core.messages import say
 from helpers.core.paths import STEP_NOTEBOOKS
 from helpers.core.prepared import Prepared, load_prepared
+from helpers.core.scaling import CostModel
+from helpers.core.workload import predict_modeling
 
 STEP = STEP_NOTEBOOKS[3]
 STEP1 = STEP_NOTEBOOKS[0]
+STEP3 = STEP_NOTEBOOKS[2]
 PROBA_METRICS = ("roc_auc", "average_precision", "log_loss")
 EXPLORER_ROWS = 400  # the explorer grid is precomputed on a subsample of this many training rows
 CLUSTER_SAMPLE = 1500  # rows used to fit and score clusterings per fold (silhouette is quadratic)
@@ -203,8 +206,7 @@ def sort_by(frame: pd.DataFrame, column: str, metric: str) -> pd.DataFrame:
 
 def family_pipeline(inputs: Inputs, family: fam.Family) -> Pipeline:
     """Step 2's preprocessing (scaled only when the family needs it) followed by the family's estimator."""
-    scaler = inputs.prepared.scaler if family.scales_features else "none"
-    return with_model(inputs.prepared.make_preprocessor(scaler=scaler), family.build(inputs.seed, inputs.n_jobs))
+    return inputs.prepared.pipeline(family, inputs.seed, inputs.n_jobs)
 
 
 def baseline_pipelines(inputs: Inputs) -> dict[str, Any]:
@@ -535,8 +537,8 @@ def cv_positive_proba(inputs: Inputs, pipeline) -> np.ndarray:
     with _quiet(inputs.n_jobs):
         proba = cross_val_predict(pipeline, inputs.X, inputs.y, cv=cv_folds(inputs), method="predict_proba",
                                   n_jobs=inputs.n_jobs)
-    classes = sorted(inputs.y.unique(), key=str)  # cross_val_predict orders columns like estimator.classes_
-    return proba[:, [str(c) for c in classes].index(str(inputs.contract.positive_label))]
+    # the columns follow classes_ of the fold estimators: natural order (2 before 10), not the text order
+    return proba[:, kpi_mod.class_index(kpi_mod.class_order(inputs.y), inputs.contract.positive_label)]
 
 
 def pr_table(y_true: np.ndarray, proba: np.ndarray, positive: Any) -> pd.DataFrame:
@@ -699,8 +701,8 @@ def cluster_tuning(inputs: Inputs, sweep: pd.DataFrame) -> Tuning:
 class Final:
     """The refitted model and its one evaluation on the held-out test side."""
 
-    model: Pipeline
-    table: pd.DataFrame  # metric, target, direction, achieved, ci_low, ci_high, passed
+    model: Any  # the Pipeline; binary: in a FixedThresholdClassifier (features.with_threshold) that decides
+    table: pd.DataFrame  # metric, target, direction, achieved, ci_low, ci_high, passed, verdict (kpis.kpi_verdict)
     heuristic: pd.DataFrame  # the heuristic's test scores and the model's margin over it
     y_test: np.ndarray | None
     y_pred: np.ndarray
@@ -715,17 +717,23 @@ def final_evaluation(inputs: Inputs, pipeline, threshold: ThresholdChoice | None
     with _quiet(inputs.n_jobs):
         if inputs.problem_type == "clustering":
             return _final_clustering(inputs, pipeline, X_test, n_boot)
-        model = clone(pipeline).fit(inputs.X, inputs.y)
+        model = clone(pipeline)
+        if contract.is_binary:  # the threshold goes into the model file: whoever loads it decides like step 5
+            model = with_threshold(model, threshold.threshold if threshold else 0.5, positive_class(inputs))
+        model.fit(inputs.X, inputs.y)
     y_test = prepared.y("test").to_numpy()
     proba = positive_proba(model, X_test, contract) if inputs.problem_type == "classification" else None
-    if contract.is_binary:
-        y_pred = labels_at(proba, threshold.threshold if threshold else 0.5, contract)
-    else:
-        y_pred = model.predict(X_test)
+    y_pred = model.predict(X_test)
     table = kpi_mod.kpi_intervals(contract, y_test, y_pred, proba, n_boot=n_boot, seed=inputs.seed)
     with _quiet(inputs.n_jobs):
         margin = heuristic_margin(inputs, table, X_test, y_test)
     return Final(model, table, margin, y_test, y_pred, proba)
+
+
+def positive_class(inputs: Inputs) -> Any:
+    """The contract's positive label as the target holds it (1, not "1"): what the model's classes_ holds."""
+    classes = kpi_mod.class_order(inputs.y)
+    return classes[kpi_mod.class_index(classes, inputs.contract.positive_label)]
 
 
 def heuristic_margin(inputs: Inputs, table: pd.DataFrame, X_test: pd.DataFrame, y_test: np.ndarray) -> pd.DataFrame:
@@ -769,8 +777,10 @@ def cluster_intervals(contract: kpi_mod.KpiContract, Z: np.ndarray, labels: np.n
             return _cluster_scores(contract, Z[idx], labels[idx])[metric]
         value = fn(np.arange(len(labels)))
         lo, hi = kpi_mod.bootstrap_interval(fn, len(labels), n_boot=n_boot, seed=seed)
+        verdict = kpi_mod.kpi_verdict(value, lo, hi, contract.kpis[metric], contract.direction(metric))
         rows.append({"metric": metric, "target": contract.kpis[metric], "direction": contract.direction(metric),
-                     "achieved": value, "ci_low": lo, "ci_high": hi, "passed": contract.passed(metric, value)})
+                     "achieved": value, "ci_low": lo, "ci_high": hi, "passed": kpi_mod.verdict_passed(verdict),
+                     "verdict": verdict})
     return pd.DataFrame(rows)
 
 
@@ -855,12 +865,51 @@ class ModelingResult:
     grid: pd.DataFrame | None = None  # explorer grid (supervised)
     sweep: pd.DataFrame | None = None  # cluster sweep (clustering)
     figures: Mapping[str, Any] = field(default_factory=dict)
+    cpu_seconds: float | None = None  # CPU time of the same span as ``seconds``
+    duration: Mapping[str, Any] | None = None  # step 3's prediction next to the time taken (duration_record)
+
+
+def duration_record(run: Run, result: ModelingResult, params: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Step 3's prediction of this step's duration (its measured costs, these parameters, the families
+    tuned and explored here) next to the time it took; None without step 3's costs (or for clustering).
+
+    The prediction is of CPU time (step 3 times on one core); ``ratio`` compares it with the CPU
+    time taken, ``wall_ratio`` with the wall time, which other programs on the machine inflate.
+    """
+    stack_summary = run.optional_summary(STEP3) or {}
+    costs = {name: CostModel.from_dict(c["cost"]) for name, c in stack_summary.get("curves", {}).items()
+             if c.get("cost")}
+    names = [f.name for f in fam.families_for(result.inputs.problem_type)]
+    if result.inputs.problem_type == "clustering" or not set(names) <= set(costs) or result.grid is None:
+        return None
+    prepared = result.inputs.prepared
+    predicted = predict_modeling(
+        {n: costs[n] for n in names}, problem_type=result.inputs.problem_type, n_train=len(prepared.train),
+        n_test=len(prepared.test), n_features=len(prepared.features), folds=result.inputs.folds,
+        iterations=params["tuning_iterations"], strategy=params["tuning_strategy"],
+        tuning_budget_s=params["tuning_budget_s"], tuned=str(result.tuning.results["family"].iloc[0]),
+        explored=list(dict.fromkeys(result.grid["family"])), binary=result.inputs.contract.is_binary)
+    actual = result.cpu_seconds if result.cpu_seconds is not None else result.seconds
+    total = predicted["total_s"]
+    return {**predicted, "actual_s": result.seconds, "actual_cpu_s": result.cpu_seconds,
+            "ratio": actual / total if total else None, "wall_ratio": result.seconds / total if total else None}
+
+
+def duration_text(duration: Mapping[str, Any] | None) -> str:
+    """One sentence: predicted against actual duration of this step."""
+    if not duration:
+        return "No prediction of this step's duration: step 3's measured costs are missing (or clustering)."
+    cpu = duration.get("actual_cpu_s")
+    took = f"{cpu:.1f} s of CPU ({duration['actual_s']:.1f} s wall)" if cpu is not None else f"{duration['actual_s']:.1f} s"
+    return (f"Step 3 predicted {duration['total_s']:.1f} s for this step ({duration['low_s']:.1f} to "
+            f"{duration['high_s']:.1f} s, tuning {duration['tuned']}); it took {took}: "
+            f"{duration['ratio']:.2f}x the prediction.")
 
 
 def summary(result: ModelingResult) -> dict[str, Any]:
     """Step 4's machine-readable findings (``summary.json``)."""
     inputs, board, tuning, threshold, final = result.inputs, result.board, result.tuning, result.threshold, result.final
-    passed = [bool(p) for p in final.table["passed"] if p is not None]
+    verdicts = [v for v in final.table["verdict"] if v is not None]  # watch is not a pass
     flagged = board.loc[board.get("overfitting", pd.Series(False, index=board.index)).astype(bool), "model"].tolist()
     return to_jsonable({
         "problem_type": inputs.problem_type, "selection_metric": tuning.metric, "cv_folds": inputs.folds,
@@ -872,8 +921,10 @@ def summary(result: ModelingResult) -> dict[str, Any]:
                    "elapsed_s": round(tuning.elapsed_s, 2), "warnings": tuning.warnings},
         "threshold": None if threshold is None else {"value": threshold.threshold, "feasible": threshold.feasible,
                                                       "rule": threshold.rule, "message": threshold.message},
-        "kpis": final.table, "all_kpis_passed": bool(passed) and all(passed),
+        "kpis": final.table, "all_kpis_passed": bool(verdicts) and all(v == "pass" for v in verdicts),
         "margin_over_heuristic": final.heuristic, "seconds": round(result.seconds, 1),
+        "cpu_seconds": None if result.cpu_seconds is None else round(result.cpu_seconds, 1),
+        "duration": result.duration,
     })
 
 
@@ -914,6 +965,7 @@ def report_section(run: Run) -> None:
     summary = run.read_summary(STEP)
     champ = summary["champion"]
     display(Markdown(f"**Champion:** `{html.escape(champ['family'])}` — {html.escape(champ['reason'])}"))
+    display(Markdown(html.escape(duration_text(summary.get("duration")))))
     display(pd.DataFrame(summary["kpis"]))
     board = run.step_dir(STEP) / "leaderboard.csv"
     if board.exists():

@@ -1,9 +1,12 @@
 """Step 3: choose libraries, compute and platform from measurements of this problem on this machine.
 
-The step measures how fit time and peak memory of every candidate model family grow
-with the number of training rows, fits a power law per family, projects it to the
-current size, 10x and 100x, and turns the projections into compute verdicts with the
-table-driven rules below (``COMPUTE_TIERS``, ``LIBRARY_RULES``, ``CLOUD_RULES``).
+The step measures how fit time, scoring time and peak memory of every candidate model
+family grow with the number of training rows (beyond the rows the table has, on the table
+grown by resampling, while the budget lasts), fits a cost law per family (a fixed part plus
+a power law, ``core.scaling``), projects it to the current size, 10x and 100x with a range
+that says how sure each projection is, predicts step 4's duration (``core.workload``), and
+turns the projections into compute verdicts with the table-driven rules below
+(``COMPUTE_TIERS``, ``LIBRARY_RULES``, ``CLOUD_RULES``).
 """
 
 from __future__ import annotations
@@ -31,14 +34,21 @@ from helpers.core import documents
 from helpers.core.artifacts import Run
 from helpers.core.config import REGISTRY
 from helpers.core.errors import PlaybookError
-from helpers.core.families import Family
-from helpers.core.features import with_model
+from helpers.core.families import Family, get_family
 from helpers.core.messages import say
 from helpers.core.paths import STEP_NOTEBOOKS, data_dir
 from helpers.core.prepared import Prepared
-from helpers.core.sampling import subsample
-from helpers.core.scaling import PowerLaw, fit_power_law
+from helpers.core.sampling import grow
+from helpers.core.scaling import (
+    CostModel,
+    PowerLaw,
+    fit_cost_law,
+    fit_power_law,
+    jackknife_error,
+    jackknife_laws,
+)
 from helpers.core.system import lock_text, memory_info
+from helpers.core.workload import predict_modeling
 
 STEP = STEP_NOTEBOOKS[2]
 LOCK_FILE = "requirements.lock.txt"
@@ -132,8 +142,8 @@ def write_lock(run: Run) -> Path:
 # --- measurement ----------------------------------------------------------------------------
 
 
-def subsample_sizes(n_rows: int, *, smallest: int = 250, floor: int = 50) -> list[int]:
-    """Geometric (doubling) training sizes from a small subsample up to all ``n_rows``."""
+def subsample_sizes(n_rows: int, *, smallest: int = 250, floor: int = 50, ratio: int = 2) -> list[int]:
+    """Geometric training sizes (each ``ratio`` times the last) from a small subsample up to all ``n_rows``."""
     if n_rows < 2:
         raise PlaybookError(f"Only {n_rows} training row(s): nothing to measure.",
                             "step 3 needs a training set with at least a few dozen rows (re-run step 2).")
@@ -142,8 +152,8 @@ def subsample_sizes(n_rows: int, *, smallest: int = 250, floor: int = 50) -> lis
     size = start
     while size < n_rows:
         sizes.append(int(size))
-        size *= 2
-    if sizes and n_rows < sizes[-1] * 1.25:  # the last doubling would be a near-duplicate point
+        size *= ratio
+    if sizes and n_rows < sizes[-1] * 1.25:  # the last step would be a near-duplicate point
         sizes.pop()
     return sizes + [n_rows]
 
@@ -204,14 +214,14 @@ def fit_with_peak_rss(model: Any, X: pd.DataFrame, y: pd.Series | None,
 
 def time_fit(make: Callable[[], Any], X: pd.DataFrame, y: pd.Series | None, *, min_total_s: float = 0.1,
              min_repeats: int = 1, max_repeats: int = 3, rss: bool = False,
-             clock: Callable[[], float] = time.perf_counter) -> tuple[float, int | None]:
-    """(seconds, peak bytes or None) of one fit: the minimum over a few repeats for short fits.
+             clock: Callable[[], float] = time.perf_counter) -> tuple[float, int | None, Any]:
+    """(seconds, peak bytes or None, the last fitted model) of one fit: the minimum over a few repeats for short fits.
 
     As with timeit, the minimum is the best estimate: repeats only add noise from other
     processes and one-off costs (lazy imports, caches) of the first fit. Peak memory is
     read from the same fits when ``rss`` is True (see ``fit_with_peak_rss``).
     """
-    best_s, best_peak, total = math.inf, None, 0.0
+    best_s, best_peak, total, model = math.inf, None, 0.0, None
     for i in range(max_repeats):
         model = make()
         if rss:
@@ -224,7 +234,33 @@ def time_fit(make: Callable[[], Any], X: pd.DataFrame, y: pd.Series | None, *, m
         best_s, total = min(best_s, took), total + took
         if i + 1 >= min_repeats and total >= min_total_s:
             break
-    return best_s, best_peak
+    return best_s, best_peak, model
+
+
+def time_call(fn: Callable[[], Any], *, min_total_s: float = 0.05, max_repeats: int = 3,
+              clock: Callable[[], float] = time.perf_counter) -> float:
+    """Seconds of one call: the minimum over a few repeats while they stay short (as ``time_fit``)."""
+    best, total = math.inf, 0.0
+    for _ in range(max_repeats):
+        start = clock()
+        fn()
+        took = clock() - start
+        best, total = min(best, took), total + took
+        if total >= min_total_s:
+            break
+    return best
+
+
+REPEAT_BELOW_S = 0.3  # a point's fits repeat (at most 3) until they took this long: the minimum is steadier
+SCORE_ROWS = 1000  # rows scored per measured point: enough to see the per-row cost, cheap for k-NN
+SCORE_BASE_ROWS = 10  # a tiny batch: its time is the fixed cost of one scoring call
+
+
+def scoring_method(model: Any, problem_type: str) -> Callable[[pd.DataFrame], Any] | None:
+    """What step 4 calls to score: class probabilities for classifiers, else predictions (None: cannot score)."""
+    if problem_type == "classification" and hasattr(model, "predict_proba"):
+        return model.predict_proba
+    return getattr(model, "predict", None)
 
 
 def peak_fit_memory(make: Callable[[], Any], X: pd.DataFrame, y: pd.Series | None) -> int:
@@ -248,12 +284,39 @@ def peak_fit_memory(make: Callable[[], Any], X: pd.DataFrame, y: pd.Series | Non
 
 @dataclass
 class Measurement:
-    """One (family, training size) point: fit time and peak memory (None if not measured)."""
+    """One (family, training size) point: fit time, scoring times and peak memory (None if not measured)."""
 
     family: str
     n_rows: int
     fit_s: float
     peak_bytes: int | None
+    score_s: float | None = None  # scoring ``score_rows`` rows with the fitted model
+    score_rows: int = 0
+    score_base_s: float | None = None  # scoring ``SCORE_BASE_ROWS`` rows: the fixed cost of a call
+
+
+MEASUREMENT_COLUMNS = ["family", "n_rows", "fit_s", "peak_bytes", "score_s", "score_rows", "score_base_s"]
+MAX_GROWTH = 16  # measure up to 16x the training rows (grown synthetically) while the budget lasts
+SIZE_RATIO = 4  # each measured size is 4x the last
+
+
+def measurement_sizes(n_rows: int, max_growth: int = MAX_GROWTH, ratio: int = SIZE_RATIO,
+                      smallest: int = 500) -> list[int]:
+    """``subsample_sizes`` up to all rows, then the table grown ``ratio``-fold at a time up to ``max_growth`` x.
+
+    At a few thousand rows the fixed cost of a fit still hides how it grows, and the 10x
+    and 100x projections are only as good as the largest sizes measured. Sizes 4x apart
+    cost a third less than doublings for the same largest size; four of them (the fixed
+    part, the growth and a jackknife check) are enough for the three-parameter law. Below
+    ``smallest`` rows boosted trees cannot grow their usual number of leaves (20 rows per
+    leaf): a cheaper regime that would bend the law.
+    """
+    sizes = subsample_sizes(n_rows, smallest=smallest, ratio=ratio)
+    growth = ratio
+    while growth <= max_growth:
+        sizes.append(n_rows * growth)
+        growth *= ratio
+    return sizes
 
 
 def thread_limit(n_jobs: int) -> int | None:
@@ -261,67 +324,102 @@ def thread_limit(n_jobs: int) -> int | None:
     return None if n_jobs < 0 else max(n_jobs, 1)
 
 
+def _growth_exponent(history: Sequence[tuple[int, float]]) -> float:
+    """How fast a family's cost grew between its last two points (at least linear, at most cubic)."""
+    if len(history) < 2:
+        return 1.0
+    (n0, t0), (n1, t1) = history[-2], history[-1]
+    if n1 <= n0 or t0 <= 0 or t1 <= 0:
+        return 1.0
+    return float(np.clip(math.log(t1 / t0) / math.log(n1 / n0), 1.0, 3.0))
+
+
 def measure_scaling(prepared: Prepared, families: Sequence[Family], *, budget_s: float, seed: int = 0,
                     n_jobs: int = 1, sizes: Sequence[int] | None = None, memory: str = "auto",
-                    clock: Callable[[], float] = time.perf_counter) -> pd.DataFrame:
-    """Fit every family inside step 2's preprocessing on growing subsamples of the train side.
+                    clock: Callable[[], float] = time.perf_counter,
+                    timer: Callable[[], float] | None = None) -> pd.DataFrame:
+    """Fit and score every family inside step 2's preprocessing on growing samples of the train side.
 
-    Sizes are visited smallest first for all families, so each family gets its cheap
-    points before any gets expensive ones. A fit starts only while the budget is not
-    used up and when the family's last fit, scaled up to the next size, is predicted to
-    end inside it: the budget is never exceeded by more than one fit. ``memory`` is
-    "rss" (peak resident memory, same fit), "tracemalloc" (a separate traced fit, only
-    while the budget allows), "auto" (rss where supported) or "none". Returns one row per point:
-    family, n_rows, fit_s, peak_bytes (NaN when not measured); ``attrs`` hold the
-    elapsed time and the memory method.
+    Sizes (``measurement_sizes``) run from a small subsample to all rows, then beyond: the
+    table grown by resampling with 1% jitter (``sampling.grow``), up to ``MAX_GROWTH`` x.
+    Each point times one fit, then scoring ``SCORE_ROWS`` rows and ``SCORE_BASE_ROWS`` rows
+    (step 4 scores every fold; for k-nearest neighbours scoring is the cost, not fitting).
+    Sizes are visited smallest first for all families (at each size the cheapest first), so
+    each family gets its cheap points before any gets expensive ones. A point starts only while the budget is not
+    used up and when the family's last point, scaled up to the next size at the rate it
+    grew so far, is predicted to end inside it: the budget is never exceeded by more than
+    one point. ``memory`` is "rss" (peak resident memory, same fit), "tracemalloc" (a
+    separate traced fit, only while the budget allows), "auto" (rss where supported) or
+    "none". Returns one row per point (``MEASUREMENT_COLUMNS``; NaN when not measured);
+    ``attrs`` hold the elapsed time, the memory method, the failures and the real row count.
+
+    The budget runs on ``clock`` (wall time). Fits and scoring are timed with ``timer``:
+    by default the process's CPU time when they run on one thread (other programs on a
+    shared machine then do not inflate the measurements; on an idle machine it equals the
+    wall time), else ``clock``.
     """
     from threadpoolctl import threadpool_limits  # a scikit-learn dependency
 
     method = ("rss" if peak_rss_supported() else "tracemalloc") if memory == "auto" else memory
+    timer = timer or (time.process_time if thread_limit(n_jobs) == 1 and clock is time.perf_counter else clock)
     X, y = prepared.X("train"), prepared.y("train")
-    sizes = list(sizes) if sizes is not None else subsample_sizes(len(X))
+    sizes = list(sizes) if sizes is not None else measurement_sizes(len(X))
+    stratify = prepared.problem_type == "classification"
     start = clock()
-    last: dict[str, tuple[int, float]] = {}
+    history: dict[str, list[tuple[int, float]]] = {}
     stopped: set[str] = set()
     failed: dict[str, str] = {}
     rows: list[Measurement] = []
 
+    def predicted_s(name: str, n: int) -> float:
+        if name not in history:
+            return 0.0
+        n_prev, t_prev = history[name][-1]
+        return t_prev * (n / n_prev) ** _growth_exponent(history[name])
+
     def fits_in_budget(name: str, n: int, factor: float = 1.0) -> bool:
         elapsed = clock() - start
-        if elapsed >= budget_s:
-            return False
-        if name not in last:
-            return True
-        n_prev, t_prev = last[name]
-        return elapsed + factor * t_prev * (n / n_prev) <= budget_s
+        return elapsed < budget_s and elapsed + factor * predicted_s(name, n) <= budget_s
 
     # OpenMP-parallel fits (HistGradientBoosting) otherwise take every core whatever
     # n_jobs says, and thrash when other processes share the machine.
     with threadpool_limits(limits=thread_limit(n_jobs)):
         for n in sizes:
-            Xn, yn = subsample(X, y, n, seed, stratify=prepared.problem_type == "classification")
-            for family in families:
+            if all(f.name in stopped or not fits_in_budget(f.name, n) for f in families):
+                break  # nothing left to measure: do not build the sample
+            Xn, yn = grow(X, y, n, seed, stratify=stratify)
+            # cheapest first: an expensive family then takes what the cheap ones leave of the budget
+            for family in sorted(families, key=lambda f: predicted_s(f.name, n)):
                 if family.name in stopped or not fits_in_budget(family.name, n):
                     stopped.add(family.name)
                     continue
 
                 def make(family=family):
-                    return with_model(prepared.make_preprocessor(), family.build(seed, n_jobs))
+                    return prepared.pipeline(family, seed, n_jobs)
 
-                first = family.name not in last  # its first fit also pays one-off costs: repeat it
+                first = family.name not in history  # its first fit also pays one-off costs: repeat it
                 try:
-                    fit_s, peak = time_fit(make, Xn, yn, min_repeats=2 if first else 1, rss=method == "rss",
-                                           clock=clock)
+                    fit_s, peak, model = time_fit(make, Xn, yn, min_total_s=REPEAT_BELOW_S,
+                                                  min_repeats=2 if first else 1, rss=method == "rss", clock=timer)
                 except ValueError as exc:  # e.g. too few rows for the family: report it, measure the others
                     failed[family.name] = f"{n} rows: {exc}"
                     stopped.add(family.name)
                     continue
-                last[family.name] = (n, fit_s)
+                point = Measurement(family.name, n, fit_s, peak)
+                score = scoring_method(model, prepared.problem_type)
+                if score is not None:
+                    probe = Xn.iloc[:SCORE_ROWS]
+                    point.score_s = time_call(lambda score=score, probe=probe: score(probe), clock=timer)
+                    point.score_rows = len(probe)
+                    base = Xn.iloc[:SCORE_BASE_ROWS]
+                    point.score_base_s = time_call(lambda score=score, base=base: score(base), clock=timer)
+                history.setdefault(family.name, []).append((n, fit_s + (point.score_s or 0.0)))
                 if method == "tracemalloc" and fits_in_budget(family.name, n, factor=13.0):
-                    peak = peak_fit_memory(make, Xn, yn)
-                rows.append(Measurement(family.name, n, fit_s, peak))
-    frame = pd.DataFrame([asdict(r) for r in rows], columns=["family", "n_rows", "fit_s", "peak_bytes"])
-    frame.attrs.update(elapsed_s=clock() - start, memory_method=method, failed=failed)
+                    point.peak_bytes = peak_fit_memory(make, Xn, yn)
+                rows.append(point)
+    frame = pd.DataFrame([asdict(r) for r in rows], columns=MEASUREMENT_COLUMNS)
+    frame = frame.astype({"score_s": float, "score_base_s": float})  # None (not scored) as NaN
+    frame.attrs.update(elapsed_s=clock() - start, memory_method=method, failed=failed, real_rows=len(X))
     return frame
 
 
@@ -330,22 +428,34 @@ def measure_scaling(prepared: Prepared, families: Sequence[Family], *, budget_s:
 
 @dataclass
 class FamilyCurves:
-    """The fitted time and memory laws of one family, with the points behind them."""
+    """The fitted time and memory laws of one family, with the points behind them.
+
+    ``time`` is the fit-time law (fixed part plus power law); ``cost`` adds the scoring
+    law and the jackknife spreads (``core.scaling.CostModel``), which step 4 reads back.
+    """
 
     family: str
     time: PowerLaw
     memory: PowerLaw | None
     points: list[dict[str, Any]]
+    cost: CostModel | None = None
+
+    @property
+    def costs(self) -> CostModel:
+        return self.cost or CostModel(self.time)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"a": self.time.a, "b": self.time.b, "r2": self.time.r2, "assumed": self.time.assumed,
-                "memory": self.memory.to_dict() if self.memory else None, "points": self.points}
+        return {"a": self.time.a, "b": self.time.b, "c": self.time.c, "r2": self.time.r2,
+                "assumed": self.time.assumed, "memory": self.memory.to_dict() if self.memory else None,
+                "points": self.points, "cost": self.costs.to_dict()}
 
     @classmethod
     def from_dict(cls, family: str, d: Mapping[str, Any]) -> FamilyCurves:
-        time_law = PowerLaw(d["a"], d["b"], d.get("r2"), len(d.get("points", [])), d.get("assumed", False))
+        time_law = PowerLaw(d["a"], d["b"], d.get("r2"), len(d.get("points", [])), d.get("assumed", False),
+                            d.get("c", 0.0))
         memory = PowerLaw(**d["memory"]) if d.get("memory") else None
-        return cls(family, time_law, memory, list(d.get("points", [])))
+        cost = CostModel.from_dict(d["cost"]) if d.get("cost") else None
+        return cls(family, time_law, memory, list(d.get("points", [])), cost)
 
 
 def _above(points: pd.DataFrame, column: str, floor: float) -> pd.DataFrame:
@@ -354,33 +464,60 @@ def _above(points: pd.DataFrame, column: str, floor: float) -> pd.DataFrame:
     return kept if kept["n_rows"].nunique() >= 2 else points
 
 
-def _largest(points: pd.DataFrame, sizes: int) -> pd.DataFrame:
-    """The points at the ``sizes`` largest training sizes."""
-    keep = sorted(points["n_rows"].unique())[-sizes:]
-    return points[points["n_rows"].isin(keep)]
+# per-row scoring cost: flat (linear models, trees) up to linear in the training rows (k-NN compares
+# each scored row with every training row; nothing scores a row at more than that)
+SCORE_LAW = {"min_exponent": 0.0, "max_exponent": 1.0}
 
 
-def fit_curves(measurements: pd.DataFrame, *, min_fit_s: float = 0.005, min_peak_bytes: float = 64 * 1024,
-               time_sizes: int = 3) -> dict[str, FamilyCurves]:
-    """Per family: time and memory power laws from the measured points.
+def score_law_points(points: pd.DataFrame) -> pd.DataFrame:
+    """Per measured point: seconds per scored row, the fixed cost of a scoring call taken out."""
+    if "score_s" not in points:
+        return pd.DataFrame(columns=["n_rows", "per_row_s"])
+    scored = points.dropna(subset=["score_s", "score_base_s"])
+    scored = scored[scored["score_rows"] >= 2 * SCORE_BASE_ROWS]
+    per_row = (scored["score_s"] - scored["score_base_s"]).clip(lower=1e-9) / (scored["score_rows"] - SCORE_BASE_ROWS)
+    return pd.DataFrame({"n_rows": scored["n_rows"], "per_row_s": per_row, "base_s": scored["score_base_s"]})
 
-    Fits shorter than ``min_fit_s`` are mostly fixed overhead, and peaks below
-    ``min_peak_bytes`` mostly allocator noise: both would flatten the exponent, so they
-    are left out when two or more larger points remain. The time law uses the
-    ``time_sizes`` largest sizes only: a fit's fixed overhead (building the pipeline,
-    starting threads) dominates small sizes, and the projections extrapolate upwards.
+
+def _point(r: Any) -> dict[str, Any]:
+    def number(v: Any) -> float | None:
+        return None if v is None or pd.isna(v) else float(v)
+
+    out = {"n_rows": int(r.n_rows), "fit_s": float(r.fit_s),
+           "peak_bytes": None if pd.isna(r.peak_bytes) else int(r.peak_bytes)}
+    if hasattr(r, "score_s"):
+        out.update(score_s=number(r.score_s), score_rows=int(r.score_rows), score_base_s=number(r.score_base_s))
+    return out
+
+
+def fit_curves(measurements: pd.DataFrame, *, min_peak_bytes: float = 64 * 1024) -> dict[str, FamilyCurves]:
+    """Per family: the fit-time, scoring and memory laws from the measured points.
+
+    Fit time is ``c + a * n**b`` over all sizes (``fit_cost_law``): the fixed part ``c``
+    takes up what dominates small sizes (building the pipeline, starting threads), so the
+    exponent describes the growth the projections extrapolate. Scoring is a fixed cost per
+    call (the median of the small-batch times) plus a per-row cost that may grow with the
+    training rows. Peaks below ``min_peak_bytes`` are mostly allocator noise and are left
+    out of the memory law when two or more larger points remain.
     """
     curves = {}
     for family, points in measurements.groupby("family", sort=False):
-        timed = _largest(_above(points, "fit_s", min_fit_s), time_sizes)
-        time_law = fit_power_law(timed["n_rows"], timed["fit_s"])
+        time_law = fit_cost_law(points["n_rows"], points["fit_s"])
+        scored = score_law_points(points)
+        score_law, score_spread, score_error, fixed = None, [], 0.0, 0.0
+        if len(scored):
+            score_law = fit_cost_law(scored["n_rows"], scored["per_row_s"], **SCORE_LAW)
+            score_spread = jackknife_laws(scored["n_rows"], scored["per_row_s"], **SCORE_LAW)
+            score_error = jackknife_error(scored["n_rows"], scored["per_row_s"], score_spread)
+            fixed = float(scored["base_s"].median())
+        fit_spread = jackknife_laws(points["n_rows"], points["fit_s"])
+        cost = CostModel(time_law, score_law, fixed, tuple(fit_spread), tuple(score_spread), int(points["n_rows"].max()),
+                         jackknife_error(points["n_rows"], points["fit_s"], fit_spread), score_error)
         mem = points.dropna(subset=["peak_bytes"])
         mem = _above(mem, "peak_bytes", min_peak_bytes) if len(mem) else mem
         memory_law = fit_power_law(mem["n_rows"], mem["peak_bytes"]) if len(mem) else None
         curves[str(family)] = FamilyCurves(str(family), time_law, memory_law,
-                                           [{"n_rows": int(r.n_rows), "fit_s": float(r.fit_s),
-                                             "peak_bytes": None if pd.isna(r.peak_bytes) else int(r.peak_bytes)}
-                                            for r in points.itertuples()])
+                                           [_point(r) for r in points.itertuples()], cost)
     return curves
 
 
@@ -435,7 +572,8 @@ def tier_capacity(tier: ComputeTier, machine: Machine) -> tuple[int, int]:
 
 
 def tuning_wall_s(fit_s: float, cores: int) -> float:
-    """Wall time of a tuning run: its fits run in parallel, one per core, never faster than one fit."""
+    """Wall time of a tuning run of ``tuning_fits()`` folds taking ``fit_s`` each: in parallel, one per core,
+    never faster than one fold."""
     return max(fit_s, fit_s * tuning_fits() / max(cores, 1))
 
 
@@ -452,15 +590,35 @@ def choose_tier(machine: Machine, fit_s: float, memory_bytes: float) -> ComputeT
     return next(t for t in COMPUTE_TIERS if fits_tier(t, machine, fit_s, memory_bytes))
 
 
+SURENESS = ((1.5, "firm"), (3.0, "rough"))  # spread (high / low) of a projection up to which it is called so
+
+
+def sureness(low: float, high: float, checked: bool = True) -> str:
+    """How sure a projection is, from how far its jackknife bounds spread: firm, rough or weak.
+
+    ``checked`` is False when too few sizes were measured to leave one out: then it is weak.
+    """
+    spread = high / low if low > 0 else math.inf
+    if not checked:
+        return "weak"
+    return next((label for limit, label in SURENESS if spread <= limit), "weak")
+
+
 @dataclass
 class ScalingStudy:
-    """Everything the projections need: the fitted curves, the data size and this machine."""
+    """Everything the projections need: the fitted curves, the data size and this machine.
+
+    A projection at ``n`` training rows is one fit on all of them (the final refit) and one
+    cross-validation fold of step 4 on them: a fit on ``(folds - 1) / folds`` of the rows,
+    then scoring the other ``1 / folds`` (the validation part).
+    """
 
     curves: dict[str, FamilyCurves]
     n_rows: int
     bytes_per_row: float
     machine: Machine
     memory_method: str = "rss"  # how fit peaks were measured: rss, tracemalloc or none
+    folds: int = field(default_factory=lambda: REGISTRY["cv_folds"].default)
 
     def memory_bytes(self, family: str, n: float) -> float:
         """Data in memory plus the fit's projected peak at ``n`` rows."""
@@ -470,12 +628,24 @@ class ScalingStudy:
     def fit_s(self, family: str, n: float) -> float:
         return float(self.curves[family].time.predict(n))
 
+    def fold_rows(self, n: float) -> tuple[float, float]:
+        """Rows fitted and rows scored in one cross-validation fold of ``n`` rows."""
+        return n * (self.folds - 1) / self.folds, n / self.folds
+
+    def fold_s(self, family: str, n: float) -> float:
+        """One cross-validation fold of ``n`` rows: fit its training part, score its validation part."""
+        return self.curves[family].costs.fold_s(*self.fold_rows(n))
+
     def project(self, family: str, growth: float) -> dict[str, Any]:
         n = self.n_rows * growth
-        fit_s, mem = self.fit_s(family, n), self.memory_bytes(family, n)
-        tier = choose_tier(self.machine, fit_s, mem)
-        return {"family": family, "growth": growth, "n_rows": int(round(n)), "fit_s": fit_s,
-                "tuning_s": tuning_wall_s(fit_s, self.machine.cores), "memory_bytes": mem,
+        cost = self.curves[family].costs
+        fit_s, fold_s, mem = self.fit_s(family, n), self.fold_s(family, n), self.memory_bytes(family, n)
+        low, high = cost.fold_range(*self.fold_rows(n))
+        tier = choose_tier(self.machine, fold_s, mem)
+        measured = cost.measured_rows or max(p["n_rows"] for p in self.curves[family].points)
+        return {"family": family, "growth": growth, "n_rows": int(round(n)), "fit_s": fit_s, "fold_s": fold_s,
+                "low_s": low, "high_s": high, "sure": sureness(low, high, bool(cost.fit_spread)), "beyond": n / measured,
+                "tuning_s": tuning_wall_s(fold_s, self.machine.cores), "memory_bytes": mem,
                 "memory_share": mem / self.machine.memory_bytes, "verdict": tier.name, "verdict_label": tier.label}
 
     def limit_rows(self, family: str, tier_name: str = "this_machine") -> dict[str, Any]:
@@ -483,20 +653,24 @@ class ScalingStudy:
         tier = next(t for t in COMPUTE_TIERS if t.name == tier_name)
         cores, memory = tier_capacity(tier, self.machine)
         mem_rows = _solve_rows(lambda n: self.memory_bytes(family, n) - MEMORY_HEADROOM * memory)
-        time_rows = _solve_rows(lambda n: tuning_wall_s(self.fit_s(family, n), cores) - TUNING_LIMIT_S)
+        time_rows = _solve_rows(lambda n: tuning_wall_s(self.fold_s(family, n), cores) - TUNING_LIMIT_S)
         rows = min(mem_rows, time_rows)
         return {"rows": rows, "memory_rows": mem_rows, "time_rows": time_rows,
                 "limited_by": "memory" if mem_rows <= time_rows else "time"}
 
+    def costs(self) -> dict[str, CostModel]:
+        return {name: c.costs for name, c in self.curves.items()}
+
     def to_dict(self) -> dict[str, Any]:
         return {"n_rows": self.n_rows, "bytes_per_row": self.bytes_per_row, "machine": asdict(self.machine),
-                "memory_method": self.memory_method, "curves": {name: c.to_dict() for name, c in self.curves.items()}}
+                "memory_method": self.memory_method, "folds": self.folds,
+                "curves": {name: c.to_dict() for name, c in self.curves.items()}}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ScalingStudy:
         curves = {name: FamilyCurves.from_dict(name, c) for name, c in d["curves"].items()}
         return cls(curves, int(d["n_rows"]), float(d["bytes_per_row"]), Machine(**d["machine"]),
-                   d.get("memory_method", "rss"))
+                   d.get("memory_method", "rss"), int(d.get("folds", REGISTRY["cv_folds"].default)))
 
 
 MEMORY_METHODS = {"rss": "the peak resident memory the process added during the fit, read from Linux /proc",
@@ -515,8 +689,12 @@ def _solve_rows(excess: Callable[[float], float]) -> float:
     return float(math.exp(optimize.brentq(lambda log_n: excess(math.exp(log_n)), 0.0, math.log(MAX_ROWS))))
 
 
-def build_study(prepared: Prepared, measurements: pd.DataFrame, env: Mapping[str, Any]) -> ScalingStudy:
-    """Curves from the measurements, plus the data size and memory per row of the train side."""
+def build_study(prepared: Prepared, measurements: pd.DataFrame, env: Mapping[str, Any],
+                folds: int | None = None) -> ScalingStudy:
+    """Curves from the measurements, plus the data size and memory per row of the train side.
+
+    ``folds`` (step 4's ``cv_folds``) sets the validation part a projected fold scores.
+    """
     if measurements.empty:
         failed = "; ".join(f"{k}: {v}" for k, v in measurements.attrs.get("failed", {}).items())
         raise PlaybookError(f"No model family could be measured{' (' + failed + ')' if failed else ''}.",
@@ -524,14 +702,19 @@ def build_study(prepared: Prepared, measurements: pd.DataFrame, env: Mapping[str
     X = prepared.X("train")
     bytes_per_row = float(X.memory_usage(deep=True).sum()) / max(len(X), 1)
     return ScalingStudy(fit_curves(measurements), len(X), bytes_per_row, Machine.from_environment(env),
-                        measurements.attrs.get("memory_method", "rss"))
+                        measurements.attrs.get("memory_method", "rss"), folds or REGISTRY["cv_folds"].default)
 
 
 GROWTHS = {"current": 1.0, "10x": 10.0, "100x": 100.0}
 
 
 def projections(study: ScalingStudy, growth_factor: float | None = None) -> pd.DataFrame:
-    """Projected fit time, tuning time, memory and verdict per family at 1x, 10x, 100x (and the plan)."""
+    """Projected fit, fold (fit plus scoring) and tuning time, their range, memory and verdict per family.
+
+    At 1x, 10x, 100x and the planned growth. ``low_s``-``high_s`` is the range of the fold
+    time over the jackknife laws; ``sure`` names it (``sureness``); ``beyond`` is how far
+    past the largest measured size the projection reaches (below 1: inside it).
+    """
     growths = dict(GROWTHS)
     if growth_factor and growth_factor not in growths.values():
         growths[f"planned ({growth_factor:g}x)"] = growth_factor
@@ -539,41 +722,133 @@ def projections(study: ScalingStudy, growth_factor: float | None = None) -> pd.D
     return pd.DataFrame(rows)
 
 
+def format_range(low: float, high: float) -> str:
+    return f"{format_seconds(low)} to {format_seconds(high)}"
+
+
 def projections_table(table: pd.DataFrame) -> pd.DataFrame:
     """Projections formatted for people."""
-    out = table[["family", "scale", "n_rows", "fit_s", "tuning_s", "memory_bytes", "verdict_label"]].copy()
-    out["fit_s"] = out["fit_s"].map(format_seconds)
-    out["tuning_s"] = out["tuning_s"].map(format_seconds)
+    out = table[["family", "scale", "n_rows", "fit_s", "fold_s", "low_s", "high_s", "sure", "beyond", "tuning_s",
+                 "memory_bytes", "verdict_label"]].copy()
+    out["range"] = [format_range(lo, hi) for lo, hi in zip(out.pop("low_s"), out.pop("high_s"), strict=True)]
+    out["beyond"] = out["beyond"].map(lambda g: "measured" if g <= 1.0 else f"{g:.3g}x beyond")
+    for column in ("fit_s", "fold_s", "tuning_s"):
+        out[column] = out[column].map(format_seconds)
     out["memory_bytes"] = out["memory_bytes"].map(format_bytes)
     out["n_rows"] = out["n_rows"].map(lambda n: f"{n:,}")
-    return out.rename(columns={"fit_s": "one fit", "tuning_s": f"tuning ({tuning_fits()} fits)",
+    out = out[["family", "scale", "n_rows", "fit_s", "fold_s", "range", "sure", "beyond", "tuning_s", "memory_bytes",
+               "verdict_label"]]
+    return out.rename(columns={"fit_s": "one fit", "fold_s": "fit + scoring a fold", "sure": "how sure",
+                               "beyond": "largest measured size", "tuning_s": f"tuning ({tuning_fits()} folds)",
                                "memory_bytes": "memory", "verdict_label": "verdict"}).set_index(["family", "scale"])
 
 
-FIXED_COST_EXPONENT = 0.8  # below this, fixed per-fit costs still dominate the measured sizes
+FIXED_COST_EXPONENT = 0.8  # a pure power law below this: fixed per-fit costs still dominate the measured sizes
 
 
-def curve_caveat(law: PowerLaw) -> str:
-    """A warning when a time law is unreliable for extrapolation, else an empty string."""
+def curve_caveat(law: PowerLaw, sure_100x: str = "") -> str:
+    """A warning when a time law is unreliable for extrapolation, else an empty string.
+
+    ``sure_100x`` is the ``sureness`` of the family's 100x projection.
+    """
     if law.assumed:
         return "exponent assumed, not fitted: measure more sizes (raise scaling_budget_s)"
-    if law.b < FIXED_COST_EXPONENT:
+    if law.c == 0 and law.b < FIXED_COST_EXPONENT:
         return "fixed costs dominate the measured sizes: projections are likely optimistic"
+    if sure_100x == "weak":
+        return ("the 100x projection is weak (too few sizes, or one of them bends the law): raise scaling_budget_s "
+                "to measure larger sizes")
     return ""
 
 
 def curves_table(study: ScalingStudy) -> pd.DataFrame:
-    """Fitted exponents and fit quality per family, with a caveat where extrapolation is shaky."""
+    """Fitted laws and fit quality per family, with a caveat where extrapolation is shaky."""
     rows = []
     for name, c in study.curves.items():
         lim = study.limit_rows(name)
+        cost = c.costs
+        sure = study.project(name, 100.0)["sure"]
+        per_1000 = cost.score_s(study.n_rows, 1000) if cost.score_row else None
         rows.append({"family": name, "time exponent b": round(c.time.b, 2),
+                     "fixed cost": format_seconds(c.time.c),
                      "time fit R²": None if c.time.r2 is None else round(c.time.r2, 3),
                      "memory exponent": None if c.memory is None else round(c.memory.b, 2),
-                     "points": len(c.points), "fit at current size": format_seconds(study.fit_s(name, study.n_rows)),
+                     "points": len(c.points), "measured up to": format_rows(cost.measured_rows) + " rows",
+                     "fit at current size": format_seconds(study.fit_s(name, study.n_rows)),
+                     "scoring 1,000 rows": format_seconds(per_1000),
                      "this machine enough up to": format_rows(lim["rows"]), "limited by": lim["limited_by"],
-                     "caveat": curve_caveat(c.time)})
+                     "caveat": curve_caveat(c.time, sure)})
     return pd.DataFrame(rows).set_index("family")
+
+
+# --- step 4's duration ----------------------------------------------------------------------------
+
+
+def binary_target(prepared: Prepared) -> bool:
+    """Two classes: step 4 also chooses a decision threshold (out-of-fold probabilities)."""
+    y = prepared.y("train")
+    return prepared.problem_type == "classification" and y is not None and y.nunique() == 2
+
+
+def modeling_forecast(study: ScalingStudy, prepared: Prepared, *, folds: int, iterations: int, strategy: str,
+                      tuning_budget_s: float) -> pd.DataFrame:
+    """Step 4's predicted duration on this data, one row per family it may tune (``workload.predict_modeling``).
+
+    Which family leads is only known in step 4, so each deployable family is costed as the
+    tuned one; the second family of its explorer grid is unknown too, so the totals average
+    over the others (the range spans them all). Columns: family, total_s, low_s, high_s, sure
+    and one column per part.
+    """
+    costs = study.costs()
+    problem = prepared.problem_type
+    names = [n for n in costs if _deployable(problem, n)]
+    common = dict(problem_type=problem, n_train=study.n_rows, n_test=len(prepared.test),
+                  n_features=len(prepared.features), folds=folds, iterations=iterations, strategy=strategy,
+                  tuning_budget_s=tuning_budget_s, binary=binary_target(prepared))
+    rows = []
+    for name in names:
+        others = [o for o in costs if o != name] or [None]
+        runs = [predict_modeling(costs, tuned=name, explored=[x for x in (name, other) if x], **common)
+                for other in others]
+        if runs[0]["total_s"] is None:
+            continue
+        parts = pd.DataFrame([r["parts"] for r in runs]).mean()
+        low, high = min(r["low_s"] for r in runs), max(r["high_s"] for r in runs)
+        total = float(np.mean([r["total_s"] for r in runs]))
+        rows.append({"family": name, "total_s": total, "low_s": low, "high_s": high, "sure": sureness(low, high, all(c.fit_spread for c in costs.values())),
+                     **{f"{k}_s": float(v) for k, v in parts.items()}})
+    return pd.DataFrame(rows)
+
+
+def _deployable(problem_type: str, name: str) -> bool:
+    try:
+        return get_family(problem_type, name).deployable
+    except PlaybookError:  # a family measured outside the registry (tests, experiments)
+        return False
+
+
+def forecast_table(forecast: pd.DataFrame) -> pd.DataFrame:
+    """``modeling_forecast`` formatted for people."""
+    if forecast.empty:
+        return pd.DataFrame(columns=["if step 4 tunes", "step 4 takes about"])
+    parts = [c for c in forecast.columns if c.endswith("_s") and c not in ("total_s", "low_s", "high_s")]
+    out = pd.DataFrame({"if step 4 tunes": forecast["family"],
+                        "step 4 takes about": forecast["total_s"].map(format_seconds),
+                        "range": [format_range(lo, hi) for lo, hi in zip(forecast["low_s"], forecast["high_s"],
+                                                                          strict=True)],
+                        "how sure": forecast["sure"]})
+    for column in parts:
+        out[column[:-2]] = forecast[column].map(format_seconds)
+    return out.set_index("if step 4 tunes")
+
+
+def forecast_summary(forecast: pd.DataFrame) -> dict[str, Any]:
+    """The forecast for ``summary.json``: per family, and the span over families."""
+    if forecast.empty:
+        return {"by_family": {}, "low_s": None, "high_s": None}
+    return {"by_family": {r["family"]: {k: v for k, v in r.items() if k != "family"}
+                          for r in forecast.to_dict(orient="records")},
+            "low_s": float(forecast["total_s"].min()), "high_s": float(forecast["total_s"].max())}
 
 
 def slowest_family(study: ScalingStudy, growth: float = 1.0) -> str:
@@ -834,8 +1109,11 @@ def explorer_readout(study: ScalingStudy, growth: float, family: str) -> str:
     """The explorer's text: projected fit time, tuning time, memory and verdict (no refit)."""
     p = study.project(family, growth)
     lim = study.limit_rows(family)
-    return (f"{family} at {growth:g}x = {p['n_rows']:,} rows: one fit ≈ {format_seconds(p['fit_s'])}, "
-            f"tuning ({tuning_fits()} fits) ≈ {format_seconds(p['tuning_s'])}, memory ≈ {format_bytes(p['memory_bytes'])} "
+    where = "inside the measured sizes" if p["beyond"] <= 1 else f"{p['beyond']:.3g}x beyond the largest measured size"
+    return (f"{family} at {growth:g}x = {p['n_rows']:,} rows: one fit ≈ {format_seconds(p['fit_s'])}; "
+            f"with scoring its validation fold ≈ {format_seconds(p['fold_s'])} "
+            f"({format_range(p['low_s'], p['high_s'])}: {p['sure']}, {where}); "
+            f"tuning ({tuning_fits()} folds) ≈ {format_seconds(p['tuning_s'])}, memory ≈ {format_bytes(p['memory_bytes'])} "
             f"({p['memory_share']:.1%} of available). Recommendation: {p['verdict_label']}. "
             f"This machine is enough up to {format_rows(lim['rows'])} rows (limited by {lim['limited_by']}).")
 
@@ -870,13 +1148,14 @@ def static_cases(study: ScalingStudy, growth_factor: float) -> list[dict[str, An
 
 def render_decision(context: StackContext, env: Mapping[str, Any], study: ScalingStudy,
                     decisions: Mapping[str, Any], projections_frame: pd.DataFrame,
-                    services: Mapping[str, Any]) -> str:
+                    services: Mapping[str, Any], forecast: pd.DataFrame | None = None) -> str:
     """The stack decision record (Markdown) from ``templates/stack_decision.md.j2``."""
     thresholds = [{**t, "this_machine_rows": format_rows(t["this_machine_rows"]),
                    "bigger_machine_rows": format_rows(t["bigger_machine_rows"])} for t in compute_thresholds(study)]
-    proj = [{"family": r["family"], "scale": r["scale"], "rows": f"{r['n_rows']:,}", "fit": format_seconds(r["fit_s"]),
-             "tuning": format_seconds(r["tuning_s"]), "memory": format_bytes(r["memory_bytes"]),
-             "verdict": r["verdict_label"]} for r in projections_frame.to_dict(orient="records")]
+    table = projections_table(projections_frame).reset_index()
+    proj = [dict(zip(("family", "scale", "rows", "fit", "fold", "range", "sure", "beyond", "tuning", "memory",
+                      "verdict"), row, strict=True)) for row in table.itertuples(index=False)]
+    step4 = [] if forecast is None else forecast_table(forecast).reset_index().to_dict(orient="records")
     return documents.render(
         "stack_decision.md.j2", date=dt.date.today().isoformat(), context=asdict(context),
         environment=environment_table(env).reset_index().to_dict(orient="records"),
@@ -885,7 +1164,7 @@ def render_decision(context: StackContext, env: Mapping[str, Any], study: Scalin
         providers=list(services["providers"].values()), reviewed=str(services["reviewed"]),
         memory_method=MEMORY_METHODS.get(study.memory_method, study.memory_method),
         headroom=MEMORY_HEADROOM, tuning_limit=format_seconds(TUNING_LIMIT_S), tuning_fits=tuning_fits(),
-        tiers=COMPUTE_TIERS)
+        tiers=COMPUTE_TIERS, folds=study.folds, step4=step4, step4_columns=list(step4[0]) if step4 else [])
 
 
 @dataclass
@@ -901,6 +1180,7 @@ class StackResult:
     budget_s: float
     decision_md: str = ""
     figures: Mapping[str, Any] = field(default_factory=dict)
+    forecast: pd.DataFrame = field(default_factory=pd.DataFrame)  # step 4's duration (modeling_forecast)
 
 
 def summary(result: StackResult) -> dict[str, Any]:
@@ -908,7 +1188,8 @@ def summary(result: StackResult) -> dict[str, Any]:
     study, measurements = result.study, result.measurements
     proj: dict[str, dict[str, Any]] = {}
     for r in result.projections.to_dict(orient="records"):
-        proj.setdefault(r["family"], {})[r["scale"]] = {k: r[k] for k in ("n_rows", "fit_s", "tuning_s", "memory_bytes",
+        proj.setdefault(r["family"], {})[r["scale"]] = {k: r[k] for k in ("n_rows", "fit_s", "fold_s", "low_s", "high_s",
+                                                                           "sure", "beyond", "tuning_s", "memory_bytes",
                                                                            "verdict")}
     return {
         "environment": dict(result.environment),
@@ -916,6 +1197,7 @@ def summary(result: StackResult) -> dict[str, Any]:
         "bytes_per_row": study.bytes_per_row,
         "machine": asdict(study.machine),
         "memory_method": study.memory_method,
+        "folds": study.folds,
         "curves": {name: c.to_dict() for name, c in study.curves.items()},
         "projections": proj,
         "thresholds": compute_thresholds(study),
@@ -924,7 +1206,9 @@ def summary(result: StackResult) -> dict[str, Any]:
         "compute": result.decisions["compute"]["decision"],
         "slowest_family": slowest_family(study),
         "measurement": {"budget_s": result.budget_s, "elapsed_s": measurements.attrs.get("elapsed_s"),
-                        "points": len(measurements), "failed": measurements.attrs.get("failed", {})},
+                        "points": len(measurements), "failed": measurements.attrs.get("failed", {}),
+                        "largest_rows": int(measurements["n_rows"].max()) if len(measurements) else 0},
+        "modeling_forecast": forecast_summary(result.forecast),
         "documents": {"stack_decision": f"artifacts/{STEP}/{DECISION_FILE}", "lock_file": f"artifacts/{STEP}/{LOCK_FILE}"},
     }
 
@@ -935,6 +1219,8 @@ def save(run: Run, result: StackResult) -> dict[str, Any]:
     run.write_artifact_text(STEP, DECISION_FILE, result.decision_md)
     run.write_table(STEP, "scaling_measurements.csv", result.measurements)
     run.write_table(STEP, "projections.csv", result.projections)
+    if not result.forecast.empty:
+        run.write_table(STEP, "modeling_forecast.csv", result.forecast)
     for name, fig in result.figures.items():
         run.save_figure(STEP, name, fig)
     run.write_summary(STEP, summary(result))
@@ -942,7 +1228,7 @@ def save(run: Run, result: StackResult) -> dict[str, Any]:
 
 
 def study_from_summary(summary: Mapping[str, Any]) -> ScalingStudy:
-    keys = ("n_rows", "bytes_per_row", "machine", "memory_method", "curves")
+    keys = ("n_rows", "bytes_per_row", "machine", "memory_method", "folds", "curves")
     return ScalingStudy.from_dict({k: summary[k] for k in keys if k in summary})
 
 
@@ -972,6 +1258,11 @@ def report_section(run: Run) -> None:
     if not frame.empty:
         frame["verdict_label"] = frame["verdict"].map({t.name: t.label for t in COMPUTE_TIERS})
         display(projections_table(frame))
+    forecast = pd.DataFrame([{"family": f, **v} for f, v in
+                             summary.get("modeling_forecast", {}).get("by_family", {}).items()])
+    if not forecast.empty:
+        display(Markdown("**Step 4's duration on this data**, predicted from these measurements:"))
+        display(forecast_table(forecast))
     links = [(label, path) for label, path in summary.get("documents", {}).items()]
     display(HTML("<p>Documents: " + ", ".join(
         f"<a href='{html.escape(path)}'>{html.escape(label.replace('_', ' '))}</a>" for label, path in links) + "</p>"))
@@ -1019,17 +1310,20 @@ def check_exercise_2(answer: Any, study: ScalingStudy) -> str:
 
 
 def check_exercise_3(answer: Any, study: ScalingStudy) -> str:
-    """Exercise 3: how many times longer the slowest family's fit takes when rows grow 10x (10**b, ±20%)."""
+    """Exercise 3: how many times longer the slowest family's fit takes when rows grow 10x (its law, ±20%)."""
     if answer is None:
         return say(NOT_ANSWERED)
     family = slowest_family(study)
-    expected = 10 ** study.curves[family].time.b
+    expected = study.fit_s(family, 10 * study.n_rows) / study.fit_s(family, study.n_rows)
     try:
         ok = abs(float(answer) - expected) <= 0.2 * expected
     except (TypeError, ValueError):
         return say(f"Not a number: {answer!r}.")
-    return say(f"Right: 10**b = 10**{study.curves[family].time.b:.2f} ≈ {expected:.1f} times longer." if ok else
-               f"Not quite: with time = a * n**b, growing n tenfold multiplies the time by 10**b (b of {family}).")
+    law = study.curves[family].time
+    return say(f"Right: (c + a * (10n)^b) / (c + a * n^b) ≈ {expected:.1f} times longer (b = {law.b:.2f}; the fixed "
+               f"part c = {format_seconds(law.c)} does not grow)." if ok else
+               f"Not quite: with time = c + a * n^b, compare the law at ten times the rows with now "
+               f"(study.fit_s({family!r}, n)); only the part a * n^b grows, by 10**b.")
 
 
 # --- formatting ---------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import make_pipeline
 
 from helpers.core import kpis as kpi_mod
+from helpers.core import leakage
 from helpers.core.baselines import (
     class_codes,
     class_predictions,
@@ -41,7 +42,7 @@ from helpers.core.features import (
     split_kinds,
     with_model,
 )
-from helpers.core.leakage import LEAK_THRESHOLD, encode_frame, leakage_suspects
+from helpers.core.leakage import encode_frame, leakage_suspects
 from helpers.core.messages import say
 from helpers.core.paths import STEP_NOTEBOOKS
 from helpers.core.problem import identifier_columns
@@ -126,9 +127,16 @@ class Framing:
     X_cluster: np.ndarray | None = None  # preprocessed features (clustering only)
     heuristic: dict[str, Any] = field(default_factory=dict)
     X_encoded: pd.DataFrame | None = None  # features as ``encode_frame`` codes (supervised only)
+    leak_columns: tuple[str, ...] = ()  # leakage suspects among the features (kept by keep_columns)
 
     def candidate(self, name: str) -> Candidate:
         return next(c for c in self.candidates if c.name == name)
+
+    @property
+    def heuristic_leak(self) -> str | None:
+        """The leakage suspect the one-rule heuristic is built on (None: an honest column)."""
+        column = self.heuristic.get("column")
+        return column if column in self.leak_columns else None
 
 
 
@@ -232,14 +240,19 @@ def quick_model(problem_type: str, numeric: Sequence[str], categorical: Sequence
     return with_model(preprocessor, estimator), family
 
 
-def supervised_framing(X: pd.DataFrame, y: pd.Series, contract: kpi_mod.KpiContract, seed: int) -> Framing:
-    """Cross-validate the dummy baseline, the best one-rule heuristic and the quick model."""
+def supervised_framing(X: pd.DataFrame, y: pd.Series, contract: kpi_mod.KpiContract, seed: int,
+                       leak_columns: Sequence[str] = ()) -> Framing:
+    """Cross-validate the dummy baseline, the best one-rule heuristic and the quick model.
+
+    ``leak_columns``: leakage suspects kept among the features (``set_aside["kept"]``); a
+    heuristic built on one of them never makes the verdict "heuristic_suffices".
+    """
     X = as_model_input(X, *split_kinds(X, list(X.columns)), columns=list(X.columns))
     y = y.reset_index(drop=True)
     X = X.reset_index(drop=True)
     folds = make_folds(y, len(y), contract.problem_type, seed)
     X_encoded, numeric, categorical = encode_frame(X)
-    framing = Framing(contract, y, folds, X_encoded=X_encoded)
+    framing = Framing(contract, y, folds, X_encoded=X_encoded, leak_columns=tuple(leak_columns))
     dummy = (DummyClassifier(strategy="prior") if contract.problem_type == "classification"
              else DummyRegressor(strategy="mean"))
     cand = _oof(dummy, np.zeros((len(y), 1)), y, folds, contract)
@@ -312,13 +325,22 @@ class Verdict:
     text: str
 
 
-def verdict(table: pd.DataFrame, contract: kpi_mod.KpiContract, margin: float = 0.02) -> Verdict:
-    """Is ML the right tool? Compare the heuristic and the quick model against the KPIs."""
+def verdict(table: pd.DataFrame, contract: kpi_mod.KpiContract, margin: float = 0.02,
+            heuristic_leak: str | None = None) -> Verdict:
+    """Is ML the right tool? Compare the heuristic and the quick model against the KPIs.
+
+    ``heuristic_leak``: the leakage suspect the heuristic's rule is built on (``Framing.heuristic_leak``):
+    a rule on a column recorded after the outcome proves nothing, so it never "suffices".
+    """
     rows = {r["candidate"]: r for r in table.to_dict(orient="records")}
     heuristic = rows.get("heuristic") or rows.get("trivial_split")
     model = rows["quick_model"]
     metrics = list(contract.kpis)
-    if all(heuristic[f"{m}_passed"] for m in metrics):
+    note = ""
+    if all(heuristic[f"{m}_passed"] for m in metrics) and heuristic_leak:
+        note = (f"The one-rule heuristic meets every KPI only through {heuristic_leak!r}, a leakage suspect kept by "
+                "keep_columns: a rule on a column recorded after the outcome does not show that ML is unneeded. ")
+    elif all(heuristic[f"{m}_passed"] for m in metrics):
         return Verdict("heuristic_suffices",
                        f"The one-rule heuristic ({heuristic['description']}) already meets every KPI: "
                        "consider not using ML, or raise the targets if the rule is not good enough in practice.")
@@ -328,9 +350,12 @@ def verdict(table: pd.DataFrame, contract: kpi_mod.KpiContract, margin: float = 
     if len(clearly_better) * 2 > len(metrics) or (clearly_better and len(model_passes) == len(metrics)):
         extra = ("and meets every KPI" if len(model_passes) == len(metrics)
                  else f"and meets {len(model_passes)} of {len(metrics)} KPIs (see realism below)")
-        return Verdict("proceed", f"The quick model clearly beats the heuristic and the dummy baseline on "
-                                  f"{', '.join(clearly_better)} {extra}: "
-                                  "ML is worth it, proceed.")
+        return Verdict("proceed", note + f"The quick model clearly beats the heuristic and the dummy baseline on "
+                                         f"{', '.join(clearly_better)} {extra}: "
+                                         "ML is worth it, proceed.")
+    if note:
+        return Verdict("revisit", note + "The quick model adds little over that rule: check when the column is "
+                                         "recorded, or set it aside (remove it from keep_columns).")
     return Verdict("revisit", "Neither the heuristic nor the quick model comes close to the KPIs and ML adds little "
                               "over the rule: revisit the data (more signal, more rows) or the KPI targets.")
 
@@ -541,7 +566,7 @@ def kpi_explorer_update(framing: Framing):
             cache[metric] = score_table(framing, contract)
         table = cache[metric].copy()
         table[f"{metric}_passed"] = [contract.passed(metric, v) for v in table[metric]]
-        v = verdict(table, contract)
+        v = verdict(table, contract, heuristic_leak=framing.heuristic_leak)
         parts = [f"{r['candidate']} {r[metric]:.3f} ({'pass' if r[f'{metric}_passed'] else 'fail'})"
                  for r in table.to_dict(orient="records")]
         text = f"{metric} {'>=' if base.direction(metric) == 'higher' else '<='} {threshold:g}: " + "; ".join(parts) + f". Verdict: {v.code}."
@@ -559,7 +584,7 @@ def build_contract(params: Mapping[str, Any], problem_type: str, y: pd.Series | 
     kpis = kpi_mod.validate_kpis(params.get("kpis") or DEFAULT_KPIS[problem_type], problem_type)
     if problem_type != "classification":
         return kpi_mod.KpiContract(problem_type, kpis)
-    classes = sorted(pd.unique(y.dropna()).tolist(), key=str)
+    classes = kpi_mod.class_order(y)  # the order of every fitted classifier's classes_
     positive = kpi_mod.resolve_positive_label(y, params.get("positive_label")) if len(classes) == 2 else None
     return kpi_mod.KpiContract(problem_type, kpis, positive, params.get("kpi_average", "macro"), classes)
 
@@ -574,19 +599,40 @@ def labelled_rows(frame: pd.DataFrame, target: str | None) -> tuple[pd.DataFrame
 
 def set_aside_columns(train: pd.DataFrame, params: Mapping[str, Any], problem_type: str,
                       y: pd.Series | None) -> dict[str, Any]:
-    """Identifier columns and leakage suspects, named and removed before any comparison."""
+    """Identifier columns and leakage suspects, named and removed before any comparison.
+
+    ``keep_columns`` keeps suspects the user knows are available at prediction time (they are
+    listed as ``leakage_kept``, with the same evidence).
+    """
+    keep = leakage.check_keep_columns(train.columns, params.get("keep_columns"))
     candidates = feature_columns(train, params)
     identifiers = identifier_columns(train[candidates])
     remaining = [c for c in candidates if c not in identifiers]
-    leaks = leakage_suspects(train[remaining], y, problem_type, seed=params.get("seed", 0)) if y is not None else \
-        pd.DataFrame(columns=["column", "metric", "score", "suspect"])
+    leaks = leakage_suspects(train[remaining], y, problem_type, seed=params.get("seed", 0), keep=keep) \
+        if y is not None else pd.DataFrame(columns=leakage.LEAKAGE_COLUMNS)
     leaking = leaks.loc[leaks["suspect"].astype(bool), "column"].tolist()
     features = [c for c in remaining if c not in leaking]
     if not features:
         raise PlaybookError("No usable feature is left after setting aside identifiers and leakage suspects.",
-                            "add feature columns, or check id_column / sensitive_columns.")
+                            "add feature columns, check id_column / sensitive_columns, or keep a column known at "
+                            "prediction time with keep_columns.")
     return {"identifiers": identifiers, "leakage": leaking, "leakage_table": leaks, "features": features,
+            "leakage_suspects": leakage.findings(leaks), "leakage_kept": leakage.findings(leaks, "kept"),
+            "kept": leaks.loc[leaks["finding"] == "kept", "column"].tolist(),
             "excluded_by_parameters": [c for c in train.columns if c not in candidates]}
+
+
+def leakage_notice(set_aside: Mapping[str, Any]) -> str:
+    """The step's opening warning: each suspect set aside (or kept), its evidence and the fix."""
+    suspects, kept = set_aside.get("leakage_suspects") or [], set_aside.get("leakage_kept") or []
+    if not suspects and not kept:
+        return "Leakage check: no column looks recorded after the outcome; nothing was set aside."
+    lines = [f"LEAKAGE SUSPECTS SET ASIDE ({len(suspects)}): the comparisons below run without them."] if suspects else []
+    lines += [f"- {s['column']}: {s['evidence']}.\n  Fix: {s['fix']}." for s in suspects]
+    if kept:
+        lines.append(f"Kept by keep_columns although they score like leaks ({len(kept)}):")
+        lines += [f"- {s['column']}: {s['evidence']}." for s in kept]
+    return "\n".join(lines)
 
 
 def metrics_for(problem_type: str) -> list[str]:
@@ -617,6 +663,11 @@ def report_section(run) -> None:
 
     s = run.read_summary(STEP)
     display(Markdown("## 1. Vision and measurable goals"))
+    suspects = s["set_aside"].get("leakage_suspects") or []
+    if suspects:
+        items = "".join(f"<li><b>{html.escape(x['column'])}</b>: {html.escape(x['evidence'])}. "
+                        f"<i>Fix:</i> {html.escape(x['fix'])}.</li>" for x in suspects)
+        display(HTML(f"<p><b>Leakage suspects set aside ({len(suspects)}):</b></p><ul>{items}</ul>"))
     display(HTML(f"<p><b>Problem type:</b> {html.escape(s['problem_type'])} ({html.escape(s['problem_type_reason'])})<br>"
                  f"<b>Verdict:</b> {html.escape(s['verdict']['code'])}: {html.escape(s['verdict']['text'])}<br>"
                  f"<b>Heuristic:</b> {html.escape(str(s.get('heuristic', {}).get('rule', 'n/a')))}</p>"))
@@ -633,7 +684,8 @@ def report_section(run) -> None:
 
 def headline(run) -> dict[str, Any]:
     s = run.read_summary(STEP)
-    return {"verdict": s["verdict"], "problem_type": s["problem_type"], "target": s.get("target")}
+    return {"verdict": s["verdict"], "problem_type": s["problem_type"], "target": s.get("target"),
+            "leakage": s["set_aside"].get("leakage_suspects") or [], "leakage_kept": s["set_aside"].get("leakage_kept") or []}
 
 
 @dataclass
@@ -667,6 +719,7 @@ def summary(result: VisionResult) -> dict[str, Any]:
         "rows_needed": result.rows_needed.to_dict(orient="records"),
         "set_aside": {"identifiers": set_aside["identifiers"], "leakage": set_aside["leakage"],
                       "leakage_table": set_aside["leakage_table"].head(10).to_dict(orient="records"),
+                      "leakage_suspects": set_aside["leakage_suspects"], "leakage_kept": set_aside["leakage_kept"],
                       "excluded_by_parameters": set_aside["excluded_by_parameters"]},
         "features": set_aside["features"], "training_rows": result.training_rows,
         "unlabelled_rows_left_out": result.unlabelled_rows,
@@ -704,9 +757,10 @@ def check_exercise_1(answer: str | None, summary: Mapping[str, Any]) -> str:
     elif not expected:
         msg = "No column was flagged as a leak in this run, so any answer is wrong: look at the leakage table again."
     elif str(answer) in expected:
-        msg = f"Right: {answer!r} predicts the target almost perfectly on its own, so it was probably recorded after the outcome."
+        msg = (f"Right: {answer!r} predicts the target on its own better than an honest column plausibly can "
+               "(see its evidence), so it was probably recorded after the outcome.")
     else:
-        msg = f"Not quite: {answer!r} was not flagged. Look at the leakage table (score >= {LEAK_THRESHOLD})."
+        msg = f"Not quite: {answer!r} was not flagged. Look at the leakage table (finding 'suspect')."
     return say(msg)
 
 

@@ -31,7 +31,7 @@ from helpers.core.documents import render
 from helpers.core.errors import PlaybookError
 from helpers.core.features import _SCALERS
 from helpers.core.kpis import resolve_positive_label
-from helpers.core.leakage import leakage_suspects
+from helpers.core.leakage import LEAKAGE_COLUMNS, check_keep_columns, leakage_suspects
 from helpers.core.messages import say
 from helpers.core.paths import STEP_NOTEBOOKS
 from helpers.core.prepared import Prepared, save_prepared
@@ -92,6 +92,7 @@ def check_table(raw: pd.DataFrame, params: Mapping[str, Any], problem_type: str)
     if missing:
         raise PlaybookError(f"sensitive_columns {', '.join(map(repr, missing))} are not in the data.",
                             "list existing columns only (or None).")
+    check_keep_columns(raw.columns, params.get("keep_columns"))
 
 
 def hold_out(raw: pd.DataFrame, params: Mapping[str, Any], problem_type: str) -> pd.Series:
@@ -139,15 +140,16 @@ def candidate_features(frame: pd.DataFrame, params: Mapping[str, Any]) -> list[s
 
 
 def leakage_table(train_raw: pd.DataFrame, params: Mapping[str, Any], problem_type: str) -> pd.DataFrame:
-    """Step 1's single-feature leakage detector, run on the training side after the data fixes."""
+    """Step 1's leakage check, run on the training side after the data fixes (``keep_columns`` kept)."""
     target = params.get("target")
     if problem_type == "clustering" or not target:
-        return pd.DataFrame(columns=["column", "metric", "score", "suspect"])
+        return pd.DataFrame(columns=LEAKAGE_COLUMNS)
     fixed = apply_cleaning(train_raw, provisional_cleaning(train_raw, params))
     ids = quality.identifiers(fixed, exclude=features.excluded_columns(params))
     cols = [c for c in candidate_features(fixed, params) if c not in ids and fixed[c].nunique() > 1]
     labelled = fixed[fixed[target].notna()]
-    return leakage_suspects(labelled[cols], labelled[target], problem_type, seed=params["seed"])
+    return leakage_suspects(labelled[cols], labelled[target], problem_type, seed=params["seed"],
+                            keep=params.get("keep_columns") or ())
 
 
 def find_issues(train_raw: pd.DataFrame, params: Mapping[str, Any], profile: pd.DataFrame,
@@ -652,7 +654,8 @@ def check_exercise_1(answer: str | None, issues: Sequence[Mapping[str, Any]]) ->
         return say("Right: no column leaks the target here." if ok else
                    "Not quite: no column was flagged in this run; the answer is 'none'.")
     if str(answer) in leaks:
-        return say(f"Right: {answer!r} alone predicts the target almost perfectly, so it is known only after the outcome.")
+        return say(f"Right: {answer!r} alone predicts the target better than the other columns explain, "
+                   "so it is known only after the outcome.")
     return say(f"Not quite: {answer!r} is not a leak. Look for the 'target leakage' issue in the issues table.")
 
 

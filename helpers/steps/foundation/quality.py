@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from helpers.core import leakage
 from helpers.core.cleaning import is_number, normalise_text
 from helpers.core.problem import identifier_columns
 from helpers.core.split import parse_times
@@ -28,7 +29,6 @@ BLANKS = {"", "na", "n/a", "nan", "null", "?"}  # "None" and "-" can be real cat
 NEAR_CONSTANT_SHARE = 0.99
 OUTLIER_FENCE = 3.0  # Tukey's "far out" fence: beyond Q1 - 3 IQR or Q3 + 3 IQR
 HIGH_CARDINALITY = 50
-LEAKAGE_SCORE = 0.99
 
 
 def issue(check: str, column: str | None, severity: str, evidence: str, fix: str) -> dict[str, Any]:
@@ -364,10 +364,11 @@ def check_conflicting_labels(frame: pd.DataFrame, target: str | None, features: 
 
 
 def check_leakage(suspects: pd.DataFrame) -> list[dict]:
-    """Target leakage: a single feature that predicts the target almost perfectly."""
-    out = []
-    for _, row in suspects[suspects["suspect"]].iterrows():
-        out.append(issue("target leakage", row["column"], "high",
-                         f"this column alone reaches cross-validated {row['metric']} = {row['score']:.3f}",
-                         "dropped: it is most likely recorded after the outcome (check when it is known)"))
+    """Target leakage (``core.leakage``'s rule): suspects are high (dropped), suspects kept by ``keep_columns`` low."""
+    out = [issue("target leakage", f["column"], "high", f["evidence"],
+                 f"set aside (dropped): it is most likely recorded after the outcome; {f['fix']}")
+           for f in leakage.findings(suspects)]
+    out += [issue("target leakage", f["column"], "low", f["evidence"],
+                  "kept by keep_columns (known at prediction time, you said): check when it is recorded")
+            for f in leakage.findings(suspects, "kept")]
     return out

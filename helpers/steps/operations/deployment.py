@@ -9,9 +9,12 @@ loaded only through ``helpers.core.modelio.load_model`` (trusted types kept in c
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,9 +29,9 @@ from helpers.core.artifacts import Run
 from helpers.core.cleaning import apply_cleaning
 from helpers.core.documents import render
 from helpers.core.errors import PlaybookError
-from helpers.core.features import as_model_input
+from helpers.core.features import as_model_input, decision_threshold
 from helpers.core.hashing import file_sha256
-from helpers.core.kpis import GROUP_COLUMNS, group_kpis
+from helpers.core.kpis import GROUP_COLUMNS, class_index, group_kpis, row_verdict
 from helpers.core.messages import say
 from helpers.core.paths import STEP_NOTEBOOKS
 from helpers.core.prepared import load_prepared
@@ -237,17 +240,22 @@ def model_input(frame: pd.DataFrame, package: Package) -> pd.DataFrame:
 
 
 def predict_arrays(package: Package, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
-    """Labels (thresholded when binary) and probabilities: positive class (binary), all classes, or None."""
-    meta = package.meta
+    """Labels (thresholded when binary) and probabilities: positive class (binary), all classes, or None.
+
+    A model holding its decision threshold (step 4 saves binary models so) decides itself: the labels are
+    ``model.predict()``'s, as for anyone who loads the file. Packages of earlier runs hold the threshold
+    in ``model_meta.json`` only: it is applied to the probabilities here.
+    """
+    meta, model = package.meta, package.model
     X = model_input(frame, package)
-    if meta.get("problem_type") == "classification" and hasattr(package.model, "predict_proba"):
-        proba = package.model.predict_proba(X)
-        classes = list(package.model.classes_)
-        labels = _labels(proba, classes, meta)
+    if meta.get("problem_type") == "classification" and hasattr(model, "predict_proba"):
+        proba = model.predict_proba(X)
+        classes = list(model.classes_)
+        labels = model.predict(X) if decision_threshold(model) is not None else _labels(proba, classes, meta)
         if len(classes) == 2 and meta.get("positive_label") is not None:
-            return labels, proba[:, _class_index(classes, meta["positive_label"])]
+            return labels, proba[:, class_index(classes, meta["positive_label"])]
         return labels, proba
-    return package.model.predict(X), None
+    return model.predict(X), None
 
 
 def predict_frame(package: Package, frame: pd.DataFrame) -> pd.DataFrame:
@@ -269,19 +277,11 @@ def predict_frame(package: Package, frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _class_index(classes: Sequence[Any], label: Any) -> int:
-    for i, c in enumerate(classes):
-        if str(c) == str(label):
-            return i
-    raise PlaybookError(f"The model's classes {list(classes)} do not include the positive label {label!r}.",
-                        "re-run step 4: the model metadata and the model disagree.")
-
-
 def _labels(proba: np.ndarray, classes: list, meta: Mapping[str, Any]) -> np.ndarray:
     """Labels from probabilities: the decision threshold on the positive class when binary."""
     threshold = meta.get("threshold")
     if len(classes) == 2 and threshold is not None and meta.get("positive_label") is not None:
-        pos = _class_index(classes, meta["positive_label"])
+        pos = class_index(classes, meta["positive_label"])
         return np.where(proba[:, pos] >= threshold, classes[pos], classes[1 - pos])
     return np.asarray(classes, dtype=object)[proba.argmax(axis=1)]
 
@@ -378,13 +378,21 @@ def _existing_run(run_dir: str) -> Run:
 # --- the KPI gate -----------------------------------------------------------------------------------
 
 
-def gate(run: Run) -> tuple[int, pd.DataFrame]:
-    """Exit code and scoreboard: 0 every KPI passed, 1 one failed, 2 no measured KPIs."""
-    table = pd.DataFrame(run.read_manifest().get("kpis") or [])
+def gate(run: Run, *, strict: bool = False) -> tuple[int, pd.DataFrame]:
+    """Exit code and scoreboard, each KPI with its verdict (``kpis.row_verdict``, the core's one rule).
+
+    0: no KPI failed (a KPI on watch passes, with a warning); 1: a KPI failed (its interval
+    excludes the target) or is not measured while others are, or, with ``strict``, is on
+    watch; 2: no measured KPIs.
+    """
+    records = run.read_manifest().get("kpis") or []
+    table = pd.DataFrame(records)
     if table.empty or "achieved" not in table or table["achieved"].isna().all():
         return 2, table
-    failed = table["passed"].map(lambda p: p is False or p == 0) | table["achieved"].isna()
-    return (1 if failed.any() else 0), table
+    table["verdict"] = [row_verdict(r) for r in records]
+    failed = table["verdict"].map(lambda v: v in (None, "fail"))
+    watched = table["verdict"].isin(["watch", "too few rows"])
+    return (1 if failed.any() or (strict and watched.any()) else 0), table
 
 
 def gate_message(code: int, table: pd.DataFrame) -> str:
@@ -393,10 +401,19 @@ def gate_message(code: int, table: pd.DataFrame) -> str:
     lines = ["metric             target    achieved  95% interval        result"]
     for r in table.itertuples():
         ci = f"[{r.ci_low:.3f}, {r.ci_high:.3f}]" if _finite(getattr(r, "ci_low", None)) else "n/a"
-        verdict = "PASS" if r.passed is True else "FAIL"
+        verdict = (r.verdict or "fail").upper()
         achieved = f"{r.achieved:.3f}" if _finite(r.achieved) else "n/a"
         lines.append(f"{r.metric:<18} {r.direction[:1]}{r.target:<8g} {achieved:<9} {ci:<19} {verdict}")
-    lines.append("Gate: PASSED (every KPI met)." if code == 0 else "Gate: FAILED (at least one KPI missed).")
+    watched = table.loc[table["verdict"].isin(["watch", "too few rows"]), "metric"].tolist()
+    if code == 1:
+        failed = table["verdict"].map(lambda v: v in (None, "fail")).any()
+        lines.append("Gate: FAILED (at least one KPI missed: its interval excludes the target)." if failed else
+                     f"Gate: FAILED (--strict: {', '.join(watched)} on watch).")
+    elif watched:
+        lines.append(f"Gate: PASSED with a warning: {', '.join(watched)} on watch (the point misses the target but "
+                     "the interval contains it, so chance could explain the miss). `playbook gate --strict` fails here.")
+    else:
+        lines.append("Gate: PASSED (every KPI met).")
     return "\n".join(lines)
 
 
@@ -404,9 +421,9 @@ def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and np.isfinite(value)
 
 
-def gate_cli(run_dir: str) -> int:
-    """``playbook gate``: print the KPI scoreboard and return the gate's exit code."""
-    code, table = gate(_existing_run(run_dir))
+def gate_cli(run_dir: str, strict: bool = False) -> int:
+    """``playbook gate [--strict]``: print the KPI scoreboard and return the gate's exit code."""
+    code, table = gate(_existing_run(run_dir), strict=strict)
     print(gate_message(code, table))
     return code
 
@@ -480,6 +497,179 @@ def measure_throughput(package: Package, frame: pd.DataFrame, n_rows: int = 20_0
     return {"rows": n_rows, "seconds": round(seconds, 3), "rows_per_s": round(n_rows / seconds)}
 
 
+# --- the package checked, not assumed: the evidence of three readiness facts ---------------------------------
+
+CHECK_ATOL = 1e-9  # far above the floating-point noise between batch sizes, far below any real difference
+# the folder holding ``helpers``: the fresh process imports this very code (a clone or an installed package)
+_CODE_ROOT = Path(__file__).resolve().parents[3]
+_FRESH_ENTRY = ("import sys; from helpers.steps.operations.deployment import fresh_process_main; "
+                "sys.exit(fresh_process_main(sys.argv[1:]))")
+
+
+def check_rows(prepared, n: int = 20) -> pd.DataFrame:
+    """``n`` held-out rows as new data looks (no target), rows with a missing feature value first: the
+    rows a single-row call or a new process is likeliest to get wrong."""
+    test = prepared.test
+    gaps = test[prepared.features].isna().any(axis=1)
+    rows = test.loc[[*test.index[gaps][: n // 2], *test.index[~gaps]][:n]]
+    return rows.drop(columns=[prepared.target]) if prepared.target in rows.columns else rows
+
+
+def compare_predictions(expected: pd.DataFrame, actual: pd.DataFrame, atol: float = CHECK_ATOL) -> dict[str, Any]:
+    """Rows whose predictions differ between two ``predict_frame`` tables of the same rows (labels exactly,
+    numbers within ``atol``; the ``row`` numbers are ignored: they restart with every batch)."""
+    columns = [c for c in expected.columns if c != "row"]
+    if len(actual) != len(expected) or any(c not in actual.columns for c in columns):
+        return {"rows": len(expected), "differing_rows": len(expected), "max_abs_diff": None,
+                "columns": [c for c in columns if c not in actual.columns] or columns}
+    differs, worst, bad = np.zeros(len(expected), dtype=bool), 0.0, []
+    for c in columns:
+        a, b = expected[c].reset_index(drop=True), actual[c].reset_index(drop=True)
+        if pd.api.types.is_numeric_dtype(a) and pd.api.types.is_numeric_dtype(b):
+            x, y = a.to_numpy(dtype=float, na_value=np.nan), b.to_numpy(dtype=float, na_value=np.nan)
+            gap = np.abs(x - y)
+            column = ~((gap <= atol) | (np.isnan(x) & np.isnan(y)))
+            worst = max(worst, float(np.nanmax(gap, initial=0.0)))
+        else:
+            column = a.astype(str).to_numpy() != b.astype(str).to_numpy()
+        if column.any():
+            bad.append(c)
+        differs |= column
+    return {"rows": len(expected), "differing_rows": int(differs.sum()), "max_abs_diff": worst, "columns": bad}
+
+
+def _agreement(diff: Mapping[str, Any]) -> str:
+    if diff["differing_rows"] == 0:
+        return f"predictions identical for all {diff['rows']} rows (max |difference| {diff['max_abs_diff']:.1g})"
+    return f"predictions differ for {diff['differing_rows']} of {diff['rows']} rows ({', '.join(diff['columns'])})"
+
+
+def _check(holds: bool, evidence: str, **measured: Any) -> dict[str, Any]:
+    return {"holds": bool(holds), "evidence": evidence, **measured}
+
+
+def fresh_process_main(argv: Sequence[str]) -> int:
+    """The fresh process of ``fresh_process_check``: load the package folder ``argv[0]`` from disk, predict
+    the Parquet rows ``argv[1]`` with ``predict_batch`` and print the predictions as one JSON line
+    (a ``PlaybookError`` as ``{"error": problem}``, exit code 1)."""
+    folder, rows = argv
+    started = time.perf_counter()
+    try:
+        predictions, _ = predict_batch(load_package(folder), pd.read_parquet(rows))
+    except PlaybookError as exc:
+        print(json.dumps({"error": exc.problem}))
+        return 1
+    print(json.dumps(artifacts.to_jsonable({"seconds": time.perf_counter() - started,
+                                            "predictions": predictions.to_dict(orient="list")})))
+    return 0
+
+
+def fresh_process_check(package: Package, rows: pd.DataFrame, *, timeout: float = 120) -> dict[str, Any]:
+    """Load the package from its folder in a new Python process and predict ``rows`` there: the answers must
+    be this process's. The files on disk serve, not the model in memory: a damaged or incomplete package,
+    a type off the trusted list or an import that only works here fails. ``rows``: Parquet-safe (held-out rows)."""
+    if package.path is None:
+        return _check(False, "the package was never written to disk: nothing to load in a fresh process")
+    expected, _ = predict_batch(package, rows)
+    where = "/".join(Path(package.path).parts[-2:])
+    with tempfile.TemporaryDirectory(prefix="playbook-fresh-") as tmp:
+        src = Path(tmp) / "rows.parquet"
+        rows.to_parquet(src)
+        started = time.perf_counter()
+        try:
+            done = subprocess.run([sys.executable, "-c", _FRESH_ENTRY, str(package.path), str(src)], cwd=_CODE_ROOT,
+                                  capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            return _check(False, f"{where} in a fresh process: no answer within {timeout:g} s", seconds=timeout)
+    seconds = time.perf_counter() - started
+    lines = done.stdout.strip().splitlines()
+    try:
+        answer = json.loads(lines[-1]) if lines else {}
+    except ValueError:
+        answer = {}
+    if done.returncode != 0 or "predictions" not in answer:
+        reason = answer.get("error") or (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
+        return _check(False, f"{where} failed to load and predict in a fresh process: {reason}", seconds=seconds)
+    diff = compare_predictions(expected, pd.DataFrame(answer["predictions"]))
+    inside = answer.get("seconds") or 0.0  # the rest is starting Python and importing the libraries
+    return _check(diff["differing_rows"] == 0, f"{where} loaded from disk in a fresh process ({seconds:.1f} s, "
+                  f"load + predict {inside:.2f} s): " + _agreement(diff), seconds=seconds, load_predict_s=inside, **diff)
+
+
+def single_row_check(package: Package, rows: pd.DataFrame) -> dict[str, Any]:
+    """Predict ``rows`` one at a time and as one batch: the answers must agree. A model whose answer for a
+    row depends on the other rows of its batch (statistics of the batch, a dtype guessed from it) cannot
+    be debugged on a single example."""
+    started = time.perf_counter()
+    batch, _ = predict_batch(package, rows)
+    single = pd.concat([predict_batch(package, rows.iloc[[i]])[0] for i in range(len(rows))])
+    seconds = time.perf_counter() - started
+    diff = compare_predictions(batch, single)
+    return _check(diff["differing_rows"] == 0, "one row at a time vs one batch: " + _agreement(diff),
+                  seconds=seconds, **diff)
+
+
+def compare_inputs(training: pd.DataFrame, serving: pd.DataFrame) -> dict[str, Any]:
+    """Cells (same rows, same column) where two model-input tables differ in value or dtype (NaN equals NaN)."""
+    columns = [c for c in training.columns if c in serving.columns]
+    missing = [c for c in training.columns if c not in serving.columns]
+    missing += [c for c in serving.columns if c not in training.columns]
+    differing, examples = {}, []
+    for c in columns:
+        a, b = training[c].reset_index(drop=True), serving[c].reset_index(drop=True)
+        same = ((a == b) | (a.isna() & b.isna())).to_numpy(dtype=bool) if a.dtype == b.dtype else np.zeros(len(a), bool)
+        if not same.all():
+            differing[c] = int((~same).sum())
+            shown = np.flatnonzero(~same & a.notna().to_numpy())  # a value, not a gap, makes the clearer example
+            i = int(shown[0] if len(shown) else np.flatnonzero(~same)[0])
+            examples.append(f"{c} {_shown(a.iloc[i])} ({a.dtype}) in training vs {_shown(b.iloc[i])} ({b.dtype}) "
+                            "in serving")
+    return {"rows": len(training), "features": len(columns), "missing_columns": missing,
+            "differing_values": differing, "examples": examples}
+
+
+def _shown(value: Any) -> str:
+    return "missing" if pd.isna(value) else repr(value) if isinstance(value, str) else str(value)
+
+
+def training_serving_check(package: Package, prepared, raw: pd.DataFrame) -> dict[str, Any]:
+    """The model inputs training computed for the held-out rows (step 2's fixes, then ``Prepared.X``) against
+    those serving computes from the same rows as they came in (the raw snapshot through ``validate``: the
+    package's fixes and schema conversion, then ``model_input``). One differing value is training/serving skew."""
+    index = prepared.test.index
+    absent = int((~index.isin(raw.index)).sum())
+    if absent:
+        return _check(False, f"the raw snapshot lacks {absent} of the {len(index)} held-out rows: nothing to compare")
+    started = time.perf_counter()
+    fixed, _ = validate(raw.loc[index].drop(columns=[prepared.target], errors="ignore"), package)
+    diff = compare_inputs(prepared.X("test"), model_input(fixed, package))
+    seconds = time.perf_counter() - started
+    cells = diff["rows"] * diff["features"]
+    if not diff["missing_columns"] and not diff["differing_values"]:
+        text = (f"{diff['rows']} held-out rows x {diff['features']} features, raw rows through the package: "
+                "training and serving inputs identical")
+        return _check(True, text, seconds=seconds, **diff)
+    parts = [f"column(s) {', '.join(diff['missing_columns'])} in one side only"] if diff["missing_columns"] else []
+    if diff["differing_values"]:
+        counts = ", ".join(f"{c} {n}" for c, n in diff["differing_values"].items())
+        parts.append(f"{sum(diff['differing_values'].values())} of {cells} values differ ({counts}), "
+                     f"e.g. {diff['examples'][0]}")
+    return _check(False, "training and serving inputs differ: " + "; ".join(parts), seconds=seconds, **diff)
+
+
+def serving_checks(run: Run, package: Package, prepared, n_rows: int = 20) -> dict[str, dict[str, Any]]:
+    """The three facts the readiness score measures instead of assuming, keyed by their rubric names."""
+    rows = check_rows(prepared, n_rows)
+    raw = pd.read_parquet(run.raw_snapshot_path) if run.raw_snapshot_path.exists() else pd.DataFrame()
+    return {"package_loads": fresh_process_check(package, rows), "single_rows": single_row_check(package, rows),
+            "same_code_path": training_serving_check(package, prepared, raw)}
+
+
+def checks_table(checks: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
+    """One row per measured fact: whether it holds, and its evidence."""
+    return pd.DataFrame([{"fact": name, "holds": c["holds"], "evidence": c["evidence"]} for name, c in checks.items()])
+
+
 def primary_metric(contract) -> str | None:
     """The contract's first KPI: what champion/challenger and group comparisons use."""
     return next(iter(contract.kpis), None)
@@ -505,6 +695,8 @@ def model_card_context(run: Run, package: Package, prepared, groups: pd.DataFram
     kpis = list(meta.get("kpis") or manifest.get("kpis") or [])
     caveats = [f"KPI {k['metric']} missed its target ({k.get('achieved')} vs {k['target']})." for k in kpis
                if k.get("passed") is False]
+    caveats += [f"KPI {k['metric']} is on watch: {k.get('achieved')} misses {k['target']}, within its 95% interval."
+                for k in kpis if k.get("verdict") == "watch"]
     caveats.append("Test-side results come from one split; intervals show how much they could move.")
     caveats.append("Drift and retraining were exercised on simulated batches unless monitor_data was given.")
     cleaning = prepared.cleaning or {}
@@ -532,4 +724,4 @@ def check_exercise_1(answer: int | None) -> str:
         return say("Right: 1 means a KPI was measured and missed; CI stops before the deploy job.")
     if answer == 2:
         return say("Not quite: 2 means the run has no measured KPIs at all (step 4 did not run).")
-    return say(f"Not quite: {answer} is not it. 0 means every KPI passed; look at gate_message above.")
+    return say(f"Not quite: {answer} is not it. 0 means no KPI failed; look at gate_message above.")

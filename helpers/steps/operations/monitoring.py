@@ -1,8 +1,12 @@
 """Step 5b: production batches, drift and KPI tracking, the retraining policy.
 
 Drift per feature is measured two ways: the Population Stability Index (PSI, bands
-0.1 and 0.25: an industry rule of thumb) and a statistical test from scipy
-(Kolmogorov-Smirnov for numeric, chi-square for categorical columns). Production is
+0.1 and 0.25: an industry rule of thumb, raised to the PSI chance alone reaches at the
+batch's size) and a statistical test from scipy (Kolmogorov-Smirnov plus chi-square on
+the PSI bins for numeric, chi-square for categorical columns). Alerts are decided for a
+whole run at once, Benjamini-Hochberg over every feature of every batch
+(``control_false_alarms``), and KPIs get the core's pass / watch / fail verdict
+(``kpis.kpi_verdict``) on intervals sized for the run's number of checks. Production is
 either real new data (``monitor_data``) or a seeded simulation drawn from the held-out
 test side with a documented drift schedule (``simulate_batches``).
 """
@@ -23,36 +27,49 @@ from helpers.core.datasets import load_source
 from helpers.core.errors import PlaybookError
 from helpers.core.inspection import permutation_importance_table
 from helpers.core.kpis import (
+    BATCH_COLUMNS,
+    KPI_ALPHA,
+    MIN_JUDGE_COUNT,
     KpiContract,
     batch_kpis,
     bootstrap_interval,
     has_fast_bootstrap,
     resample_scores,
     score,
+    simultaneous_level,
 )
 from helpers.core.kpis import percentile_interval as _percentiles
 from helpers.core.messages import say
 from helpers.core.paths import STEP_NOTEBOOKS
 from helpers.core.split import time_values
-from helpers.steps.operations import deployment
+from helpers.steps.operations import deployment, readiness
 
 PSI_BANDS = (0.1, 0.25)  # below 0.1 stable, 0.1-0.25 moderate, above 0.25 significant
 MISSING = "<missing>"
+PREDICTIONS = "(predictions)"  # the drift row of the model's outputs
 _EPS = 1e-4  # floor for empty bins: PSI's log ratio is undefined at 0
+CHANCE_QUANTILE = 0.99  # a PSI band starts no lower than the PSI 1% of drift-free batches of that size reach
+_CHANCE_DRAWS = 1000  # simulated drift-free batches per (feature, batch size): ten beyond the 99th percentile
 
 
-def psi_band(value: float) -> str:
-    """The PSI band of a value: stable (< 0.1), moderate (< 0.25) or significant."""
+def psi_band(value: float, chance: float = 0.0, edges: tuple[float, float] = PSI_BANDS) -> str:
+    """The PSI band of a value: stable (< 0.1), moderate (< 0.25) or significant.
+
+    ``chance``: the PSI drift-free batches of this size reach by chance (``DriftDetector.chance_psi``);
+    both edges are raised to it, so a small batch's chance PSI is never called a shift.
+    """
     if value is None or not np.isfinite(value):
         return "n/a"
-    return "stable" if value < PSI_BANDS[0] else "moderate" if value < PSI_BANDS[1] else "significant"
+    low, high = max(edges[0], chance), max(edges[1], chance)
+    return "stable" if value < low else "moderate" if value < high else "significant"
 
 
-def psi_from_shares(expected: np.ndarray, actual: np.ndarray) -> float:
-    """PSI = sum((a - e) * ln(a / e)) over bins, with empty bins floored at 1e-4."""
+def psi_from_shares(expected: np.ndarray, actual: np.ndarray) -> float | np.ndarray:
+    """PSI = sum((a - e) * ln(a / e)) over bins (the last axis), with empty bins floored at 1e-4."""
     e = np.clip(np.asarray(expected, dtype=float), _EPS, None)
     a = np.clip(np.asarray(actual, dtype=float), _EPS, None)
-    return float(np.sum((a - e) * np.log(a / e)))
+    value = np.sum((a - e) * np.log(a / e), axis=-1)
+    return float(value) if np.ndim(value) == 0 else value
 
 
 def quantile_edges(reference: Sequence[float], n_bins: int = 10) -> np.ndarray:
@@ -63,21 +80,28 @@ def quantile_edges(reference: Sequence[float], n_bins: int = 10) -> np.ndarray:
     return np.unique(np.quantile(values, np.linspace(0, 1, n_bins + 1)[1:-1]))
 
 
-def numeric_shares(values: Sequence[float], edges: np.ndarray) -> np.ndarray:
-    """Shares per quantile bin, plus a last bin for missing values."""
+def numeric_counts(values: Sequence[float], edges: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+    """Rows (or summed ``weights``) per quantile bin, plus a last bin for missing values."""
     v = pd.Series(values, dtype=float).to_numpy()
+    w = np.ones(len(v)) if weights is None else np.asarray(weights, dtype=float)
     missing = np.isnan(v)
-    counts = np.bincount(np.searchsorted(edges, v[~missing], side="right"), minlength=len(edges) + 1)
-    counts = np.append(counts, missing.sum()).astype(float)
+    counts = np.bincount(np.searchsorted(edges, v[~missing], side="right"), weights=w[~missing],
+                         minlength=len(edges) + 1)
+    return np.append(counts, w[missing].sum()).astype(float)
+
+
+def numeric_shares(values: Sequence[float], edges: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+    """Shares per quantile bin, plus a last bin for missing values."""
+    counts = numeric_counts(values, edges, weights)
     return counts / max(counts.sum(), 1.0)
 
 
 def category_counts(values: Sequence[Any], categories: Sequence[str]) -> np.ndarray:
     """Counts per known category, plus one last bin for unseen ones (missing is a category)."""
-    s = pd.Series(values, dtype=object).where(pd.notna(pd.Series(values, dtype=object)), MISSING).astype(str)
-    counts = s.value_counts()
-    known = np.array([counts.get(c, 0) for c in categories], dtype=float)
-    return np.append(known, counts.sum() - known.sum())
+    s = pd.Series(values, dtype=object)
+    codes = pd.Index(list(categories), dtype=object).get_indexer(s.where(s.notna(), MISSING).astype(str).to_numpy(object))
+    known = np.bincount(codes[codes >= 0], minlength=len(categories)).astype(float)
+    return np.append(known, float((codes < 0).sum()))
 
 
 def psi_numeric(reference: Sequence[float], current: Sequence[float], n_bins: int = 10) -> float:
@@ -116,21 +140,32 @@ def _categories(values: Sequence[Any]) -> list[str]:
     return sorted(s.where(pd.notna(s), MISSING).astype(str).unique())
 
 
+DRIFT_COLUMNS = ["feature", "psi", "psi_chance", "band", "test", "statistic", "p_value", "q_value", "alert"]
+
+
 class DriftDetector:
     """Per-feature drift of a batch against a reference table (scikit-learn style).
 
     ``fit`` learns quantile bins (numeric) and categories from the reference;
-    ``score`` returns one row per feature: PSI, its band, the test, statistic,
-    p-value and whether it alerts (p < ``alpha`` or PSI >= ``psi_alert``).
+    ``score`` returns one row per feature: PSI, the PSI chance reaches at this batch size
+    (``psi_chance``), its band, the test, statistic, p-value, the p-value adjusted
+    (Benjamini-Hochberg) across the batch's features and whether it alerts (q < ``alpha``).
+    A run decides its alerts across all its batches with ``control_false_alarms``.
+
+    Numeric features combine Kolmogorov-Smirnov (most sensitive to a moved distribution)
+    with chi-square on the PSI bins (which sees a changed share of missing values, KS
+    drops them), Bonferroni over the two. ``psi_alert``: the PSI from which a shift is
+    "significant" (raised to the chance level for small batches, see ``psi_band``).
     """
 
     def __init__(self, numeric: Sequence[str] = (), categorical: Sequence[str] = (), *, n_bins: int = 10,
-                 alpha: float = 0.01, psi_alert: float = PSI_BANDS[1]):
+                 alpha: float = 0.01, psi_alert: float = PSI_BANDS[1], seed: int = 0):
         self.numeric = numeric
         self.categorical = categorical
         self.n_bins = n_bins
         self.alpha = alpha
         self.psi_alert = psi_alert
+        self.seed = seed
 
     def fit(self, X: pd.DataFrame) -> DriftDetector:
         missing = [c for c in [*self.numeric, *self.categorical] if c not in X.columns]
@@ -138,42 +173,73 @@ class DriftDetector:
             raise PlaybookError(f"The reference table lacks the columns {', '.join(missing)}.",
                                 "fit the drift detector on a table with every feature.")
         self.edges_ = {c: quantile_edges(X[c], self.n_bins) for c in self.numeric}
-        self.ref_shares_ = {c: numeric_shares(X[c], self.edges_[c]) for c in self.numeric}
+        self.ref_counts_ = {c: numeric_counts(X[c], self.edges_[c]) for c in self.numeric}
+        self.ref_shares_ = {c: self.ref_counts_[c] / max(self.ref_counts_[c].sum(), 1.0) for c in self.numeric}
         self.ref_values_ = {c: pd.Series(X[c], dtype=float).dropna().to_numpy() for c in self.numeric}
         self.categories_ = {c: _categories(X[c]) for c in self.categorical}
-        self.ref_counts_ = {c: category_counts(X[c], self.categories_[c]) for c in self.categorical}
+        self.ref_counts_.update({c: category_counts(X[c], self.categories_[c]) for c in self.categorical})
+        self.chance_: dict[tuple[str, int], float] = {}
         return self
 
-    def feature_row(self, column: str, values: Sequence[Any]) -> dict[str, Any]:
-        """Drift of one feature of a batch."""
-        if column in self.edges_:
-            value = psi_from_shares(self.ref_shares_[column], numeric_shares(values, self.edges_[column]))
-            stat, p = ks_test(self.ref_values_[column], values)
-            test = "ks"
-        else:
+    def chance_psi(self, column: str, n_rows: int) -> float:
+        """The PSI that drift-free batches of ``n_rows`` reach in 1% of cases (``CHANCE_QUANTILE``).
+
+        Its null distribution, simulated: reference and batch drawn (multinomial) from the
+        reference's own bin shares, so both samples' noise counts, as in the real comparison.
+        """
+        key = (column, int(n_rows))
+        if key not in self.chance_:
             ref = self.ref_counts_[column]
+            shares = ref / max(ref.sum(), 1.0)
+            rng = np.random.default_rng([self.seed, int(n_rows)])
+            a = rng.multinomial(max(int(n_rows), 1), shares, size=_CHANCE_DRAWS) / max(int(n_rows), 1)
+            e = rng.multinomial(max(int(ref.sum()), 1), shares, size=_CHANCE_DRAWS) / max(ref.sum(), 1.0)
+            self.chance_[key] = float(np.quantile(psi_from_shares(e, a), CHANCE_QUANTILE))
+        return self.chance_[key]
+
+    def feature_row(self, column: str, values: Sequence[Any]) -> dict[str, Any]:
+        """Drift of one feature of a batch (``alert``: its own p-value below ``alpha``, before any control)."""
+        ref = self.ref_counts_[column]
+        if column in self.edges_:
+            cur = numeric_counts(values, self.edges_[column])
+            stat, p_ks = ks_test(self.ref_values_[column], values)
+            _, p_bins = chi2_test(ref, cur)
+            p = min(1.0, 2 * min(p_ks, p_bins)) if np.isfinite(p_ks) else p_bins
+            test = "ks+chi2"
+        else:
             cur = category_counts(values, self.categories_[column])
-            value = psi_from_shares(ref / max(ref.sum(), 1), cur / max(cur.sum(), 1))
             stat, p = chi2_test(ref, cur)
             test = "chi2"
-        alert = bool((np.isfinite(p) and p < self.alpha) or value >= self.psi_alert)
-        return {"feature": column, "psi": value, "band": psi_band(value), "test": test,
-                "statistic": stat, "p_value": p, "alert": alert}
+        value = psi_from_shares(ref / max(ref.sum(), 1), cur / max(cur.sum(), 1))
+        chance = self.chance_psi(column, int(cur.sum()))
+        band = psi_band(value, chance, (PSI_BANDS[0], self.psi_alert))
+        return {"feature": column, "psi": value, "psi_chance": chance, "band": band, "test": test,
+                "statistic": stat, "p_value": p, "q_value": p, "alert": bool(p < self.alpha)}
 
     def score(self, X: pd.DataFrame) -> pd.DataFrame:
-        return pd.DataFrame([self.feature_row(c, X[c]) for c in [*self.numeric, *self.categorical]])
+        table = pd.DataFrame([self.feature_row(c, X[c]) for c in [*self.numeric, *self.categorical]],
+                             columns=DRIFT_COLUMNS)
+        return _control(table, self.alpha) if len(table) else table
 
 
-def false_alarm_rates(reference: pd.DataFrame, numeric: Sequence[str], categorical: Sequence[str], *,
-                      batch_size: int, n_trials: int = 100, alpha: float = 0.01,
-                      psi_alert: float = PSI_BANDS[1], seed: int = 0) -> pd.DataFrame:
-    """How often each check alerts on undrifted data at ``batch_size`` rows.
+def _control(table: pd.DataFrame, alpha: float) -> pd.DataFrame:
+    """Benjamini-Hochberg over every row of ``table``: q-values, and alert where q < ``alpha``."""
+    p = table["p_value"].astype(float).fillna(1.0).to_numpy()
+    q = stats.false_discovery_control(p, method="bh") if len(p) else p
+    return table.assign(q_value=q, alert=q < alpha)
+
+
+def false_alarm_trials(reference: pd.DataFrame, numeric: Sequence[str], categorical: Sequence[str], *,
+                       batch_size: int, n_batches: int = 1, n_trials: int = 100, alpha: float = 0.01,
+                       psi_alert: float = PSI_BANDS[1], seed: int = 0) -> pd.DataFrame:
+    """Drift-free runs on undrifted data: one row per trial, batch and feature.
 
     Each trial splits the data at random into two halves: one is the reference, the
-    batch is drawn from the other (so batch and reference are independent samples of
-    the same distribution, as a drift-free production batch would be). A fresh split per
-    trial matters: with one fixed split, every trial would share that split's chance
-    difference and the rates would be badly off.
+    ``n_batches`` batches of a run are drawn from the other (so batch and reference are
+    independent samples of the same distribution, as a drift-free production batch would
+    be). A fresh split per trial matters: with one fixed split, every trial would share that
+    split's chance difference and the rates would be badly off. ``alert`` is decided for
+    each trial's run as a whole (``control_false_alarms``).
     """
     rng = np.random.default_rng(seed)
     half = len(reference) // 2
@@ -181,21 +247,72 @@ def false_alarm_rates(reference: pd.DataFrame, numeric: Sequence[str], categoric
         raise PlaybookError("Too few reference rows to estimate false alarms.", "use more training rows.")
     size = min(batch_size, len(reference) - half)
     rows = []
-    for _ in range(n_trials):
+    for trial in range(n_trials):
         order = rng.permutation(len(reference))
-        detector = DriftDetector(numeric, categorical, alpha=alpha, psi_alert=psi_alert).fit(
+        detector = DriftDetector(numeric, categorical, alpha=alpha, psi_alert=psi_alert, seed=seed).fit(
             reference.iloc[order[:half]])
-        batch = reference.iloc[rng.choice(order[half:], size=size, replace=False)]
-        table = detector.score(batch)
-        table["test_alarm"] = table["p_value"] < alpha
-        table["psi_alarm"] = table["psi"] >= psi_alert
-        rows.append(table)
-    allr = pd.concat(rows)
-    out = allr.groupby("feature", sort=False).agg(test=("test", "first"), test_alarm_rate=("test_alarm", "mean"),
-                                                  psi_alarm_rate=("psi_alarm", "mean"), mean_psi=("psi", "mean"))
-    out["nominal"] = alpha
-    out["batch_size"] = size
+        tables = [detector.score(reference.iloc[rng.choice(order[half:], size=size, replace=False)]).assign(batch=b)
+                  for b in range(1, n_batches + 1)]
+        rows.append(_control(pd.concat(tables, ignore_index=True), alpha).assign(trial=trial))
+    out = pd.concat(rows, ignore_index=True)
+    return out.assign(test_alarm=out["p_value"] < alpha, psi_alarm=out["psi"] >= psi_alert, nominal=alpha,
+                      batch_size=size)
+
+
+def false_alarm_rates(reference: pd.DataFrame, numeric: Sequence[str], categorical: Sequence[str], *,
+                      batch_size: int, n_trials: int = 100, n_batches: int = 1, alpha: float = 0.01,
+                      psi_alert: float = PSI_BANDS[1], seed: int = 0,
+                      trials: pd.DataFrame | None = None) -> pd.DataFrame:
+    """How often each check alarms per batch on undrifted data at ``batch_size`` rows (``false_alarm_trials``).
+
+    ``test_alarm_rate``: the test's own p < alpha (about alpha by design); ``psi_alarm_rate``:
+    PSI >= ``psi_alert``; ``alert_rate``: alerts after the run-level control (far below alpha).
+    """
+    if trials is None:
+        trials = false_alarm_trials(reference, numeric, categorical, batch_size=batch_size, n_batches=n_batches,
+                                    n_trials=n_trials, alpha=alpha, psi_alert=psi_alert, seed=seed)
+    out = trials.groupby("feature", sort=False).agg(test=("test", "first"), test_alarm_rate=("test_alarm", "mean"),
+                                                    psi_alarm_rate=("psi_alarm", "mean"), alert_rate=("alert", "mean"),
+                                                    mean_psi=("psi", "mean"), psi_chance=("psi_chance", "mean"),
+                                                    nominal=("nominal", "first"), batch_size=("batch_size", "first"))
     return out.reset_index()
+
+
+def run_false_alarms(trials: pd.DataFrame) -> dict[str, Any]:
+    """Per drift-free run of ``false_alarm_trials``: how many tests, how many false alarms the tests make on
+    their own (expected: tests x alpha) and how many runs raise any alert before and after the control."""
+    per_run = trials.groupby("trial").agg(raw=("test_alarm", "sum"), psi=("psi_alarm", "sum"), alerts=("alert", "sum"))
+    tests = len(trials) / max(trials["trial"].nunique(), 1)
+    alpha = float(trials["nominal"].iloc[0])
+    return {"runs": int(len(per_run)), "batches_per_run": int(trials["batch"].max()), "tests_per_run": int(tests),
+            "alpha": alpha, "expected_raw_alarms_per_run": tests * alpha,
+            "raw_alarms_per_run": float(per_run["raw"].mean()),
+            "runs_with_a_raw_alarm": float(((per_run["raw"] > 0) | (per_run["psi"] > 0)).mean()),
+            "runs_with_an_alert": float((per_run["alerts"] > 0).mean())}
+
+
+def expected_false_alarms(n_features: int, n_batches: int, n_kpis: int, *, alpha: float = 0.01,
+                          kpi_alpha: float = KPI_ALPHA) -> pd.DataFrame:
+    """What a drift-free run of ``n_batches`` should raise by chance, check by check, without and with control.
+
+    Drift: one test per feature and batch plus the predictions' test, each wrong with
+    probability ``alpha`` on its own; Benjamini-Hochberg at ``alpha`` across the run keeps the
+    chance of any false drift alert at ``alpha``. KPIs: a 95% interval wrongly excludes a target
+    the model exactly meets 2.5% of the time; intervals at ``simultaneous_level`` for the run's
+    checks keep the chance of any false failure at ``kpi_alpha``.
+    """
+    drift_tests, kpi_checks = (n_features + 1) * n_batches, n_kpis * n_batches
+    alone = "false alarms without control (at most)"
+    return pd.DataFrame([
+        {"check": "drift tests (features and predictions)", "tests per run": drift_tests,
+         "one test alone": f"p < {alpha:g}", alone: drift_tests * alpha,
+         "control": f"Benjamini-Hochberg at {alpha:g} across the run",
+         "chance of any false alarm (at most)": alpha},
+        {"check": "KPI failures (labelled batches)", "tests per run": kpi_checks,
+         "one test alone": "95% interval excludes the target", alone: kpi_checks * KPI_ALPHA,
+         "control": f"intervals at {simultaneous_level(kpi_checks, kpi_alpha):.2%} (Bonferroni)",
+         "chance of any false alarm (at most)": kpi_alpha},
+    ])
 
 
 # --- production batches --------------------------------------------------------------------------
@@ -253,11 +370,10 @@ def simulate_batches(frame: pd.DataFrame, *, target: str | None, problem_type: s
     schedule = DriftSchedule(n_batches, magnitude, feature).table()
     size = batch_size or max(50, min(len(frame), 2000) // 2)  # half the held-out rows, at most 1000
     rng = np.random.default_rng(seed)
-    z = _standardised(frame[feature]) if feature else np.zeros(len(frame))
-    prior_mask = _prior_mask(frame, target, problem_type, positive_label)
+    all_weights = simulation_weights(frame, schedule, target=target, problem_type=problem_type, feature=feature,
+                                     positive_label=positive_label)
     batches = []
-    for row in schedule.itertuples():
-        weights = np.exp(np.clip(row.covariate_shift * z, -20, 20)) * np.where(prior_mask, row.label_prior_weight, 1.0)
+    for row, weights in zip(schedule.itertuples(), all_weights, strict=True):
         # without replacement: repeated rows would make KS and chi-square overconfident
         idx = rng.choice(len(frame), size=size, replace=size > len(frame) // 2, p=weights / weights.sum())
         batch = frame.iloc[idx].copy()
@@ -266,6 +382,16 @@ def simulate_batches(frame: pd.DataFrame, *, target: str | None, problem_type: s
         batch["batch"] = row.batch
         batches.append(batch)
     return batches, schedule
+
+
+def simulation_weights(frame: pd.DataFrame, schedule: pd.DataFrame, *, target: str | None, problem_type: str,
+                       feature: str | None, positive_label: Any = None) -> list[np.ndarray]:
+    """Per batch of ``schedule``, each row's sampling weight: the simulation's full distribution (covariate and
+    label-prior shift; concept drift changes labels, not weights)."""
+    z = _standardised(frame[feature]) if feature else np.zeros(len(frame))
+    prior_mask = _prior_mask(frame, target, problem_type, positive_label)
+    return [np.exp(np.clip(row.covariate_shift * z, -20, 20)) * np.where(prior_mask, row.label_prior_weight, 1.0)
+            for row in schedule.itertuples()]
 
 
 def _standardised(values: pd.Series) -> np.ndarray:
@@ -337,25 +463,48 @@ def prediction_shares(labels: np.ndarray, proba: np.ndarray | None) -> np.ndarra
     return np.asarray(labels)
 
 
-def prediction_psi(reference_pred: np.ndarray, batch_pred: np.ndarray) -> float:
-    """PSI of the model's outputs (scores or labels) between reference and batch."""
-    if np.issubdtype(np.asarray(reference_pred).dtype, np.number):
-        return psi_numeric(reference_pred, batch_pred)
-    return psi_categorical(reference_pred, batch_pred)
+def prediction_detector(reference_pred: np.ndarray, *, alpha: float = 0.01, seed: int = 0) -> DriftDetector:
+    """A drift detector of the model's outputs (scores or labels), fitted on the reference predictions."""
+    frame = pd.DataFrame({PREDICTIONS: np.asarray(reference_pred)})
+    numeric = [PREDICTIONS] if np.issubdtype(frame[PREDICTIONS].dtype, np.number) else []
+    return DriftDetector(numeric, [c for c in [PREDICTIONS] if c not in numeric], alpha=alpha, seed=seed).fit(frame)
 
 
 def track_batch(batch: pd.DataFrame, *, features: Sequence[str], predictor: Predictor, detector: DriftDetector,
                 contract: KpiContract, target: str | None, reference_pred: np.ndarray,
-                n_boot: int = 100, seed: int = 0) -> dict[str, Any]:
-    """Drift, prediction drift and KPIs (when labelled) of one batch."""
+                n_boot: int = 200, seed: int = 0, level: float = 0.95, min_count: int = MIN_JUDGE_COUNT,
+                predictions: DriftDetector | None = None) -> dict[str, Any]:
+    """Drift of every feature and of the predictions (last drift row), and KPIs (when labelled) of one batch.
+
+    KPI intervals are at ``level`` (``track_all`` passes the run's ``simultaneous_level``); alerts are
+    controlled across this batch only until ``control_false_alarms`` decides them for the run.
+    ``predictions``: the ``prediction_detector`` of ``reference_pred``, when already fitted.
+    """
     X = batch[list(features)]
     labels, proba = predictor(X)
-    drift = detector.score(X)
+    outputs = prediction_shares(labels, proba)
+    if predictions is None:
+        predictions = prediction_detector(reference_pred, alpha=detector.alpha, seed=detector.seed)
+    drift = _control(pd.concat([detector.score(X), pd.DataFrame([predictions.feature_row(PREDICTIONS, outputs)])],
+                               ignore_index=True), detector.alpha)
     labelled = bool(target) and target in batch.columns and batch[target].notna().all()
-    kpi_table = batch_kpis(contract, batch[target], labels, proba, n_boot=n_boot, seed=seed) if labelled else None
-    return {"drift": drift, "kpis": kpi_table, "prediction_psi": prediction_psi(reference_pred,
-                                                                                prediction_shares(labels, proba)),
+    kpi_table = batch_kpis(contract, batch[target], labels, proba, n_boot=n_boot, seed=seed, level=level,
+                           min_count=min_count) if labelled else None
+    return {"drift": drift, "kpis": kpi_table, "prediction_psi": float(drift["psi"].iloc[-1]),
             "labels": labels, "proba": proba, "n_rows": len(batch)}
+
+
+def control_false_alarms(results: Sequence[dict[str, Any]], *, alpha: float = 0.01) -> list[dict[str, Any]]:
+    """Decide the drift alerts of a whole run at once: Benjamini-Hochberg at ``alpha`` over every feature and the
+    predictions of every batch, so a drift-free run raises a false drift alert with chance ``alpha`` at most
+    (not once per test). Updates each result's ``drift`` table (``q_value``, ``alert``) and returns ``results``."""
+    tables = [r["drift"].assign(_batch=b) for b, r in enumerate(results) if len(r["drift"])]
+    if not tables:
+        return list(results)
+    pooled = _control(pd.concat(tables, ignore_index=True), alpha)
+    for b, part in pooled.groupby("_batch", sort=False):
+        results[b]["drift"] = part.drop(columns="_batch").reset_index(drop=True)
+    return list(results)
 
 
 def timeline(results: Sequence[dict[str, Any]]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -365,34 +514,55 @@ def timeline(results: Sequence[dict[str, Any]]) -> tuple[pd.DataFrame, pd.DataFr
         if res["kpis"] is not None:
             kpi_rows.append(res["kpis"].assign(batch=b))
         drift_rows.append(res["drift"].assign(batch=b, prediction_psi=res["prediction_psi"]))
-    kpi = pd.concat(kpi_rows, ignore_index=True) if kpi_rows else pd.DataFrame(
-        columns=["metric", "target", "direction", "achieved", "ci_low", "ci_high", "passed", "batch"])
+    kpi = pd.concat(kpi_rows, ignore_index=True) if kpi_rows else pd.DataFrame(columns=[*BATCH_COLUMNS, "batch"])
     return kpi, pd.concat(drift_rows, ignore_index=True)
 
 
-def alerts_table(kpi: pd.DataFrame, drift: pd.DataFrame, *, prediction_psi_alert: float = PSI_BANDS[1]) -> pd.DataFrame:
-    """One row per alert: batch, feature (or metric), reason."""
+ALERT_COLUMNS = ["batch", "feature", "kind", "reason"]
+
+
+def alerts_table(kpi: pd.DataFrame, drift: pd.DataFrame) -> pd.DataFrame:
+    """One row per alert: batch, feature (or metric), kind, reason.
+
+    Drift alerts are the rows ``control_false_alarms`` decided; a KPI alerts only when its verdict
+    is "fail" (watch and too-few-rows verdicts are in ``kpi_notes``).
+    """
     rows = []
-    for r in drift[drift["alert"]].itertuples():
-        why = f"PSI {r.psi:.2f} ({r.band})" if r.psi >= PSI_BANDS[1] else f"{r.test} p = {r.p_value:.2g}"
-        rows.append({"batch": r.batch, "feature": r.feature, "kind": "drift", "reason": why})
-    pred = drift.drop_duplicates("batch")
-    for r in pred[pred["prediction_psi"] >= prediction_psi_alert].itertuples():
-        rows.append({"batch": r.batch, "feature": "(predictions)", "kind": "prediction drift",
-                     "reason": f"PSI of model outputs {r.prediction_psi:.2f}"})
-    for r in kpi[kpi["passed"] == False].itertuples():  # noqa: E712 (None means unmeasured)
+    for r in drift[drift["alert"].astype(bool)].itertuples():
+        kind = "prediction drift" if r.feature == PREDICTIONS else "drift"
+        rows.append({"batch": r.batch, "feature": r.feature, "kind": kind,
+                     "reason": f"PSI {r.psi:.2f} ({r.band}); {r.test} p = {r.p_value:.2g}, "
+                               f"q = {r.q_value:.2g} across the run"})
+    for r in kpi[kpi["verdict"] == "fail"].itertuples():
         rows.append({"batch": r.batch, "feature": r.metric, "kind": "KPI breach",
-                     "reason": f"{r.metric} {r.achieved:.3f} vs target {r.target:g} ({r.direction} is better)"})
-    return pd.DataFrame(rows, columns=["batch", "feature", "kind", "reason"]).sort_values(
-        ["batch", "kind"], kind="stable").reset_index(drop=True)
+                     "reason": f"{r.metric} {r.achieved:.3f} vs target {r.target:g} ({r.direction} is better): "
+                               f"its {r.level:.2%} interval [{r.ci_low:.3f}, {r.ci_high:.3f}] excludes the target"})
+    return pd.DataFrame(rows, columns=ALERT_COLUMNS).sort_values(["batch", "kind"], kind="stable").reset_index(drop=True)
+
+
+def kpi_notes(kpi: pd.DataFrame) -> pd.DataFrame:
+    """KPIs shown but not alerted on: "KPI watch" (the point misses, the interval contains the target) and
+    "KPI not judged" (too few rows). Neither counts toward retraining."""
+    rows = []
+    for r in kpi[kpi["verdict"].isin(["watch", "too few rows"])].itertuples():
+        if r.verdict == "watch":
+            rows.append({"batch": r.batch, "feature": r.metric, "kind": "KPI watch",
+                         "reason": f"{r.metric} {r.achieved:.3f} misses {r.target:g} but its {r.level:.2%} interval "
+                                   f"[{r.ci_low:.3f}, {r.ci_high:.3f}] contains it: could be chance"})
+        else:
+            rows.append({"batch": r.batch, "feature": r.metric, "kind": "KPI not judged",
+                         "reason": f"too few rows to judge {r.metric}: it averages over {int(r.count)} rows "
+                                   "(positives for recall, flagged rows for precision, ...)"})
+    return pd.DataFrame(rows, columns=ALERT_COLUMNS)
 
 
 # --- retraining ----------------------------------------------------------------------------------------
 
 
 class RetrainingPolicy:
-    """When to retrain: ``k`` consecutive KPI breaches, or PSI above ``drift_threshold``
-    on one of the ``important_features``. The breach counter restarts after a retrain.
+    """When to retrain: ``k`` consecutive KPI breaches (verdict "fail"), or PSI above ``drift_threshold``
+    on one of the ``important_features`` that alerted. The breach counter restarts after a retrain;
+    a batch with no judged KPI (unlabelled, too few rows) neither extends nor breaks it.
     """
 
     def __init__(self, k: int = 2, drift_threshold: float = 0.25, important_features: Sequence[str] = ()):
@@ -401,11 +571,11 @@ class RetrainingPolicy:
         self.important_features = important_features
 
     def decide(self, breached: Sequence[bool | None], drift: Sequence[dict[str, float]]) -> list[dict[str, Any]]:
-        """One decision per batch. ``breached[i]``: any KPI failed (None: unlabelled);
-        ``drift[i]``: {feature: PSI}."""
+        """One decision per batch. ``breached[i]``: any KPI failed (False: none failed, watch included;
+        None: no KPI judged); ``drift[i]``: {feature: PSI} of the features whose drift alerted."""
         decisions, streak = [], 0
         for b, (breach, psis) in enumerate(zip(breached, drift, strict=True), start=1):
-            streak = streak + 1 if breach else 0
+            streak = streak if breach is None else streak + 1 if breach else 0
             drifted = {f: v for f, v in psis.items() if f in self.important_features and v > self.drift_threshold}
             reasons = []
             if streak >= self.k:
@@ -496,24 +666,30 @@ def production_batches(params, prepared, *, feature: str | None, positive_label:
 
 
 def track_all(package, batches: Sequence[pd.DataFrame], detector: DriftDetector, contract: KpiContract, *,
-              reference_pred: np.ndarray, n_boot: int = 50, seed: int = 0) -> list[dict[str, Any]]:
-    """Validate (as ``playbook predict`` does), predict and track every batch."""
+              reference_pred: np.ndarray, n_boot: int = 200, seed: int = 0) -> list[dict[str, Any]]:
+    """Validate (as ``playbook predict`` does), predict and track every batch; then decide the run's alerts.
+
+    KPI intervals are at the ``simultaneous_level`` of the run's checks (KPIs x batches) and drift
+    alerts are controlled across the run (``control_false_alarms``): a drift-free run alerts by
+    chance at most ``KPI_ALPHA`` + ``detector.alpha`` of the time.
+    """
+    level = simultaneous_level(len(contract.kpis) * len(batches))
+    predictions = prediction_detector(reference_pred, alpha=detector.alpha, seed=detector.seed)
     results = []
     for batch in batches:
         fixed, v = deployment.validate(batch.drop(columns="batch", errors="ignore"), package)
         if v.errors:
-            results.append({"drift": pd.DataFrame(columns=["feature", "psi", "band", "test", "statistic", "p_value",
-                                                           "alert"]),
+            results.append({"drift": pd.DataFrame(columns=DRIFT_COLUMNS),
                             "kpis": None, "prediction_psi": float("nan"), "labels": None, "proba": None,
                             "n_rows": len(batch), "validation": v, "fixed": fixed})
             continue
         res = track_batch(fixed, features=package.features,
                           predictor=lambda X: deployment.predict_arrays(package, X), detector=detector,
                           contract=contract, target=package.meta.get("target"), reference_pred=reference_pred,
-                          n_boot=n_boot, seed=seed)
+                          n_boot=n_boot, seed=seed, level=level, predictions=predictions)
         res.update(validation=v, fixed=fixed)
         results.append(res)
-    return results
+    return control_false_alarms(results, alpha=detector.alpha)
 
 
 def alert_counts(alerts: pd.DataFrame) -> pd.DataFrame:
@@ -533,10 +709,12 @@ def validation_alerts(results: Sequence[dict[str, Any]]) -> pd.DataFrame:
 
 
 def policy_inputs(results: Sequence[dict[str, Any]]) -> tuple[list[bool | None], list[dict[str, float]]]:
-    """Per batch: whether any KPI failed (None when unlabelled) and {feature: PSI}."""
-    breached = [None if r["kpis"] is None else bool((r["kpis"]["passed"] == False).any())  # noqa: E712
-                for r in results]
-    drift = [dict(zip(r["drift"]["feature"], r["drift"]["psi"], strict=True)) for r in results]
+    """Per batch: whether any KPI failed (None when no KPI was judged: unlabelled or too few rows; a watch is
+    not a failure) and {feature: PSI} of the features whose drift alerted (chance shifts are not evidence)."""
+    breached = [None if r["kpis"] is None or not r["kpis"]["verdict"].isin(["pass", "watch", "fail"]).any()
+                else bool((r["kpis"]["verdict"] == "fail").any()) for r in results]
+    drift = [{f: v for f, v, a in zip(r["drift"]["feature"], r["drift"]["psi"], r["drift"]["alert"], strict=True) if a}
+             for r in results]
     return breached, drift
 
 
@@ -599,7 +777,8 @@ def timeline_figure(kpi: pd.DataFrame, drift: pd.DataFrame, features: Sequence[s
                      color=color, label=metric, capsize=3)
         top.axhline(rows["target"].iloc[0], color=color, linestyle="--", linewidth=1)
     top.set_ylabel("KPI (dashed: target)")
-    top.set_title("KPIs per production batch, with 95% intervals")
+    level = kpi["level"].iloc[0] if len(kpi) and "level" in kpi else 0.95
+    top.set_title(f"KPIs per production batch, with the {level:.2%} intervals their verdicts use")
     if len(kpi):
         top.legend(fontsize=8)
     for i, feature in enumerate(features):
@@ -624,8 +803,9 @@ def false_alarm_figure(rates: pd.DataFrame):
 
     fig, ax = plt.subplots(figsize=(7, 3))
     x = np.arange(len(rates))
-    ax.bar(x - 0.2, rates["test_alarm_rate"], width=0.4, label="KS / chi-square p < alpha")
-    ax.bar(x + 0.2, rates["psi_alarm_rate"], width=0.4, label="PSI >= 0.25")
+    ax.bar(x - 0.27, rates["test_alarm_rate"], width=0.27, label="test alone: p < alpha")
+    ax.bar(x, rates["psi_alarm_rate"], width=0.27, label="PSI >= 0.25")
+    ax.bar(x + 0.27, rates["alert_rate"], width=0.27, label="alert, controlled across the run")
     ax.axhline(rates["nominal"].iloc[0], color="black", linestyle="--", label="nominal level alpha")
     ax.set_xticks(x, rates["feature"], rotation=45, ha="right", fontsize=8)
     ax.set_ylabel("false-alarm rate")
@@ -641,14 +821,15 @@ def false_alarm_figure(rates: pd.DataFrame):
 def drift_scenarios(package, prepared, contract: KpiContract, detector: DriftDetector, policy: RetrainingPolicy, *,
                     features: Sequence[str], magnitudes: Sequence[float], n_batches: int, seed: int,
                     reference_pred: np.ndarray, positive_label: Any = None) -> dict[tuple[str, float], dict]:
-    """Precomputed simulations for the explorer: one per (shifted feature, magnitude), point KPIs only."""
+    """Precomputed simulations for the explorer: one per (shifted feature, magnitude), tracked like the run."""
     out = {}
     for feature in features:
         for m in magnitudes:
             batches, _ = simulate_batches(prepared.test, target=prepared.target, problem_type=prepared.problem_type,
                                           n_batches=n_batches, magnitude=m, feature=feature, seed=seed,
                                           batch_size=300, positive_label=positive_label)
-            results = track_all(package, batches, detector, contract, reference_pred=reference_pred, n_boot=0)
+            results = track_all(package, batches, detector, contract, reference_pred=reference_pred, n_boot=100,
+                                seed=seed)
             kpi, drift = timeline(results)
             breached, psis = policy_inputs(results)
             out[(feature, float(m))] = {"kpi": kpi, "drift": drift, "alerts": alerts_table(kpi, drift),
@@ -724,30 +905,47 @@ def check_exercise_3(answer: str | None) -> str:
 STEP = STEP_NOTEBOOKS[4]
 
 
+MEASURED_FACTS = ("package_loads", "single_rows", "same_code_path")  # by deployment.serving_checks
+
+
 def readiness_facts(*, package_dir, sample_check, gate_code: int, card: str, groups: pd.DataFrame,
                     importance: pd.DataFrame, results: Sequence[dict[str, Any]], alerts: pd.DataFrame,
                     decisions: Sequence[dict[str, Any]], challengers: Sequence[dict[str, Any]],
-                    throughput: dict[str, Any]) -> dict[str, Any]:
-    """What this step measured, as the facts the ML Test Score rubric looks up (falsy = not shown)."""
+                    throughput: dict[str, Any], checks: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
+    """What this step measured, as the facts the ML Test Score rubric looks up (falsy = not shown).
+
+    ``checks``: ``deployment.serving_checks``' measurements; a fact it did not measure earns nothing.
+    """
     labelled = [r for r in results if r["kpis"] is not None]
-    finite = all(_finite_outputs(r) for r in results if r["labels"] is not None)
+    predicted = [r for r in results if r["labels"] is not None]
+    finite = bool(predicted) and all(_finite_outputs(r) for r in predicted)  # nothing predicted proves nothing
+    where = "/".join(Path(package_dir).parts[-2:])
+
+    def file_fact(name: str, extra: str = "") -> readiness.Fact:
+        found = (Path(package_dir) / name).exists()
+        return readiness.Fact(found, f"file {where}/{name}{extra if found else ' (missing)'}")
+
+    rows = sum(len(r["labels"]) for r in predicted)
+    measured = {name: readiness.Fact(bool(c["holds"]), c["evidence"]) for name, c in (checks or {}).items()}
+    not_measured = readiness.Fact(False, "not measured (deployment.serving_checks did not run)")
     return {
-        "schema_validation": sample_check is not None and (package_dir / "schema.json").exists(),
+        "schema_validation": file_fact("schema.json", "; the sample batch validated against it")
+        if sample_check is not None else readiness.Fact(False, "no batch was validated against the schema"),
         "feature_importance": f"{len(importance)} features ranked" if len(importance) else None,
-        "cleaning_replayed": (package_dir / "cleaning.json").exists(),
-        "model_card": bool(card),
+        "cleaning_replayed": file_fact("cleaning.json", ", replayed on every batch"),
+        "model_card": readiness.Fact(bool(card), f"model card of {len(card.splitlines())} lines, saved as "
+                                                 f"artifacts/{STEP}/model_card.md"),
         "batch_kpis": f"{len(labelled)} labelled batches" if labelled else None,
         "staleness": f"KPI decay over {len(labelled)} batches" if len(labelled) > 1 else None,
         "group_metrics": f"{len(groups)} groups" if len(groups) else None,
-        "lock_file": (package_dir / "requirements.lock.txt").exists(),
-        "package_loads": True,
+        "lock_file": file_fact("requirements.lock.txt"),
         "gate": f"exit code {gate_code}" if gate_code in (0, 1) else None,
-        "single_rows": True,
         "challenger_compared": f"{len(challengers)} challenger(s)" if any("gain" in c for c in challengers) else None,
         "batch_validation": f"{len(results)} batches validated",
-        "same_code_path": True,
         "retraining_policy": f"{sum(d['retrain'] for d in decisions)} trigger(s) in {len(decisions)} batches",
-        "finite_predictions": finite,
+        "finite_predictions": readiness.Fact(finite, f"{rows} predictions in {len(predicted)} batches: " + (
+            "all finite, probabilities in [0, 1]" if finite else "non-finite values or probabilities outside [0, 1]")),
+        **{name: measured.get(name, not_measured) for name in MEASURED_FACTS},
         "throughput": f"{throughput['rows_per_s']:,} rows/s",
         "kpi_alerts": f"{int((alerts['kind'] == 'KPI breach').sum())} KPI alert(s)" if labelled else None,
     }
@@ -786,6 +984,9 @@ class OperationsResult:
     readiness_summary: Mapping[str, Any]
     policy: Mapping[str, Any]  # retrain_after_breaches, drift_threshold, promotion_margin
     figures: Mapping[str, Any] = field(default_factory=dict)
+    kpi_notes: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=ALERT_COLUMNS))  # watch, not judged
+    expected_false_alarms: pd.DataFrame = field(default_factory=pd.DataFrame)  # expected_false_alarms()
+    measured_false_alarms: Mapping[str, Any] = field(default_factory=dict)  # run_false_alarms()
 
 
 def summary(result: OperationsResult) -> dict[str, Any]:
@@ -803,7 +1004,11 @@ def summary(result: OperationsResult) -> dict[str, Any]:
                        "important_features": list(result.important), "alerts": len(alerts),
                        "alerts_by_kind": alerts["kind"].value_counts().to_dict(),
                        "first_drift_alert_batch": _first(alerts, "drift"),
-                       "first_kpi_breach_batch": _first(alerts, "KPI breach")},
+                       "first_kpi_breach_batch": _first(alerts, "KPI breach"),
+                       "kpi_watch": int((result.kpi_notes["kind"] == "KPI watch").sum()),
+                       "kpi_not_judged": int((result.kpi_notes["kind"] == "KPI not judged").sum()),
+                       "false_alarms": {"expected": result.expected_false_alarms.to_dict(orient="records"),
+                                        "measured": dict(result.measured_false_alarms)}},
         "retraining": {"policy": {k: result.policy[k] for k in ("retrain_after_breaches", "drift_threshold",
                                                                 "promotion_margin")},
                        "decisions": list(result.decisions), "challengers": list(challengers),
@@ -823,6 +1028,7 @@ def save(run, result: OperationsResult) -> dict[str, Any]:
               "drift_timeline.csv": result.drift_timeline, "alerts.csv": result.alerts,
               "decisions.csv": pd.DataFrame(result.decisions), "challengers.csv": pd.DataFrame(result.challengers),
               "false_alarms.csv": result.false_alarms, "readiness.csv": result.readiness_table,
+              "kpi_notes.csv": result.kpi_notes, "expected_false_alarms.csv": result.expected_false_alarms,
               "group_metrics.csv": result.groups}
     for name, table in tables.items():
         run.write_table(STEP, name, table)
@@ -873,12 +1079,25 @@ def report_section(run) -> None:
     display(HTML(f"<p><b>Production readiness (ML Test Score):</b> {ready['final']:g} &mdash; "
                  f"{html.escape(ready['band'])}</p>"))
     folder = run.artifacts / STEP
+    if (folder / "readiness.csv").exists():  # every score with the evidence it rests on (or failed on)
+        with pd.option_context("display.max_colwidth", None, "display.max_rows", 40):
+            display(pd.read_csv(folder / "readiness.csv")[["section", "test", "score", "status", "evidence"]])
     for name in ("readiness.png", "monitoring_timeline.png"):
         if (folder / name).exists():
             display(Image(filename=str(folder / name)))
     if (folder / "alerts.csv").exists():
         alerts = pd.read_csv(folder / "alerts.csv")
+        display(Markdown(f"**Alerts:** {len(alerts)} in {s['monitoring']['batches']} batches" if len(alerts)
+                         else f"**Alerts:** none in {s['monitoring']['batches']} batches"))
         display(alerts.head(15))
+    if (folder / "kpi_notes.csv").exists() and len(notes := pd.read_csv(folder / "kpi_notes.csv")):
+        display(Markdown("KPIs shown but not alerted on (watch: the interval contains the target; not judged: "
+                         "too few rows). Neither counts toward retraining."))
+        display(notes.head(15))
+    expected = (s["monitoring"].get("false_alarms") or {}).get("expected")
+    if expected:
+        display(Markdown("**Expected false alarms** of a drift-free run, without and with the run-level control:"))
+        display(pd.DataFrame(expected))
     if (folder / "decisions.csv").exists():
         display(pd.read_csv(folder / "decisions.csv"))
     docs = s["documents"]

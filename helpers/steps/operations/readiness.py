@@ -7,6 +7,7 @@ The rubric (28 tests, 4 sections of 7, interpretation bands) is a data file,
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -18,6 +19,15 @@ from helpers.core.paths import data_dir
 
 RUBRIC_FILE = "ml_test_score.yaml"
 NOT_VERIFIABLE = "not verifiable here"
+
+
+@dataclass(frozen=True)
+class Fact:
+    """A fact step 5 measured: whether it holds, and its evidence (a measured value or a file) either way,
+    so the readiness table shows what a score rests on and what a missing one failed on."""
+
+    holds: bool
+    evidence: str
 
 
 def load_rubric() -> dict[str, Any]:
@@ -66,6 +76,8 @@ def lookup(run: Run, facts: Mapping[str, Any], item: Mapping[str, Any]) -> tuple
             else f"manifest {item['manifest']}"
     if "fact" in item:
         value = facts.get(item["fact"])
+        if isinstance(value, Fact):
+            return value.holds, f"{item['fact']}: {value.evidence}"
         return _present(value), f"{item['fact']}: {_short(value)}" if _present(value) else item["fact"]
     raise PlaybookError(f"Unknown evidence lookup {dict(item)} in {RUBRIC_FILE}.",
                         "use file, summary (with key), manifest or fact.")
