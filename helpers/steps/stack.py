@@ -47,11 +47,10 @@ from helpers.core.scaling import (
     jackknife_error,
     jackknife_laws,
 )
-from helpers.core.system import lock_text, memory_info
+from helpers.core.system import LOCK_FILE, lock_text, memory_info
 from helpers.core.workload import predict_modeling
 
 STEP = STEP_NOTEBOOKS[2]
-LOCK_FILE = "requirements.lock.txt"
 DECISION_FILE = "stack_decision.md"
 FIGURE_TIME = "scaling_time.png"
 FIGURE_MEMORY = "scaling_memory.png"

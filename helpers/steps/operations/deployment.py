@@ -36,11 +36,10 @@ from helpers.core.messages import say
 from helpers.core.paths import STEP_NOTEBOOKS
 from helpers.core.prepared import load_prepared
 from helpers.core.schema import load_schema
-from helpers.core.system import lock_text
+from helpers.core.system import LOCK_FILE, lock_text
 
 STEP = STEP_NOTEBOOKS[4]
-PACKAGE_FILES = ("model.skops", "model_meta.json", "schema.json", "cleaning.json", "requirements.lock.txt")
-LOCK_NAME = "requirements.lock.txt"
+PACKAGE_FILES = ("model.skops", "model_meta.json", "schema.json", "cleaning.json", LOCK_FILE)
 
 
 # --- the package ------------------------------------------------------------------------------
@@ -70,12 +69,12 @@ def write_package(run: Run, *, schema: Mapping[str, Any] | None = None,
         cleaning = load_prepared(run, needed_by=STEP).cleaning
     artifacts.write_json(folder / "schema.json", schema)
     artifacts.write_json(folder / "cleaning.json", cleaning)
-    lock = run.artifacts / STEP_NOTEBOOKS[2] / LOCK_NAME  # step 3's lock, when step 3 ran
+    lock = run.artifacts / STEP_NOTEBOOKS[2] / LOCK_FILE  # step 3's lock, when step 3 ran
     if lock.exists():
-        with artifacts.atomic_path(folder / LOCK_NAME) as tmp:
+        with artifacts.atomic_path(folder / LOCK_FILE) as tmp:
             shutil.copyfile(lock, tmp)
     else:
-        artifacts.write_text(folder / LOCK_NAME, lock_text(captured_by="step 5"))
+        artifacts.write_text(folder / LOCK_FILE, lock_text(captured_by="step 5"))
     files = [{"file": name, "bytes": (folder / name).stat().st_size, "sha256": file_sha256(folder / name),
               "source": _source(name, lock.exists())} for name in PACKAGE_FILES if (folder / name).exists()]
     artifacts.write_json(folder / "package.json", {"files": files})
@@ -85,7 +84,7 @@ def write_package(run: Run, *, schema: Mapping[str, Any] | None = None,
 def _source(name: str, step3_lock: bool) -> str:
     return {"model.skops": "step 4 (skops model file)", "model_meta.json": "step 4 (features, classes, threshold, KPIs)",
             "schema.json": "step 2 (input schema)", "cleaning.json": "step 2 (data fixes)",
-            LOCK_NAME: "step 3 (environment lock)" if step3_lock else "step 5 (captured environment)"}[name]
+            LOCK_FILE: "step 3 (environment lock)" if step3_lock else "step 5 (captured environment)"}[name]
 
 
 def package_contents(folder: Path) -> pd.DataFrame:

@@ -42,6 +42,7 @@ from helpers.core.kpis import percentile_interval as _percentiles
 from helpers.core.messages import say
 from helpers.core.paths import STEP_NOTEBOOKS
 from helpers.core.split import time_values
+from helpers.core.system import LOCK_FILE
 from helpers.steps.operations import deployment, readiness
 
 PSI_BANDS = (0.1, 0.25)  # below 0.1 stable, 0.1-0.25 moderate, above 0.25 significant
@@ -938,7 +939,7 @@ def readiness_facts(*, package_dir, sample_check, gate_code: int, card: str, gro
         "batch_kpis": f"{len(labelled)} labelled batches" if labelled else None,
         "staleness": f"KPI decay over {len(labelled)} batches" if len(labelled) > 1 else None,
         "group_metrics": f"{len(groups)} groups" if len(groups) else None,
-        "lock_file": file_fact("requirements.lock.txt"),
+        "lock_file": file_fact(LOCK_FILE),
         "gate": f"exit code {gate_code}" if gate_code in (0, 1) else None,
         "challenger_compared": f"{len(challengers)} challenger(s)" if any("gain" in c for c in challengers) else None,
         "batch_validation": f"{len(results)} batches validated",
