@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -13,25 +12,44 @@ from helpers.core import kpis as kpi_mod
 from helpers.core.sampling import subsample
 
 
-def kpi_scorer(contract: kpi_mod.KpiContract, metric: str) -> Callable[[Any, pd.DataFrame, Any], float]:
-    """A scikit-learn scoring callable for one supervised KPI, negated when lower is better (higher is better)."""
-    m = kpi_mod.METRICS[metric]
-    sign = -1.0 if m.direction == "lower" else 1.0
+class KpiScorer:
+    """A ``cross_validate`` scoring callable: every metric in its own units from one prediction.
 
-    def scorer(estimator, X, y) -> float:
+    ``cross_validate`` accepts a callable returning a dict; building one scorer per metric
+    with ``make_scorer`` would predict once per metric.
+    """
+
+    def __init__(self, contract: kpi_mod.KpiContract, metrics: Sequence[str]):
+        self.contract = contract
+        self.metrics = list(metrics)
+
+    def __call__(self, estimator, X, y) -> dict[str, float]:
         proba = None
-        if m.needs == "proba":
+        if any(kpi_mod.METRICS[m].needs == "proba" for m in self.metrics):
             full = estimator.predict_proba(X)  # labels from the same probabilities: one pass, not two
-            classes = [str(c) for c in estimator.classes_]
             y_pred = np.asarray(estimator.classes_)[full.argmax(axis=1)]
-            proba = full[:, [classes.index(str(c)) for c in contract.classes]]  # contract class order
-            if contract.is_binary:
-                proba = proba[:, [str(c) for c in contract.classes].index(str(contract.positive_label))]
+            proba = kpi_mod.contract_proba(full, estimator.classes_, self.contract)
         else:
             y_pred = estimator.predict(X)
-        return sign * kpi_mod.score(metric, contract, np.asarray(y), y_pred, proba)
+        return {m: kpi_mod.score(m, self.contract, np.asarray(y), y_pred, proba) for m in self.metrics}
 
-    return scorer
+
+class MetricScorer:
+    """One metric as a scorer; ``signed=True`` negates lower-is-better metrics (for importances and searches)."""
+
+    def __init__(self, contract: kpi_mod.KpiContract, metric: str, signed: bool = False):
+        self.contract = contract
+        self.metric = metric
+        self.signed = signed
+
+    def __call__(self, estimator, X, y) -> float:
+        value = KpiScorer(self.contract, [self.metric])(estimator, X, y)[self.metric]
+        return -value if self.signed and kpi_mod.METRICS[self.metric].direction == "lower" else value
+
+
+def kpi_scorer(contract: kpi_mod.KpiContract, metric: str) -> MetricScorer:
+    """A scikit-learn scoring callable for one supervised KPI, negated when lower is better (higher is better)."""
+    return MetricScorer(contract, metric, signed=True)
 
 
 def permutation_importance_table(model, X: pd.DataFrame, y, contract: kpi_mod.KpiContract, metric: str | None = None,

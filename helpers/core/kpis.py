@@ -150,6 +150,16 @@ def class_index(classes: Sequence[Any], label: Any) -> int:
                         "re-run step 4: the model metadata and the model disagree.")
 
 
+def contract_proba(proba: np.ndarray, classes: Sequence[Any], contract: KpiContract) -> np.ndarray:
+    """A model's ``predict_proba`` columns (in its ``classes`` order) as ``score`` takes them: the
+    positive column when binary, else every column in the contract's class order (matched by text)."""
+    known = [str(c) for c in classes]
+    proba = proba[:, [known.index(str(c)) for c in contract.classes]]
+    if contract.is_binary:
+        return proba[:, [str(c) for c in contract.classes].index(str(contract.positive_label))]
+    return proba
+
+
 def score(metric: str, contract: KpiContract, y_true, y_pred=None, proba=None, X=None, labels=None) -> float:
     """Score one KPI. ``proba``: positive-class probabilities (binary) or an (n, k) array."""
     m = METRICS[metric]

@@ -42,7 +42,7 @@ from helpers.core.baselines import heuristic_pipeline, make_folds, trivial_split
 from helpers.core.errors import PlaybookError
 from helpers.core.features import with_model, with_threshold
 from helpers.core.hashing import frame_sha256
-from helpers.core.inspection import permutation_importance_table
+from helpers.core.inspection import KpiScorer, MetricScorer, permutation_importance_table
 from helpers.core.messages import say
 from helpers.core.paths import STEP_NOTEBOOKS
 from helpers.core.prepared import Prepared, load_prepared
@@ -52,7 +52,6 @@ from helpers.core.workload import predict_modeling
 STEP = STEP_NOTEBOOKS[3]
 STEP1 = STEP_NOTEBOOKS[0]
 STEP3 = STEP_NOTEBOOKS[2]
-PROBA_METRICS = ("roc_auc", "average_precision", "log_loss")
 EXPLORER_ROWS = 400  # the explorer grid is precomputed on a subsample of this many training rows
 CLUSTER_SAMPLE = 1500  # rows used to fit and score clusterings per fold (silhouette is quadratic)
 
@@ -141,50 +140,7 @@ def cv_folds(inputs: Inputs, n_rows: int | None = None) -> PredefinedSplit:
 
 def positive_proba(estimator, X: pd.DataFrame, contract: kpi_mod.KpiContract) -> np.ndarray:
     """Class probabilities: the positive column (binary) or all columns in the contract's class order."""
-    return _order_proba(estimator.predict_proba(X), estimator.classes_, contract)
-
-
-def _order_proba(proba: np.ndarray, classes: Sequence[Any], contract: kpi_mod.KpiContract) -> np.ndarray:
-    known = [str(c) for c in classes]
-    proba = proba[:, [known.index(str(c)) for c in contract.classes]]
-    if contract.is_binary:
-        return proba[:, [str(c) for c in contract.classes].index(str(contract.positive_label))]
-    return proba
-
-
-class KpiScorer:
-    """A ``cross_validate`` scoring callable: every metric in its own units from one prediction.
-
-    ``cross_validate`` accepts a callable returning a dict; building one scorer per metric
-    with ``make_scorer`` would predict once per metric.
-    """
-
-    def __init__(self, contract: kpi_mod.KpiContract, metrics: Sequence[str]):
-        self.contract = contract
-        self.metrics = list(metrics)
-
-    def __call__(self, estimator, X, y) -> dict[str, float]:
-        proba = None
-        if any(m in PROBA_METRICS for m in self.metrics):
-            full = estimator.predict_proba(X)  # labels from the same probabilities: one pass, not two
-            y_pred = np.asarray(estimator.classes_)[full.argmax(axis=1)]
-            proba = _order_proba(full, estimator.classes_, self.contract)
-        else:
-            y_pred = estimator.predict(X)
-        return {m: kpi_mod.score(m, self.contract, np.asarray(y), y_pred, proba) for m in self.metrics}
-
-
-class MetricScorer:
-    """One metric as a scorer; ``signed=True`` negates lower-is-better metrics (for importances)."""
-
-    def __init__(self, contract: kpi_mod.KpiContract, metric: str, signed: bool = False):
-        self.contract = contract
-        self.metric = metric
-        self.signed = signed
-
-    def __call__(self, estimator, X, y) -> float:
-        value = KpiScorer(self.contract, [self.metric])(estimator, X, y)[self.metric]
-        return -value if self.signed and kpi_mod.METRICS[self.metric].direction == "lower" else value
+    return kpi_mod.contract_proba(estimator.predict_proba(X), estimator.classes_, contract)
 
 
 def better(metric: str, a: float, b: float) -> bool:
