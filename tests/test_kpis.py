@@ -166,3 +166,21 @@ def test_row_verdict_prefers_the_recorded_one_and_recomputes_old_rows():
     assert kpis.row_verdict(old) == "watch"
     assert kpis.row_verdict({**old, "verdict": "fail"}) == "fail"
     assert kpis.row_verdict({**old, "achieved": None, "ci_low": None, "ci_high": None}) is None
+
+
+def test_large_test_sides_use_the_m_out_of_n_bootstrap_with_the_same_interval():
+    """Above max_rows each resample draws max_rows rows and the spread is rescaled: the interval matches the
+    full bootstrap's (to Monte-Carlo noise) while costing a fraction of it; the point value uses every row."""
+    rng = np.random.default_rng(3)
+    n = 60_000
+    y = np.where(rng.random(n) < 0.3, "yes", "no").astype(object)
+    proba = np.clip(0.3 + 0.3 * (y == "yes") + rng.normal(0, 0.25, n), 0, 1)
+    pred = np.where(proba > 0.45, "yes", "no").astype(object)
+    contract = kpis.KpiContract("classification", {"recall": 0.7, "roc_auc": 0.8}, "yes", "macro", ["no", "yes"])
+    full = kpis.kpi_intervals(contract, y, pred, proba, n_boot=300, seed=0, max_rows=n)
+    sampled = kpis.kpi_intervals(contract, y, pred, proba, n_boot=300, seed=0, max_rows=6_000)
+    assert np.allclose(full["achieved"], sampled["achieved"])
+    width_full = full["ci_high"] - full["ci_low"]
+    width_sampled = sampled["ci_high"] - sampled["ci_low"]
+    assert np.all(np.abs(width_sampled / width_full - 1) < 0.2)
+    assert np.all(np.abs(sampled["ci_low"] - full["ci_low"]) < 0.25 * width_full)

@@ -24,7 +24,10 @@ def subsample(X: pd.DataFrame, y: pd.Series | None, n: int, seed: int, *,
         # without it, draw plainly rather than fail
         if counts.min() < 2 or min(n, len(X) - n) < len(counts):
             labels = None
-    rows, _ = train_test_split(np.arange(len(X)), train_size=n, stratify=labels, random_state=seed)
+    # the classes' sorted codes, not their text: the same classes in the same order, so the same sample, without
+    # the string sort train_test_split's np.unique does on every row (~1 s on 800,000 rows; codes: ~0.3 s)
+    strata = None if labels is None else pd.factorize(labels, sort=True)[0]
+    rows, _ = train_test_split(np.arange(len(X)), train_size=n, stratify=strata, random_state=seed)
     return X.iloc[rows], None if y is None else y.iloc[rows]
 
 

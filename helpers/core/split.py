@@ -15,6 +15,8 @@ import pandas as pd
 
 from helpers.core.errors import PlaybookError
 
+_NUMBER_START = frozenset("+-.in")  # what float() can start with once text is stripped and lowercased (or a digit)
+
 
 def _normalise(value) -> str:
     if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
@@ -22,10 +24,36 @@ def _normalise(value) -> str:
     if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
         return repr(float(value))
     text = " ".join(str(value).split()).lower()
-    try:  # numbers stored as text key like numbers, so coercing them moves nothing
-        return repr(float(text.replace(",", "")))
-    except ValueError:
-        return text
+    first = text[:1]
+    if first and (first in _NUMBER_START or first.isdigit()):  # plain words skip float()'s exception (1M ids: 3 s)
+        try:  # numbers stored as text key like numbers, so coercing them moves nothing
+            return repr(float(text.replace(",", "")))
+        except ValueError:
+            pass
+    return text
+
+
+def _normalised_column(values: pd.Series) -> np.ndarray:
+    """``_normalise`` of every value of one column (an object array), computed once per distinct value.
+
+    Exactly the per-value result: text (and booleans) by distinct value, numbers by distinct bit
+    pattern (so -0.0 and 0.0 stay apart), mixed object columns value by value. Per cell, the
+    normalisation and ``DataFrame.apply(axis=1)`` took 330 s of the split on 1,000,000 rows.
+    """
+    dtype = values.dtype
+    if pd.api.types.is_bool_dtype(dtype) or (pd.api.types.is_string_dtype(dtype) and (
+            not pd.api.types.is_object_dtype(dtype) or pd.api.types.infer_dtype(values, skipna=True) == "string")):
+        codes, uniques = pd.factorize(values, use_na_sentinel=True)
+        table = np.array([_normalise(v) for v in uniques] + [""], dtype=object)  # code -1 (missing) -> ""
+        return table[codes]
+    if pd.api.types.is_numeric_dtype(dtype):
+        numbers = values.to_numpy(dtype=float, na_value=np.nan)  # what float(value) gives
+        codes, uniques = pd.factorize(numbers.view(np.int64))
+        table = np.array([repr(float(v)) for v in uniques.view(np.float64)], dtype=object)
+        out = table[codes]
+        out[np.isnan(numbers)] = ""
+        return out
+    return np.array([_normalise(v) for v in values.tolist()], dtype=object)
 
 
 def row_keys(frame: pd.DataFrame, *, id_column: str | None = None, group_column: str | None = None,
@@ -36,16 +64,20 @@ def row_keys(frame: pd.DataFrame, *, id_column: str | None = None, group_column:
             if col not in frame.columns:
                 raise PlaybookError(f"Column {col!r} (id/group column) is not in the data.",
                                     f"use one of: {', '.join(map(str, frame.columns[:20]))}.")
-            return frame[col].map(_normalise).rename("row_key")
+            return pd.Series(_normalised_column(frame[col]), index=frame.index, name="row_key")
     cols = [c for c in frame.columns if c not in exclude]
-    normalised = frame[cols].map(_normalise)
-    joined = normalised.apply(lambda r: "\x1f".join(r), axis=1) if len(frame) else pd.Series([], dtype=str)
-    return joined.map(lambda s: hashlib.sha1(s.encode()).hexdigest()).rename("row_key")
+    if not len(frame):
+        return pd.Series([], dtype=str, name="row_key")
+    columns = [_normalised_column(frame[c]).tolist() for c in cols]
+    rows = zip(*columns, strict=True) if columns else [()] * len(frame)
+    keys = [hashlib.sha1("\x1f".join(parts).encode()).hexdigest() for parts in rows]
+    return pd.Series(keys, index=frame.index, name="row_key")
 
 
 def _keyed_hash(keys: pd.Series, seed: int) -> pd.Series:
     salt = f"{seed}:".encode()
-    return keys.map(lambda k: int.from_bytes(hashlib.sha256(salt + str(k).encode()).digest()[:8], "big"))
+    return pd.Series([int.from_bytes(hashlib.sha256(salt + str(k).encode()).digest()[:8], "big") for k in keys.tolist()],
+                     index=keys.index, name=keys.name)
 
 
 def strata(y: pd.Series | None, problem_type: str, n_bins: int = 5) -> pd.Series:
