@@ -72,7 +72,8 @@ def test_other_steps_get_their_own_controls():
     p4, _, _ = make_panel(S4)
     assert isinstance(p4.fields["cv_folds"].control, w.BoundedIntText)
     assert (p4.fields["cv_folds"].control.min, p4.fields["cv_folds"].control.max) == (2, 20)
-    assert isinstance(p4.fields["n_jobs"].control, w.IntText)  # no declared bounds
+    assert isinstance(p4.fields["n_jobs"].control, w.Text)  # nullable: empty means "planned"
+    assert p4.fields["n_jobs"].control.placeholder.startswith("None (automatic")
     assert [v for _, v in p4.fields["tuning_strategy"].control.options] == ["grid", "random", "halving"]
     p2, _, _ = make_panel(S2)
     assert p2.fields["scaler"].control.value == "standard"

@@ -31,6 +31,7 @@ from helpers.core.paths import STEP_NOTEBOOKS
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
 RAW_SNAPSHOT = "raw.parquet"
+PROJECT_FILE = "project.yaml"
 STEP_STATUSES = ("running", "succeeded", "failed", "interrupted", "reused", "not_run")
 
 
@@ -179,6 +180,28 @@ class Run:
         manifest.update(to_jsonable(fields))
         self.write_manifest(manifest)
         return manifest
+
+    def pin_parameters(self, values: Mapping[str, Any], *, plan: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Record parameters a step resolved (its plan) so a re-run reproduces them without re-planning.
+
+        They go to the manifest (``plan.pinned``; ``plan`` replaces the rest of the plan entry
+        when given) and into the run's ``project.yaml``, whose other lines are kept as they are.
+        """
+        import yaml  # local: only the plan writers need it
+
+        manifest = self.read_manifest()
+        entry = dict(to_jsonable(plan)) if plan is not None else dict(manifest.get("plan") or {})
+        entry["pinned"] = {**(manifest.get("plan") or {}).get("pinned", {}), **to_jsonable(dict(values))}
+        manifest["plan"] = entry
+        self.write_manifest(manifest)
+        project = self.path / PROJECT_FILE
+        if project.exists():
+            text = project.read_text(encoding="utf-8")
+            current = yaml.safe_load(text) or {}
+            header = "".join(line + "\n" for line in text.splitlines() if line.startswith("#"))
+            current.update(to_jsonable(dict(values)))
+            write_text(project, header + yaml.safe_dump(current, sort_keys=False, allow_unicode=True))
+        return entry
 
     def set_step_status(self, step: str, status: str, **extra: Any) -> dict[str, Any]:
         if status not in STEP_STATUSES:

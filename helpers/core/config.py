@@ -83,6 +83,7 @@ _DATA = [
     _p("sensitive_columns", "list", None, "columns for per-group evaluation, never features (None: dataset preset)", DATA_STEPS, nullable=True),
     _p("keep_columns", "list", [], "columns known at prediction time: never set aside as leakage suspects", DATA_STEPS),
     _p("test_size", "float", 0.2, "share of rows held out for the final evaluation", DATA_STEPS, minimum=0.0, maximum=1.0, exclusive=True),
+    _p("feasibility_rows", "int", 20000, "training rows (stratified sample) for step 1's baselines and the leakage and bias models", DATA_STEPS, minimum=500),
 ]
 
 # --- step 1: vision and measurable goals --------------------------------------------
@@ -103,7 +104,8 @@ _STEP2 = [
 
 # --- step 3: tools and stack ------------------------------------------------------------
 _STEP3 = [
-    _p("scaling_budget_s", "float", 20.0, "time budget for the fit-time scaling measurements (seconds)", (S3,), minimum=0.0, exclusive=True),
+    _p("time_budget_s", "float", 420.0, "wall time for the whole run (s): step 3 plans the unset sample sizes of steps 4-5 from it (None: no plan)", (S3,), nullable=True, minimum=0.0, exclusive=True),
+    _p("scaling_budget_s", "float", 10.0, "time budget for the fit-time scaling measurements (seconds; idle cores measure side by side)", (S3,), minimum=0.0, exclusive=True),
     _p("growth_factor", "float", 10.0, "expected data growth to plan for (x current rows)", (S3,), minimum=1.0),
 ]
 
@@ -114,7 +116,10 @@ _STEP4 = [
     _p("tuning_strategy", "str", "random", "hyperparameter search: grid, random or halving", (S3, S4), choices=("grid", "random", "halving")),
     _p("tuning_iterations", "int", 8, "candidate configurations per tuned family (decides the search)", (S3, S4), minimum=1),
     _p("tuning_budget_s", "float", 120.0, "cap that stops an overlong search with a warning (seconds)", (S3, S4), minimum=0.0, exclusive=True),
-    _p("n_jobs", "int", 1, "parallel jobs for scikit-learn (-1: all cores)", (S3, S4)),
+    _p("n_jobs", "int", None, "parallel jobs for scikit-learn (None: every core when step 3 measures long fits, else 1; -1: all cores)", (S3, S4), nullable=True),
+    _p("selection_rows", "int", None, "largest training sample for the leaderboard, tuning and threshold (None: step 3's plan)", (S3, S4), nullable=True, minimum=100),
+    _p("refit_rows", "int", None, "training rows the champion is refitted on (None: step 3's plan; every row without one)", (S3, S4), nullable=True, minimum=100),
+    _p("sample_gain", "float", 0.002, "grow the selection sample 4x only while that adds at least this to the selection metric", (S4,), minimum=0.0),
 ]
 
 # --- step 5: deployment and monitoring -------------------------------------------------------

@@ -138,3 +138,32 @@ def lock_text(distributions: Iterable[metadata.Distribution] | None = None, *, c
               f"Python {platform.python_version()} on {platform.system()} {platform.machine()}.",
               f"# Recreate with: python -m pip install -r {LOCK_FILE}"]
     return "\n".join(header + pinned + local) + "\n"
+
+
+# --- cores --------------------------------------------------------------------------------------
+
+
+def cgroup_cpu_limit(root: str | os.PathLike = "/sys/fs/cgroup") -> float | None:
+    """The container's CPU quota in cores (cgroup v2 ``cpu.max`` or v1 ``cfs_quota_us``), or None."""
+    root = Path(root)
+    try:
+        quota, period = (root / "cpu.max").read_text().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    try:
+        quota = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
+        period = int((root / "cpu" / "cpu.cfs_period_us").read_text())
+        return None if quota <= 0 else quota / period
+    except (OSError, ValueError):
+        return None
+
+
+def usable_cores(root: str | os.PathLike = "/sys/fs/cgroup") -> int:
+    """Cores this process may run on: its CPU affinity, capped by a container's CPU quota."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    limit = cgroup_cpu_limit(root)
+    return max(1, min(cores, int(limit)) if limit else cores)

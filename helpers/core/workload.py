@@ -71,14 +71,24 @@ def _halving(cost: CostModel, n: float, folds: int, candidates: int, which: str)
 
 def modeling_parts(costs: Mapping[str, CostModel], *, problem_type: str, n_train: int, n_test: int, n_features: int,
                    folds: int, iterations: int, strategy: str, tuning_budget_s: float, tuned: str,
-                   explored: Sequence[str], binary: bool, which: str = "nominal") -> dict[str, float]:
-    """Predicted seconds of each part of step 4 (``which``: the nominal laws, or the low or high jackknife bound)."""
+                   explored: Sequence[str], binary: bool, which: str = "nominal",
+                   rungs: Sequence[int] | None = None, n_refit: int | None = None,
+                   importance_rows: int | None = None) -> dict[str, float]:
+    """Predicted seconds of each part of step 4 (``which``: the nominal laws, or the low or high jackknife bound).
+
+    ``n_train`` is the selection sample (tuning and threshold run on it); ``rungs`` the sizes the
+    leaderboard visited (default: ``n_train`` alone), ``n_refit`` the final refit's rows (default
+    ``n_train``) and ``importance_rows`` the test rows permutation importance scores (default ``n_test``).
+    """
     if which not in WHICH:
         raise ValueError(f"which must be one of {WHICH}")
     n_fit, n_valid = n_train * (folds - 1) / folds, n_train / folds
     cheapest = min(costs.values(), key=lambda c: c.fold_s(n_fit, n_valid))
-    leaderboard = sum(_cv(c, n_fit, n_valid, folds, which, train_score=True) for c in costs.values())
-    leaderboard += BASELINES * _cv(cheapest, n_fit, n_valid, folds, which, train_score=True)
+    leaderboard = 0.0
+    for rows in rungs or [n_train]:
+        r_fit, r_valid = rows * (folds - 1) / folds, rows / folds
+        leaderboard += sum(_cv(c, r_fit, r_valid, folds, which, train_score=True) for c in costs.values())
+        leaderboard += BASELINES * _cv(cheapest, r_fit, r_valid, folds, which, train_score=True)
 
     rows = min(EXPLORER_ROWS, n_train)
     e_folds = min(folds, EXPLORER_FOLDS)
@@ -99,16 +109,19 @@ def modeling_parts(costs: Mapping[str, CostModel], *, problem_type: str, n_train
         run = min(candidates, int(tuning_budget_s // per_config) + 1) if per_config > 0 else candidates
         tuning = run * per_config
     threshold = per_config if binary else 0.0
-    final = (_fit(cost, n_train, which) + _score(cost, n_train, n_test, which)
-             + _fit(cheapest, n_train, which) + _score(cheapest, n_train, n_test, which))
-    importance = (n_features * IMPORTANCE_REPEATS + 1) * _score(cost, n_train, n_test, which)
+    n_refit = n_train if n_refit is None else n_refit
+    final = (_fit(cost, n_refit, which) + _score(cost, n_refit, n_test, which)
+             + _fit(cheapest, n_refit, which) + _score(cheapest, n_refit, n_test, which))
+    scored = n_test if importance_rows is None else min(importance_rows, n_test)
+    importance = (n_features * IMPORTANCE_REPEATS + 1) * _score(cost, n_refit, scored, which)
     return {"leaderboard": leaderboard, "explorer": explorer, "tuning": tuning, "threshold": threshold,
             "final": final, "importance": importance}
 
 
 def predict_modeling(costs: Mapping[str, CostModel], *, problem_type: str, n_train: int, n_test: int,
                      n_features: int, folds: int, iterations: int, strategy: str, tuning_budget_s: float,
-                     tuned: str, explored: Sequence[str], binary: bool) -> dict[str, Any]:
+                     tuned: str, explored: Sequence[str], binary: bool, rungs: Sequence[int] | None = None,
+                     n_refit: int | None = None, importance_rows: int | None = None) -> dict[str, Any]:
     """Step 4's predicted duration: total, its low-high range and the parts (None for clustering).
 
     ``tuned`` is the family step 4 tunes, ``explored`` the two in its explorer grid; ``costs``
@@ -119,7 +132,7 @@ def predict_modeling(costs: Mapping[str, CostModel], *, problem_type: str, n_tra
                 "note": "not predicted for clustering: step 4 fits a fixed-size sample there"}
     kwargs = dict(problem_type=problem_type, n_train=n_train, n_test=n_test, n_features=n_features, folds=folds,
                   iterations=iterations, strategy=strategy, tuning_budget_s=tuning_budget_s, tuned=tuned,
-                  explored=list(explored), binary=binary)
+                  explored=list(explored), binary=binary, rungs=rungs, n_refit=n_refit, importance_rows=importance_rows)
     parts = modeling_parts(costs, **kwargs)
     low = sum(modeling_parts(costs, **kwargs, which="low").values())
     high = sum(modeling_parts(costs, **kwargs, which="high").values())

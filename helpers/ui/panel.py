@@ -31,7 +31,12 @@ from helpers.core.errors import PlaybookError
 from helpers.core.kpis import METRICS, validate_kpis
 
 RUNNER_ONLY = ("run_dir", "interactive")  # set by the runner or the notebook, never by a project
-NO_VALUE = "None (dataset preset)"  # the label of None in dropdowns
+NO_VALUE = "None (dataset preset)"  # the label of None for preset-backed parameters
+NO_VALUE_PLANNED = "None (automatic: see the help)"  # None of other parameters (n_jobs, the plan's sizes)
+
+
+def no_value_label(param) -> str:
+    return NO_VALUE if param.name in config.PRESET_KEYS else NO_VALUE_PLANNED
 APPLIED_MESSAGE = "Applied. Now use Run > Run Selected Cell and All Below from the cell after the panel."
 DEFAULT_PROJECT_FILE = "project.yaml"
 _INT_LIMIT = 2**31 - 1
@@ -243,7 +248,7 @@ def make_field(param: config.Param, value: Any, problem_type: Callable[[], str |
     if param.type == "dict":
         return KpiField(param, value, problem_type)
     if param.choices is not None:
-        options = ([(NO_VALUE, None)] if param.nullable else []) + [(str(c), c) for c in param.choices]
+        options = ([(no_value_label(param), None)] if param.nullable else []) + [(str(c), c) for c in param.choices]
         return Field(param, w.Dropdown(options=options, value=value, **common))
     if param.type == "bool":
         return Field(param, w.Checkbox(value=bool(value), indent=False, **common))
@@ -254,7 +259,7 @@ def make_field(param: config.Param, value: Any, problem_type: Callable[[], str |
         control = w.Combobox(options=[BUILTIN_PREFIX + n for n in builtin_names()], ensure_option=False,
                              placeholder="builtin:<name> or a file path", continuous_update=False, **common)
     else:
-        control = w.Text(placeholder=NO_VALUE if param.nullable else "", continuous_update=False, **common)
+        control = w.Text(placeholder=no_value_label(param) if param.nullable else "", continuous_update=False, **common)
     field = field_class(param, control)
     field.set_value(value)
     return field
