@@ -278,4 +278,6 @@ def test_explorer_updates_read_precomputed_data(churn):
     picker = data.imputation_explorer_update(result["prepared"])
     text, fig = picker("monthly_charges", "median", "robust")
     assert "missing values filled by the median" in text and "robust" in text
+    missing = int(result["prepared"].X("train")["monthly_charges"].isna().sum())  # the column as models see it
+    assert text.startswith(f"monthly_charges: {missing} missing values") and missing > 0
     assert quality.SEVERITIES == ("high", "medium", "low")

@@ -117,6 +117,29 @@ def test_conflicting_labels(clean):
     assert found["evidence"].startswith("2 rows")
 
 
+def test_conflicting_labels_group_missing_values_and_text_columns_of_any_dtype(clean):
+    clean.loc[0, "income"] = np.nan  # a missing value matches a missing value
+    twin = clean.iloc[[0]].copy()
+    twin["label"] = "b" if clean.loc[0, "label"] == "a" else "a"
+    near = clean.iloc[[1]].copy()
+    near["income"] += 0.01  # a different value: not the same features
+    near["label"] = "b" if clean.loc[1, "label"] == "a" else "a"
+    frame = pd.concat([clean, twin, near], ignore_index=True)
+    for city_dtype in (object, "string"):  # numpy objects and pandas strings (Parquet snapshots) alike
+        typed = frame.astype({"city": city_dtype, "member": city_dtype})
+        (found,) = quality.check_conflicting_labels(typed, "label", ["age", "income", "city", "member"])
+        assert found["evidence"].startswith("2 rows (") and "in 1 groups" in found["evidence"]
+
+
+def test_text_shares_count_every_cell_whatever_the_string_dtype():
+    values = [" 12.5", "12.5 ", "12.5", "1,000", "n/a", " ", None, "abc"] * 5 + [7]  # 7: a number among strings
+    for dtype in (object, "string"):
+        series = pd.Series(values[:-1], dtype=dtype)  # strings only: counted once per distinct value
+        assert quality.numeric_text_share(series) == pytest.approx(4 / 5)  # 12.5 x3 and 1,000 of 5 non-blank
+    mixed = pd.Series(values, dtype=object)  # a mixed column is stripped cell by cell, as before
+    assert quality.numeric_text_share(mixed) == pytest.approx(21 / 26)
+
+
 def test_leakage_issue_from_suspects_table():
     table = pd.DataFrame({"column": ["leak", "kept_one", "ok"], "metric": ["roc_auc"] * 3, "score": [0.999, 0.95, 0.7],
                           "score_with": [0.995, 0.96, None], "score_without": [0.81, 0.83, None],

@@ -43,10 +43,10 @@ from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 from sklearn.metrics import r2_score, roc_auc_score
 from sklearn.model_selection import KFold, StratifiedKFold
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
-from sklearn.utils import resample
 
 from helpers.core.errors import PlaybookError
 from helpers.core.features import as_model_input, split_kinds
+from helpers.core.sampling import subsample
 
 CHANCE = {"roc_auc": 0.5, "r2": 0.0}
 NEAR_PERFECT = {"roc_auc": 0.99, "r2": 0.98}
@@ -182,11 +182,12 @@ def _folds(target: np.ndarray, classification: bool, seed: int) -> list[tuple[np
 
 
 def _sample(y: pd.Series, n: int, classification: bool, seed: int) -> np.ndarray | None:
-    """Sorted row positions of a seeded (stratified) sample of ``n`` rows; None when all rows fit."""
+    """Sorted row positions of a seeded (stratified) sample of ``n`` rows (``sampling.subsample``); None when all rows fit."""
     if len(y) <= n:
         return None
-    return np.sort(resample(np.arange(len(y)), n_samples=n, replace=False, random_state=seed,
-                            stratify=y if classification else None))
+    positions, _ = subsample(pd.DataFrame({"row": np.arange(len(y))}), pd.Series(np.asarray(y)), n, seed,
+                             stratify=classification)
+    return np.sort(positions["row"].to_numpy())
 
 
 class _Forest:
@@ -237,7 +238,6 @@ def leakage_suspects(X: pd.DataFrame, y: pd.Series, problem_type: str, seed: int
     """
     if problem_type not in ("classification", "regression") or y is None:
         return pd.DataFrame(columns=LEAKAGE_COLUMNS)
-    X = as_model_input(X, *split_kinds(X, list(X.columns)), columns=list(X.columns))
     mask = y.notna().to_numpy()
     X, y = X[mask].reset_index(drop=True), y[mask].reset_index(drop=True)
     classification = problem_type == "classification"
@@ -254,6 +254,8 @@ def leakage_suspects(X: pd.DataFrame, y: pd.Series, problem_type: str, seed: int
     rows = _sample(y, max_rows, classification, seed)
     if rows is not None:
         X, y = X.iloc[rows].reset_index(drop=True), y.iloc[rows].reset_index(drop=True)
+    # converted after sampling: the conversion is value by value, and a million rows cost seconds
+    X = as_model_input(X, *split_kinds(X, list(X.columns)), columns=list(X.columns))
     target = y.to_numpy()
     splits = _folds(target, classification, seed)
     columns = [c for c in X.columns if X[c].nunique(dropna=True) >= 2]

@@ -46,6 +46,7 @@ from helpers.core.leakage import encode_frame, leakage_suspects
 from helpers.core.messages import say
 from helpers.core.paths import STEP_NOTEBOOKS
 from helpers.core.problem import identifier_columns
+from helpers.core.sampling import subsample
 from helpers.core.scaling import fit_power_law
 
 STEP = STEP_NOTEBOOKS[0]
@@ -468,12 +469,17 @@ def learning_curve_points(framing: Framing, seed: int, shares: Sequence[float] =
 
 
 def rows_needed(points: pd.DataFrame, contract: kpi_mod.KpiContract, current_rows: int,
-                max_factor: float = 10.0) -> pd.DataFrame:
+                max_factor: float = 10.0, sample_rows: int | None = None) -> pd.DataFrame:
     """Labelled rows each KPI target would need, from a power law fitted to the learning curve.
 
     The gap to the metric's best value is modelled as ``gap = c * n^-alpha`` (a straight
     line in log-log). Extrapolation beyond ``max_factor`` x the current rows is "unknown".
+    ``current_rows``: the labelled training rows the table has; ``sample_rows``: the rows the
+    curve was measured on (its folds fit on a share of them), when step 1 sampled
+    (``feasibility_rows``; None: every training row). Fit sizes are converted to labelled
+    rows with the sample's ratio, and the answer is judged against the table's real rows.
     """
+    sample_rows = current_rows if sample_rows is None else int(sample_rows)
     rows = []
     for metric, target in contract.kpis.items():
         m = kpi_mod.METRICS[metric]
@@ -498,11 +504,17 @@ def rows_needed(points: pd.DataFrame, contract: kpi_mod.KpiContract, current_row
             else:
                 n_needed = law.solve(target_gap)
                 per_fold_rows = pts["rows"].max()
-                scaled = n_needed * current_rows / per_fold_rows
+                scaled = n_needed * sample_rows / per_fold_rows
                 if scaled <= max_factor * current_rows:
                     estimate, note = int(scaled), f"about {int(scaled):,} labelled rows"
+                    if sample_rows < current_rows:
+                        note += (f" (curve measured on a sample of {sample_rows:,}; the table has {current_rows:,}: "
+                                 + ("more rows of this table should reach it)" if scaled <= current_rows
+                                    else "more than it has)"))
                 else:
                     note = f"unknown: more than {max_factor:g}x the current rows"
+                    if sample_rows < current_rows:
+                        note += f" ({current_rows:,}; curve measured on a sample of {sample_rows:,})"
         rows.append({"metric": metric, "target": target, "current": current, "rows_needed": estimate, "note": note})
     return pd.DataFrame(rows)
 
@@ -597,18 +609,74 @@ def labelled_rows(frame: pd.DataFrame, target: str | None) -> tuple[pd.DataFrame
     return frame[keep], int((~keep).sum())
 
 
+@dataclass
+class Feasibility:
+    """The training rows step 1's studies run on: all of them, or a seeded (stratified) sample of ``feasibility_rows``."""
+
+    train: pd.DataFrame  # the rows used (the whole training side when not sampled)
+    y: pd.Series | None
+    rows: int
+    of: int
+    sampled: bool
+    cap: int
+    stratified: bool
+
+    @property
+    def short(self) -> str:
+        """E.g. 'on 20,000 of 800,000 training rows (stratified sample, feasibility_rows)' or 'on all 4,000 training rows'."""
+        if self.sampled:
+            kind = "stratified" if self.stratified else "random"
+            return f"on {self.rows:,} of {self.of:,} training rows ({kind} sample, feasibility_rows)"
+        return f"on all {self.of:,} training rows"
+
+    @property
+    def text(self) -> str:
+        what = ("The leakage check, the baselines, KPI realism and the learning curve run" if self.y is not None
+                else "The baselines and KPI realism run")  # clustering: no target, no leakage check or curve
+        if self.sampled:
+            return (f"{what} {self.short}: a seeded feasibility study of at most feasibility_rows = {self.cap:,} rows; "
+                    "identifiers are found on every training row, and steps 3 and 4 size their own samples.")
+        return f"{what} {self.short} (fewer than feasibility_rows = {self.cap:,}: no sample)."
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rows": self.rows, "of": self.of, "sampled": self.sampled, "cap": self.cap,
+                "stratified": self.stratified, "text": self.text}
+
+
+def feasibility_sample(train: pd.DataFrame, y: pd.Series | None, params: Mapping[str, Any],
+                       problem_type: str) -> Feasibility:
+    """At most ``feasibility_rows`` training rows (stratified by class for classification, seeded).
+
+    Below the cap the training side is used as it is (same rows, same order), so small
+    tables get exactly the results they had before the cap existed.
+    """
+    cap = int(params.get("feasibility_rows") or len(train))
+    stratify = problem_type == "classification" and y is not None
+    if cap >= len(train):
+        return Feasibility(train, y, rows=len(train), of=len(train), sampled=False, cap=cap, stratified=stratify)
+    positions, _ = subsample(pd.DataFrame({"row": np.arange(len(train))}), None if y is None else y.reset_index(drop=True),
+                             cap, int(params.get("seed", 0)), stratify=stratify)
+    rows = np.sort(positions["row"].to_numpy())  # the table's own row order (as step 2's leakage sample)
+    return Feasibility(train.iloc[rows], None if y is None else y.iloc[rows], rows=len(rows), of=len(train),
+                       sampled=True, cap=cap, stratified=stratify)
+
+
 def set_aside_columns(train: pd.DataFrame, params: Mapping[str, Any], problem_type: str,
-                      y: pd.Series | None) -> dict[str, Any]:
+                      y: pd.Series | None, sample: Feasibility | None = None) -> dict[str, Any]:
     """Identifier columns and leakage suspects, named and removed before any comparison.
 
     ``keep_columns`` keeps suspects the user knows are available at prediction time (they are
-    listed as ``leakage_kept``, with the same evidence).
+    listed as ``leakage_kept``, with the same evidence). Identifiers are found on every
+    training row (a sample makes any column look more unique); the leakage check runs on
+    ``sample``'s rows when given (``feasibility_sample``).
     """
     keep = leakage.check_keep_columns(train.columns, params.get("keep_columns"))
     candidates = feature_columns(train, params)
     identifiers = identifier_columns(train[candidates])
     remaining = [c for c in candidates if c not in identifiers]
-    leaks = leakage_suspects(train[remaining], y, problem_type, seed=params.get("seed", 0), keep=keep) \
+    rows, y_rows = (train, y) if sample is None else (sample.train, sample.y)
+    cap = {} if sample is None else {"max_rows": max(sample.cap, sample.rows)}
+    leaks = leakage_suspects(rows[remaining], y_rows, problem_type, seed=params.get("seed", 0), keep=keep, **cap) \
         if y is not None else pd.DataFrame(columns=leakage.LEAKAGE_COLUMNS)
     leaking = leaks.loc[leaks["suspect"].astype(bool), "column"].tolist()
     features = [c for c in remaining if c not in leaking]
@@ -668,6 +736,9 @@ def report_section(run) -> None:
         items = "".join(f"<li><b>{html.escape(x['column'])}</b>: {html.escape(x['evidence'])}. "
                         f"<i>Fix:</i> {html.escape(x['fix'])}.</li>" for x in suspects)
         display(HTML(f"<p><b>Leakage suspects set aside ({len(suspects)}):</b></p><ul>{items}</ul>"))
+    feasibility = (s.get("feasibility") or {}).get("text")
+    if feasibility:
+        display(HTML(f"<p><b>Rows studied:</b> {html.escape(feasibility)}</p>"))
     display(HTML(f"<p><b>Problem type:</b> {html.escape(s['problem_type'])} ({html.escape(s['problem_type_reason'])})<br>"
                  f"<b>Verdict:</b> {html.escape(s['verdict']['code'])}: {html.escape(s['verdict']['text'])}<br>"
                  f"<b>Heuristic:</b> {html.escape(str(s.get('heuristic', {}).get('rule', 'n/a')))}</p>"))
@@ -704,6 +775,7 @@ class VisionResult:
     framing: Framing
     unlabelled_rows: int
     training_rows: int
+    feasibility: Feasibility | None = None  # the rows the studies ran on (None: every training row)
 
 
 def summary(result: VisionResult) -> dict[str, Any]:
@@ -723,6 +795,9 @@ def summary(result: VisionResult) -> dict[str, Any]:
                       "excluded_by_parameters": set_aside["excluded_by_parameters"]},
         "features": set_aside["features"], "training_rows": result.training_rows,
         "unlabelled_rows_left_out": result.unlabelled_rows,
+        "feasibility": (result.feasibility.to_dict() if result.feasibility is not None else
+                        {"rows": result.training_rows, "of": result.training_rows, "sampled": False,
+                         "text": f"Every one of the {result.training_rows:,} training rows was used (no sample)."}),
     }
 
 

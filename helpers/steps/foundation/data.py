@@ -8,6 +8,7 @@ and record the schema, bias and scale findings. Checks live in ``helpers.steps.f
 
 from __future__ import annotations
 
+import copy
 import html
 import time
 from collections.abc import Mapping, Sequence
@@ -139,17 +140,60 @@ def candidate_features(frame: pd.DataFrame, params: Mapping[str, Any]) -> list[s
     return features.feature_columns(frame, params)
 
 
-def leakage_table(train_raw: pd.DataFrame, params: Mapping[str, Any], problem_type: str) -> pd.DataFrame:
-    """Step 1's leakage check, run on the training side after the data fixes (``keep_columns`` kept)."""
+WHOLE_ROW_CHECKS = ("the split", "the profile and missing values", "duplicates", "constant columns",
+                    "spellings", "numbers stored as text", "identifiers", "outliers", "conflicting labels",
+                    "the cleaning", "the schema", "bias tables")
+
+
+def sampled_check(check: str, rows: int, params: Mapping[str, Any], stratified: bool = True) -> dict[str, Any]:
+    """The statement of a check that runs on at most ``feasibility_rows`` of ``rows`` rows (a seeded sample)."""
+    cap = int(params.get("feasibility_rows") or rows)
+    used, sampled = min(rows, cap), rows > cap
+    kind = "stratified" if stratified else "random"
+    text = (f"{check} runs on {used:,} of {rows:,} training rows ({kind} seeded sample, feasibility_rows)" if sampled
+            else f"{check} runs on all {rows:,} training rows")
+    text = text[0].upper() + text[1:] + "."
+    return {"check": check, "rows": used, "of": rows, "sampled": sampled, "cap": cap, "text": text}
+
+
+def feasibility(checks: Sequence[Mapping[str, Any]], train_rows: int) -> dict[str, Any]:
+    """Which checks sampled (``sampled_check``) and which used every training row: summary.json's ``feasibility``."""
+    sampled = [c for c in checks if c["sampled"]]
+    whole = f"check ({', '.join(WHOLE_ROW_CHECKS)}) uses all {train_rows:,} training rows."
+    text = " ".join([c["text"] for c in checks] + [("Every other " if checks else "Every ") + whole])
+    first = sampled[0] if sampled else {"rows": train_rows, "of": train_rows}
+    return {"rows": first["rows"], "of": first["of"], "sampled": bool(sampled), "text": text, "checks": list(checks),
+            "whole_row_checks": list(WHOLE_ROW_CHECKS)}
+
+
+def leakage_check(train_raw: pd.DataFrame, params: Mapping[str, Any], problem_type: str,
+                  fixes: Mapping[str, Any] | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Step 1's leakage check on the training side after the data fixes (``keep_columns`` kept), and its statement.
+
+    A model-based check: it runs on at most ``feasibility_rows`` labelled rows (the seeded
+    stratified sample ``sampling.subsample`` draws, as step 1's), stated by ``sampled_check``
+    (for clustering: a statement that nothing was checked). ``fixes``: ``provisional_cleaning(train_raw,
+    params)`` when already found.
+    """
     target = params.get("target")
     if problem_type == "clustering" or not target:
-        return pd.DataFrame(columns=LEAKAGE_COLUMNS)
-    fixed = apply_cleaning(train_raw, provisional_cleaning(train_raw, params))
+        return pd.DataFrame(columns=LEAKAGE_COLUMNS), {
+            "check": "the target-leakage check", "rows": 0, "of": 0, "sampled": False,
+            "cap": int(params.get("feasibility_rows") or 0), "text": "No target-leakage check (no target: clustering)."}
+    fixed = apply_cleaning(train_raw, provisional_cleaning(train_raw, params) if fixes is None else fixes)
     ids = quality.identifiers(fixed, exclude=features.excluded_columns(params))
     cols = [c for c in candidate_features(fixed, params) if c not in ids and fixed[c].nunique() > 1]
     labelled = fixed[fixed[target].notna()]
-    return leakage_suspects(labelled[cols], labelled[target], problem_type, seed=params["seed"],
-                            keep=params.get("keep_columns") or ())
+    statement = sampled_check("the target-leakage check", len(labelled), params,
+                              stratified=problem_type == "classification")
+    table = leakage_suspects(labelled[cols], labelled[target], problem_type, seed=params["seed"],
+                             keep=params.get("keep_columns") or (), max_rows=statement["cap"])
+    return table, statement
+
+
+def leakage_table(train_raw: pd.DataFrame, params: Mapping[str, Any], problem_type: str) -> pd.DataFrame:
+    """The table of ``leakage_check`` alone."""
+    return leakage_check(train_raw, params, problem_type)[0]
 
 
 def find_issues(train_raw: pd.DataFrame, params: Mapping[str, Any], profile: pd.DataFrame,
@@ -158,16 +202,18 @@ def find_issues(train_raw: pd.DataFrame, params: Mapping[str, Any], profile: pd.
     target = params.get("target")
     kinds = dict(zip(profile["column"], profile["semantic_type"], strict=True))
     candidates = candidate_features(train_raw, params)
+    ids = quality.identifiers(train_raw)  # once: two checks need them
+    numeric_text, spellings = quality.check_numeric_text(train_raw, ids), quality.check_spellings(train_raw)
     issues = quality.check_missing(train_raw, target)
-    issues += quality.check_numeric_text(train_raw)
-    issues += quality.check_spellings(train_raw)
+    issues += numeric_text
+    issues += spellings
     issues += quality.check_duplicates(train_raw, params.get("id_column"))
     issues += quality.check_constant(train_raw[candidates])
-    issues += [i for i in quality.check_identifiers(train_raw, params.get("id_column"))
+    issues += [i for i in quality.check_identifiers(train_raw, params.get("id_column"), ids)
                if i["column"] == params.get("id_column") or i["column"] in candidates]
     issues += quality.check_high_cardinality(train_raw, {c: kinds[c] for c in candidates}, params["rare_category_share"])
     issues += quality.check_outliers(train_raw, {c: kinds[c] for c in candidates})
-    fixed = apply_cleaning(train_raw, provisional_cleaning(train_raw, params))
+    fixed = apply_cleaning(train_raw, provisional_cleaning(train_raw, params, numeric_text, spellings))
     issues += quality.check_conflicting_labels(fixed, target, [c for c in candidates if kinds[c] != "identifier"])
     issues += quality.check_leakage(leaks)
     return issues
@@ -188,26 +234,38 @@ def issue_counts(issues: Sequence[Mapping[str, Any]]) -> dict[str, int]:
 # --- 2.5 cleaning ------------------------------------------------------------------------------------
 
 
-def provisional_cleaning(train_raw: pd.DataFrame, params: Mapping[str, Any]) -> dict[str, Any]:
-    """The value fixes alone (spellings, numeric text), used before the drop decisions exist."""
-    return {"version": 1, "numeric_text": [i["column"] for i in quality.check_numeric_text(train_raw)],
-            "spellings": spelling_maps(train_raw), "drop_columns": []}
+def provisional_cleaning(train_raw: pd.DataFrame, params: Mapping[str, Any],
+                         numeric_text: Sequence[Mapping[str, Any]] | None = None,
+                         spellings: Sequence[Mapping[str, Any]] | None = None) -> dict[str, Any]:
+    """The value fixes alone (spellings, numeric text), used before the drop decisions exist.
+
+    ``numeric_text`` / ``spellings``: the issues of ``quality.check_numeric_text`` and
+    ``quality.check_spellings`` on ``train_raw`` when already found (each is a pass over every row).
+    """
+    numeric_text = quality.check_numeric_text(train_raw) if numeric_text is None else numeric_text
+    return {"version": 1, "numeric_text": [i["column"] for i in numeric_text],
+            "spellings": spelling_maps(train_raw, spellings), "drop_columns": []}
 
 
-def spelling_maps(frame: pd.DataFrame) -> dict[str, dict[str, str]]:
-    """{column: {normalised spelling: canonical spelling}} for columns with variant spellings."""
+def spelling_maps(frame: pd.DataFrame,
+                  spellings: Sequence[Mapping[str, Any]] | None = None) -> dict[str, dict[str, str]]:
+    """{column: {normalised spelling: canonical spelling}} for columns with variant spellings
+    (``spellings``: ``quality.check_spellings(frame)`` when already found)."""
     maps = {}
-    for found in quality.check_spellings(frame):
+    for found in quality.check_spellings(frame) if spellings is None else spellings:
         col = found["column"]
         groups = quality.spelling_groups(frame[col])
         maps[col] = {normalise_text(v): canonical for canonical, g in groups.items() for v in g}
     return maps
 
 
-def plan_cleaning(train_raw: pd.DataFrame, params: Mapping[str, Any],
-                  issues: Sequence[Mapping[str, Any]]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The data fixes (JSON-able, replayable on new data) and their decision log."""
-    cleaning = provisional_cleaning(train_raw, params)
+def plan_cleaning(train_raw: pd.DataFrame, params: Mapping[str, Any], issues: Sequence[Mapping[str, Any]],
+                  fixes: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The data fixes (JSON-able, replayable on new data) and their decision log.
+
+    ``fixes``: ``provisional_cleaning(train_raw, params)`` when already found (copied, never changed).
+    """
+    cleaning = provisional_cleaning(train_raw, params) if fixes is None else copy.deepcopy(dict(fixes))
     protected = set(features.excluded_columns(params))
     decisions = []
     for col in cleaning["numeric_text"]:
@@ -491,10 +549,9 @@ def imputation_explorer_update(prepared: Prepared):
     """Update function of the imputation/scaling picker: before/after distribution of one column."""
     from sklearn.impute import SimpleImputer
 
-    train = prepared.X("train")
-
     def update(column: str, impute_strategy: str, scaler: str):
-        before = train[[column]]
+        # the one column shown, converted as ``prepared.X`` converts it (not the whole table: a million rows)
+        before = features.as_model_input(prepared.train, [column], [])
         steps = [SimpleImputer(strategy=impute_strategy)] + ([_SCALERS[scaler]()] if scaler != "none" else [])
         after = before.to_numpy()
         for step in steps:  # one column: transforming it costs milliseconds
@@ -568,6 +625,7 @@ class FoundationResult:
     problem_type_reason: str
     datasheet: str = ""
     figures: Mapping[str, Any] = field(default_factory=dict)
+    sampled_checks: Sequence[Mapping[str, Any]] = ()  # ``sampled_check`` statements (the leakage check's)
 
 
 def summary(result: FoundationResult) -> dict[str, Any]:
@@ -584,7 +642,9 @@ def summary(result: FoundationResult) -> dict[str, Any]:
             "target": prepared.target, "features": {"numeric": prepared.numeric, "categorical": prepared.categorical},
             "dropped_columns": list(prepared.cleaning.get("drop_columns", [])),
             "preprocessing": {"impute_strategy": prepared.impute_strategy, "scaler": prepared.scaler,
-                              "rare_category_share": prepared.rare_category_share}}
+                              "rare_category_share": prepared.rare_category_share},
+            "feasibility": feasibility([c for c in result.sampled_checks if c.get("of")],
+                                       int(result.split_info.get("train_rows", len(prepared.train))))}
 
 
 def save(run: Run, result: FoundationResult) -> dict[str, Any]:
@@ -628,6 +688,8 @@ def report_section(run: Run) -> None:
     display(HTML(f"<p><b>Source:</b> {html.escape(str(prov.get('source')))} ({prov.get('rows')} rows, "
                  f"{prov.get('columns')} columns, sha256 {html.escape(str(prov.get('sha256'))[:12])}...)</p>"))
     display(summary_overview(s))
+    if (s.get("feasibility") or {}).get("text"):
+        display(HTML(f"<p><b>Rows checked:</b> {html.escape(s['feasibility']['text'])}</p>"))
     issues = pd.DataFrame(s["issues"], columns=quality.ISSUE_COLUMNS)
     display(issues[issues["severity"] != "low"] if len(issues) else issues)
     display(decisions_table(s["decisions"]))
@@ -706,11 +768,12 @@ def run_core(run: Run, params: Mapping[str, Any]) -> dict[str, Any]:
     train_raw = raw[~mask]
     prof = quality.profile(train_raw)
     lap("profile")
-    leaks = leakage_table(train_raw, params, ptype)
+    fixes = provisional_cleaning(train_raw, params)
+    leaks, leak_rows = leakage_check(train_raw, params, ptype, fixes)
     lap("leakage")
     issues = find_issues(train_raw, params, prof, leaks)
     lap("checks")
-    cleaning, decisions = plan_cleaning(train_raw, params, issues)
+    cleaning, decisions = plan_cleaning(train_raw, params, issues, fixes)
     cleaned, more = clean_table(raw, cleaning, params)
     prepared = make_prepared(cleaned, mask, params, ptype, cleaning)
     lap("clean")
@@ -720,4 +783,5 @@ def run_core(run: Run, params: Mapping[str, Any]) -> dict[str, Any]:
     lap("bias_scale")
     return {"raw": raw, "provenance": provenance, "problem_type": ptype, "reason": reason, "mask": mask,
             "split": split_info, "profile": prof, "leaks": leaks, "issues": issues, "cleaning": cleaning,
-            "decisions": decisions + more, "prepared": prepared, "bias": bias, "scale": scale, "timings": timings}
+            "decisions": decisions + more, "prepared": prepared, "bias": bias, "scale": scale, "timings": timings,
+            "sampled_checks": [leak_rows]}
