@@ -1,7 +1,7 @@
 """Benchmark of step 3 (helpers.steps.stack): do its projections match what happens? Prints figures, asserts nothing.
 
-    python benchmarks/bench_stack.py [--part all|projections|step4|latency] [--runs N] [--budget S]
-                                     [--cap S] [--tables A,B] [--growths 10,100]
+    python benchmarks/bench_stack.py [--part all|projections|parallel|step4|latency] [--runs N] [--budget S]
+                                     [--workers W] [--cap S] [--tables A,B] [--growths 10,100] [--actuals FILE]
 
 1. Projections (``--part projections``). Two tables with known answers, measured the way
    step 3 does (``measure_scaling`` with the default budget, ``--runs`` times with different
@@ -13,11 +13,22 @@
       on 1,500 rows (step 3 grows it itself) and answered on real rows of the same generator.
    Targets: projection within 2x of the actual at 10x, within 3x at 100x. Also printed: how
    often the actual falls inside the projection's range, and the accuracy per "how sure" label.
-   Actuals whose projection exceeds ``--cap`` seconds are skipped (and said so).
-2. Step 4's duration (``--part step4``): ``playbook run --steps 1-4`` on the demo and on a
+   Actuals whose projection exceeds ``--cap`` seconds are skipped (and said so). ``--actuals
+   FILE`` keeps the actuals in a JSON file and reuses them (they do not depend on the
+   measurement), so budgets and worker counts can be compared on the same answers.
+   ``--workers`` is ``measure_scaling``'s (default: one process per core, up to one per family).
+2. Parallel agreement (``--part parallel``): the same sizes of table A measured by one
+   process and by ``--workers`` processes at once (no budget cut), ``--runs`` times
+   alternating: per family, the ratio of the times measured side by side to the times
+   measured alone (fit and scoring; median over the points from 2,000 rows), and the ratio
+   of the 10x and 100x projections their laws make. The risk: cores sharing memory
+   bandwidth and caches. The workers are started before (``measure_scaling`` starts them
+   only on idle cores). Also printed: the wall time of each way and the noise (the same
+   ratio between two measurements alone).
+3. Step 4's duration (``--part step4``): ``playbook run --steps 1-4`` on the demo and on a
    100,000-row churn table (``datasets.make_churn``); step 4 records step 3's prediction for the
    family it tuned next to the CPU and wall time it took. Target: within 2x.
-3. Latency (``--part latency``): environment report, lock file, explorer update, decision record.
+4. Latency (``--part latency``): environment report, lock file, explorer update, decision record.
 
 Timings on a shared machine are noisy: projections are medians over ``--runs`` measurements,
 10x actuals medians of three folds; the load average is printed with the results.
@@ -89,8 +100,18 @@ def fold_seconds(prepared: Prepared, family, X: pd.DataFrame, y: pd.Series, seed
         return time.process_time() - cpu, time.perf_counter() - wall
 
 
+def load_actuals(path: str | None) -> dict:
+    return json.loads(Path(path).read_text()) if path and Path(path).exists() else {}
+
+
+def save_actuals(path: str | None, actuals: dict) -> None:
+    if path:
+        Path(path).write_text(json.dumps(actuals, indent=1, sort_keys=True))
+
+
 def projections_part(args) -> None:
     budget = args.budget or config.REGISTRY["scaling_budget_s"].default
+    actuals = load_actuals(args.actuals)
     growths = [int(g) for g in args.growths.split(",")]
     demo = demo_prepared()
     base_b = 1500
@@ -104,17 +125,22 @@ def projections_part(args) -> None:
         studies, walls = [], []
         for run in range(args.runs):
             started = time.perf_counter()
-            m = stack.measure_scaling(prepared, fams, budget_s=budget, seed=run)
+            m = stack.measure_scaling(prepared, fams, budget_s=budget, seed=run, workers=args.workers)
             walls.append(time.perf_counter() - started)
             studies.append(stack.build_study(prepared, m, stack.environment_report(), folds=FOLDS))
-        reached = {f.name: statistics.median(s.curves[f.name].costs.measured_rows for s in studies) for f in fams}
+        reached = {f.name: statistics.median(s.curves[f.name].costs.measured_rows if f.name in s.curves else 0
+                                             for s in studies) for f in fams}
         print(f"\n{key}. {label}: {studies[0].n_rows:,} training rows; {args.runs} measurements with budget "
-              f"{budget:g} s took {statistics.median(walls):.1f} s (median wall); largest size measured "
+              f"{budget:g} s in {m.attrs['workers']} process(es) took {statistics.median(walls):.1f} s (median wall; "
+              f"load average {os.getloadavg()[0]:.1f}); largest size measured "
               f"(median): " + ", ".join(f"{k} {v:,.0f}" for k, v in reached.items()))
         X, y = prepared.X("train"), prepared.y("train")
         for g in growths:
             n = studies[0].n_rows * g
             for family in fams:
+                if any(family.name not in s.curves for s in studies):
+                    print(f"  {family.name:24s} {g:>4d}x not measured in every run: no projection")
+                    continue
                 projected = [s.project(family.name, g) for s in studies]
                 fold = statistics.median(p["fold_s"] for p in projected)
                 middle = sorted(projected, key=lambda p: p["fold_s"])[len(projected) // 2]
@@ -131,9 +157,13 @@ def projections_part(args) -> None:
                 else:  # real rows of the generator, not the ones measured
                     part = sensors.iloc[base_b:base_b + n]
                     Xg, yg = part[prepared.features].reset_index(drop=True), part["fault"].reset_index(drop=True)
-                repeats = 3 if g <= 10 else 1
-                times = [fold_seconds(prepared, family, Xg, yg, seed=r) for r in range(repeats)]
-                actual, wall = statistics.median(t[0] for t in times), statistics.median(t[1] for t in times)
+                cached = f"{key}/{family.name}/{g}"
+                if cached not in actuals:
+                    repeats = 3 if g <= 10 else 1
+                    times = [fold_seconds(prepared, family, Xg, yg, seed=r) for r in range(repeats)]
+                    actuals[cached] = [statistics.median(t[0] for t in times), statistics.median(t[1] for t in times)]
+                    save_actuals(args.actuals, actuals)
+                actual, wall = actuals[cached]
                 rows.append({**row, "actual_s": actual, "wall_s": wall})
                 print(f"  {family.name:24s} {g:>4d}x {n:>8,} rows: projected {fold:8.2f} s "
                       f"({middle['low_s']:.2f} to {middle['high_s']:.2f}, {middle['sure']}), actual {actual:8.2f} s "
@@ -170,6 +200,65 @@ def report(frame: pd.DataFrame) -> None:
     if len(skipped):
         print("skipped (projection above --cap): " + ", ".join(f"{r.table}/{r.family} {r.growth}x"
                                                               for r in skipped.itertuples()))
+
+
+# --- parallel agreement --------------------------------------------------------------------------
+
+
+def per_point(m: pd.DataFrame) -> pd.Series:
+    """Fit plus scoring seconds of each (family, rows) point."""
+    return (m["fit_s"] + m["score_s"].fillna(0.0)).set_axis(pd.MultiIndex.from_frame(m[["family", "n_rows"]]))
+
+
+def parallel_part(args) -> None:
+    prepared = demo_prepared()
+    fams = families.families_for(prepared.problem_type)
+    n = len(prepared.train)
+    sizes = [s for s in stack.measurement_sizes(n) if s <= args.parallel_max_rows]
+    ways = {"alone": 1, "side by side": args.workers or stack.measurement_workers(1, len(fams))}
+    if ways["side by side"] < 2:
+        print("\nparallel agreement: one usable core, nothing to compare")
+        return
+    points: dict[str, list[pd.Series]] = {w: [] for w in ways}
+    frames: dict[str, list[pd.DataFrame]] = {w: [] for w in ways}
+    walls: dict[str, list[float]] = {w: [] for w in ways}
+    for run in range(args.runs):
+        for way, workers in (ways.items() if run % 2 == 0 else reversed(ways.items())):
+            if workers > 1:  # up before the clock starts, so that they measure whatever the machine's load
+                stack.start_measurement_workers(workers - 1, wait=True)
+            started = time.perf_counter()
+            m = stack.measure_scaling(prepared, fams, budget_s=1e9, seed=run, sizes=sizes, workers=workers)
+            walls[way].append(time.perf_counter() - started)
+            points[way].append(per_point(m))
+            frames[way].append(m)
+    alone = pd.concat(points["alone"], axis=1).median(axis=1)
+    side = pd.concat(points["side by side"], axis=1).median(axis=1)
+    ratio = (side / alone).rename("ratio")
+    print(f"\nParallel agreement on table A ({n:,} rows, sizes {sizes}): {args.runs} runs each way; wall "
+          f"{statistics.median(walls['alone']):.1f} s alone, {statistics.median(walls['side by side']):.1f} s in "
+          f"{ways['side by side']} processes (median; load average {os.getloadavg()[0]:.1f})")
+    table = pd.DataFrame({"alone_s": alone, "side_by_side_s": side, "ratio": ratio})
+    with pd.option_context("display.float_format", "{:.3g}".format):
+        print(table.to_string())
+    big = ratio[ratio.index.get_level_values("n_rows") >= 2000]
+    env = stack.environment_report()
+    for family in fams:
+        r = big.xs(family.name, level="family")
+        proj = {}
+        for way in ways:
+            studies = [stack.build_study(prepared, m, env, folds=FOLDS) for m in frames[way]]
+            proj[way] = {g: statistics.median(s.project(family.name, g)["fold_s"] for s in studies) for g in (10, 100)}
+        print(f"  {family.name:24s} side by side / alone: median {r.median():.2f} (range {r.min():.2f} to "
+              f"{r.max():.2f}); projections 10x {proj['side by side'][10] / proj['alone'][10]:.2f}, "
+              f"100x {proj['side by side'][100] / proj['alone'][100]:.2f}")
+    worst = big.groupby(level="family").median()
+    print(f"worst family median {max(worst.max(), 1 / worst.min()):.2f} (stack.PARALLEL_AGREEMENT "
+          f"{stack.PARALLEL_AGREEMENT})")
+    if args.runs >= 2:  # the same statistic between two measurements alone: the noise to compare with
+        noise = (points["alone"][1] / points["alone"][0])
+        noise = noise[noise.index.get_level_values("n_rows") >= 2000].groupby(level="family").median()
+        print("noise, alone run 2 / alone run 1, per family: "
+              + ", ".join(f"{k} {v:.2f}" for k, v in noise.items()))
 
 
 # --- step 4's duration -------------------------------------------------------------------------------
@@ -234,8 +323,12 @@ def latency_part(args) -> None:
     env_s, env = timed(stack.environment_report, 5)
     print(f"\nenvironment report: {env_s * 1000:.1f} ms; lock text: {timed(stack.lock_text, 3)[0] * 1000:.1f} ms")
     budget = args.budget or config.REGISTRY["scaling_budget_s"].default
-    wall, m = timed(lambda: stack.measure_scaling(prepared, families.families_for("classification"), budget_s=budget))
-    print(f"measurement: budget {budget:g} s, wall {wall:.2f} s (overshoot {wall - budget:+.2f} s), {len(m)} points")
+    wall, m = timed(lambda: stack.measure_scaling(prepared, families.families_for("classification"), budget_s=budget,
+                                                  workers=args.workers))
+    print(f"measurement: budget {budget:g} s, wall {wall:.2f} s (overshoot {wall - budget:+.2f} s), {len(m)} points "
+          f"in {m.attrs['workers']} process(es) {m.attrs['points_by_process']} (idle cores seen: "
+          f"{m.attrs['idle_cores']}; load average {os.getloadavg()[0]:.1f}); largest size: "
+          + ", ".join(f"{k} {v:,}" for k, v in m.groupby("family")["n_rows"].max().items()))
     study = stack.build_study(prepared, m, env)
     update, family = stack.explorer_update(study), stack.slowest_family(study)
 
@@ -254,9 +347,12 @@ def latency_part(args) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", default="all", choices=["all", "projections", "step4", "latency"])
+    parser.add_argument("--part", default="all", choices=["all", "projections", "parallel", "step4", "latency"])
     parser.add_argument("--runs", type=int, default=3, help="step 3 measurements per table")
     parser.add_argument("--budget", type=float, default=None, help="scaling_budget_s (default: the registry's)")
+    parser.add_argument("--workers", type=int, default=None, help="measuring processes (default: measure_scaling's)")
+    parser.add_argument("--actuals", default=None, help="JSON file keeping the projections' actuals (reused)")
+    parser.add_argument("--parallel-max-rows", type=int, default=64_000, help="largest size of --part parallel")
     parser.add_argument("--cap", type=float, default=400.0, help="skip actuals projected above this many seconds")
     parser.add_argument("--tables", default="A,B")
     parser.add_argument("--growths", default="10,100")
@@ -265,6 +361,8 @@ def main() -> None:
     started = time.perf_counter()
     if args.part in ("all", "projections"):
         projections_part(args)
+    if args.part in ("all", "parallel"):
+        parallel_part(args)
     if args.part in ("all", "step4"):
         step4_part(args)
     if args.part in ("all", "latency"):

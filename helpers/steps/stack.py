@@ -17,10 +17,11 @@ import math
 import os
 import platform
 import shutil
+import threading
 import time
 import tracemalloc
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ from helpers.core.errors import PlaybookError
 from helpers.core.families import Family, get_family
 from helpers.core.messages import say
 from helpers.core.paths import STEP_NOTEBOOKS, data_dir
+from helpers.core.plan import Plan, make_plan, memory_laws
 from helpers.core.prepared import Prepared
 from helpers.core.sampling import grow
 from helpers.core.scaling import (
@@ -47,7 +49,7 @@ from helpers.core.scaling import (
     jackknife_error,
     jackknife_laws,
 )
-from helpers.core.system import LOCK_FILE, lock_text, memory_info
+from helpers.core.system import LOCK_FILE, lock_text, memory_info, usable_cores
 from helpers.core.workload import predict_modeling
 
 STEP = STEP_NOTEBOOKS[2]
@@ -79,8 +81,8 @@ def detect_gpu(which: Callable[[str], str | None] = shutil.which, root: str | os
 
 
 def cpu_info(cpuinfo_path: str | os.PathLike = "/proc/cpuinfo") -> dict[str, Any]:
-    """Logical cores, cores this process may use, and the CPU model name when known."""
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    """Logical cores, cores this process may use (affinity and container quota), and the CPU model name when known."""
+    usable = usable_cores()
     model = platform.processor() or None
     try:
         for line in Path(cpuinfo_path).read_text(errors="replace").splitlines():
@@ -318,8 +320,10 @@ def measurement_sizes(n_rows: int, max_growth: int = MAX_GROWTH, ratio: int = SI
     return sizes
 
 
-def thread_limit(n_jobs: int) -> int | None:
-    """Threads per fit: ``n_jobs`` (negative: all cores, no limit)."""
+def thread_limit(n_jobs: int | None) -> int | None:
+    """Threads per fit: ``n_jobs`` (None: one; negative: all cores, no limit)."""
+    if n_jobs is None:
+        return 1
     return None if n_jobs < 0 else max(n_jobs, 1)
 
 
@@ -333,10 +337,472 @@ def _growth_exponent(history: Sequence[tuple[int, float]]) -> float:
     return float(np.clip(math.log(t1 / t0) / math.log(n1 / n0), 1.0, 3.0))
 
 
+TRACEMALLOC_SLOWDOWN = 13.0  # a traced fit takes up to this many times an untraced one (HistGradientBoosting)
+# measured (bench_stack.py --part parallel, 2 loaded cores): per family, the median point timed side by side is
+# 0.95-1.19x the same point timed alone, its 10x/100x projections 0.86-1.21x (two runs alone differ by up to 1.13x)
+PARALLEL_AGREEMENT = 1.25
+PARALLEL_MIN_BUDGET_S = 5.0  # below this budget no worker process is started (unless one is up already)
+
+
+def measurement_workers(n_jobs: int | None, n_families: int, cores: int | None = None) -> int:
+    """Processes that measure at once: one per usable core, at most one per family; 1 for multi-threaded fits.
+
+    Every point is timed in CPU seconds of the process that runs it, on one thread, so
+    points of different families can run side by side on different cores and each keeps
+    its own clock (and its own peak-RSS counter): the same figures in a fraction of the
+    wall time. Multi-threaded fits would compete for the cores: they are measured one at
+    a time.
+    """
+    if thread_limit(n_jobs) != 1:
+        return 1
+    return max(1, min(usable_cores() if cores is None else cores, n_families))
+
+
+def _measure_point(prepared: Prepared, family: Family, X: pd.DataFrame, y: pd.Series | None, n: int, *,
+                   seed: int, n_jobs: int | None, method: str, first: bool, timer: Callable[[], float],
+                   trace_allowed: Callable[[float], bool]) -> Measurement:
+    """One point: fit (repeated while short), score ``SCORE_ROWS`` and ``SCORE_BASE_ROWS`` rows, peak memory.
+
+    ``first``: the family's first point, whose first fit also pays one-off costs (it is
+    repeated). ``trace_allowed(seconds)`` says whether a separate traced fit of about
+    that cost still fits the budget (``method`` "tracemalloc"). Raises ValueError when the
+    family cannot fit these rows.
+    """
+    def make():
+        return prepared.pipeline(family, seed, n_jobs)
+
+    fit_s, peak, model = time_fit(make, X, y, min_total_s=REPEAT_BELOW_S, min_repeats=2 if first else 1,
+                                  rss=method == "rss", clock=timer)
+    point = Measurement(family.name, n, fit_s, peak)
+    score = scoring_method(model, prepared.problem_type)
+    if score is not None:
+        probe = X.iloc[:SCORE_ROWS]
+        point.score_s = time_call(lambda: score(probe), clock=timer)
+        point.score_rows = len(probe)
+        base = X.iloc[:SCORE_BASE_ROWS]
+        point.score_base_s = time_call(lambda: score(base), clock=timer)
+    if method == "tracemalloc" and trace_allowed(TRACEMALLOC_SLOWDOWN * (fit_s + (point.score_s or 0.0))):
+        point.peak_bytes = peak_fit_memory(make, X, y)
+    return point
+
+
+_Rows = tuple[pd.DataFrame, pd.Series | None]
+
+
+class _Samples:
+    """The samples a measuring process is using (the latest few sizes: lanes move up a size at a time).
+
+    Here they are drawn from the train side (``sampling.grow``). A worker process starts
+    without rows (``X`` None) and is sent what it lacks (``rows_for``): the sample itself up
+    to the real row count, the train side once to grow it beyond; so a worker holds only
+    the rows it measures, not a large table.
+    """
+
+    def __init__(self, X: pd.DataFrame | None, y: pd.Series | None, seed: int, stratify: bool, *,
+                 real_rows: int | None = None, keep: int = 2):
+        self.X, self.y, self.seed, self.stratify, self.keep = X, y, seed, stratify, keep
+        self.real_rows = len(X) if X is not None else int(real_rows or 0)
+        self.cache: dict[int, _Rows] = {}
+        self.lock = threading.Lock()  # this process's lanes share the samples
+
+    def has(self, n: int) -> bool:
+        """Whether ``get(n)`` needs no rows sent."""
+        return n in self.cache or (n > self.real_rows and self.X is not None)
+
+    def rows_for(self, n: int) -> _Rows:
+        """What a worker needs for size ``n``: the sample, or (beyond the real rows) the train side to grow."""
+        return self.get(n) if n <= self.real_rows else (self.X, self.y)
+
+    def get(self, n: int, rows: _Rows | None = None) -> _Rows:
+        with self.lock:
+            if n not in self.cache:
+                if rows is not None and n <= self.real_rows:
+                    sample = rows
+                else:
+                    if rows is not None:
+                        self.X, self.y = rows
+                    sample = grow(self.X, self.y, n, self.seed, stratify=self.stratify)
+                while len(self.cache) >= self.keep:
+                    self.cache.pop(next(iter(self.cache)))
+                self.cache[n] = sample
+            return self.cache[n]
+
+
+_WAIT = "wait"
+
+
+class _LaneLost(Exception):
+    """A lane cannot go on: its point fails (``retry`` False) or goes back to the other lanes (True)."""
+
+    def __init__(self, message: str, retry: bool = False):
+        super().__init__(message)
+        self.retry = retry
+
+
+class _Schedule:
+    """Which (family, size) point is measured next, and the points measured so far (shared by the lanes).
+
+    A lane is this process or a worker process, measuring one point at a time. Sizes are
+    visited smallest first (at a size, the cheapest family first); a family's next point
+    waits for its previous one (its growth so far predicts the next cost), and starts only
+    while the budget is not used up and when that prediction ends inside it.
+    """
+
+    def __init__(self, families: Sequence[Family], sizes: Sequence[int], budget_s: float,
+                 clock: Callable[[], float]):
+        self.families, self.sizes, self.budget_s, self.clock = list(families), list(sizes), budget_s, clock
+        self.start = clock()
+        self.history: dict[str, list[tuple[int, float]]] = {}
+        self.next_index = {f.name: 0 for f in self.families}  # the family's next size (an index into sizes)
+        self.stopped: set[str] = set()
+        self.busy: set[str] = set()
+        self.failed: dict[str, str] = {}
+        self.rows: list[Measurement] = []
+        self.by_lane: dict[str, int] = {}  # points measured by each process
+        self.dispatched: dict[tuple[str, int], int] = {}  # (family, rows) -> order in which points started
+        self.error: BaseException | None = None  # raised by a lane: every lane stops
+        self.closed = False  # no new point starts (this process's lane stopped)
+        self.changed = threading.Condition()
+
+    def predicted_s(self, name: str, n: int) -> float:
+        if name not in self.history:
+            return 0.0
+        n_prev, t_prev = self.history[name][-1]
+        return t_prev * (n / n_prev) ** _growth_exponent(self.history[name])
+
+    def remaining_s(self) -> float:
+        return self.budget_s - (self.clock() - self.start)
+
+    def allows(self, cost_s: float) -> bool:
+        """Whether work of ``cost_s`` seconds started now ends inside the budget."""
+        elapsed = self.clock() - self.start
+        return elapsed < self.budget_s and elapsed + cost_s <= self.budget_s
+
+    def fits_in_budget(self, name: str, n: int) -> bool:
+        return self.allows(self.predicted_s(name, n))
+
+    def next_point(self) -> tuple[Family, int, bool] | str | None:
+        """(family, rows, first point of the family), ``_WAIT`` while a lane may still unblock one, or None: done."""
+        if self.error is not None or self.closed:
+            return None
+        order = {f.name: i for i, f in enumerate(self.families)}
+        while True:
+            ready = [f for f in self.families if f.name not in self.stopped and f.name not in self.busy
+                     and self.next_index[f.name] < len(self.sizes)]
+            if not ready:
+                return _WAIT if self.busy else None
+            family = min(ready, key=lambda f: (self.sizes[self.next_index[f.name]],
+                                               self.predicted_s(f.name, self.sizes[self.next_index[f.name]]),
+                                               order[f.name]))
+            n = self.sizes[self.next_index[family.name]]
+            if self.fits_in_budget(family.name, n):
+                self.busy.add(family.name)
+                self.dispatched[family.name, n] = len(self.dispatched)
+                return family, n, family.name not in self.history
+            self.stopped.add(family.name)
+
+    def record(self, family: Family, n: int, point: Measurement | None, failure: str | None = None,
+               lane: str = "this process") -> None:
+        self.busy.discard(family.name)
+        self.next_index[family.name] += 1
+        if point is None:
+            self.failed[family.name] = f"{n} rows: {failure}"
+            self.stopped.add(family.name)
+        else:
+            self.history.setdefault(family.name, []).append((n, point.fit_s + (point.score_s or 0.0)))
+            self.rows.append(point)
+            self.by_lane[lane] = self.by_lane.get(lane, 0) + 1
+
+    def measured(self) -> list[Measurement]:
+        """The points by size, then in the order they started (with one lane: the order they were measured)."""
+        return sorted(self.rows, key=lambda r: (r.n_rows, self.dispatched[r.family, r.n_rows]))
+
+    def run_lane(self, measure: Callable[[Family, int, bool], Measurement], lane: str = "this process") -> None:
+        """Measure points one at a time with ``measure`` until none is left (or a lane failed).
+
+        ``measure`` raises ValueError when the family cannot be measured on those rows
+        (it is reported, the others go on) and ``_LaneLost`` when this lane cannot go on.
+        """
+        while True:
+            with self.changed:
+                task = self.next_point()
+                while task == _WAIT:
+                    self.changed.wait()
+                    task = self.next_point()
+                if task is None:
+                    return
+            family, n, first = task
+            point, failure = None, None
+            try:
+                point = measure(family, n, first)
+            except ValueError as exc:  # e.g. too few rows for the family: report it, measure the others
+                failure = str(exc)
+            except _LaneLost as exc:
+                with self.changed:
+                    if exc.retry:
+                        self.busy.discard(family.name)
+                        self.dispatched.pop((family.name, n), None)
+                    else:
+                        self.record(family, n, None, str(exc), lane)
+                    self.changed.notify_all()
+                return
+            except BaseException as exc:
+                with self.changed:
+                    self.error = self.error or exc
+                    self.busy.discard(family.name)
+                    self.changed.notify_all()
+                raise
+            with self.changed:
+                self.record(family, n, point, failure, lane)
+                self.changed.notify_all()
+
+
+_WORKER: dict[str, Any] = {}  # in a measuring worker process: the data of the measurement it serves
+_POOL: dict[str, Any] = {}  # in this process: the worker processes, kept between measurements
+_POOL_LOCK = threading.RLock()
+_RELOAD, _ROWS = "reload", "rows"  # what a worker asks for: the measurement's set-up, the rows of a size
+
+
+def _worker_init() -> None:
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1)  # for the life of the worker: it measures one-core costs
+
+
+def _worker_ready() -> int:
+    return os.getpid()
+
+
+def _worker_forget(token: str) -> None:
+    """Drop a finished measurement's data (the worker stays, for the next measurement)."""
+    if _WORKER.get("token") == token:
+        _WORKER.clear()
+
+
+def _worker_point(token: str, name: str, n: int, first: bool, remaining_s: float, payload: tuple | None = None,
+                  rows: _Rows | None = None) -> tuple[str, Any]:
+    """Measure one point in a worker process, timed by its own CPU clock.
+
+    Returns ("point", Measurement), ("failed", why), or what the worker lacks, sent with
+    the next call: (``_RELOAD``, None) for the measurement's set-up (``payload``),
+    (``_ROWS``, None) for the rows of this size (``rows``, see ``_Samples``).
+    """
+    started = time.perf_counter()
+    if _WORKER.get("token") != token:
+        if payload is None:
+            return _RELOAD, None
+        prepared, families, seed, n_jobs, method, real_rows = payload
+        _WORKER.clear()
+        _WORKER.update(token=token, prepared=prepared, families={f.name: f for f in families}, seed=seed,
+                       n_jobs=n_jobs, method=method,
+                       samples=_Samples(None, None, seed, prepared.problem_type == "classification",
+                                        real_rows=real_rows))
+    if rows is None and not _WORKER["samples"].has(n):
+        return _ROWS, None
+
+    def trace_allowed(cost_s: float) -> bool:
+        elapsed = time.perf_counter() - started
+        return elapsed < remaining_s and elapsed + cost_s <= remaining_s
+
+    X, y = _WORKER["samples"].get(n, rows)
+    try:
+        return "point", _measure_point(_WORKER["prepared"], _WORKER["families"][name], X, y, n,
+                                       seed=_WORKER["seed"], n_jobs=_WORKER["n_jobs"], method=_WORKER["method"],
+                                       first=first, timer=time.thread_time, trace_allowed=trace_allowed)
+    except ValueError as exc:
+        return "failed", str(exc)
+
+
+POOL_IDLE_S = 120.0  # a worker that measures nothing for this long exits (another starts when needed)
+
+
+def _workers(extra: int) -> tuple[Any, list[Any]]:
+    """A pool of at least ``extra`` worker processes (started if needed), and ``extra`` futures done when they are up."""
+    from joblib.externals.loky import ProcessPoolExecutor
+
+    with _POOL_LOCK:
+        for attempt in range(2):
+            if _POOL.get("extra", 0) < extra:  # a larger pool serves as it is
+                _stop_workers()
+                one_thread = {v: "1" for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+                _POOL.update(extra=extra, executor=ProcessPoolExecutor(max_workers=extra, timeout=POOL_IDLE_S,
+                                                                       initializer=_worker_init, env=one_thread))
+            try:
+                return _POOL["executor"], [_POOL["executor"].submit(_worker_ready) for _ in range(extra)]
+            except RuntimeError:  # broken since (e.g. a worker killed for memory while idle): a new pool
+                if attempt:
+                    raise
+                _stop_workers()
+    raise AssertionError("unreachable")
+
+
+def _stop_workers() -> None:
+    with _POOL_LOCK:
+        if _POOL:
+            _POOL.pop("executor").shutdown(wait=False, kill_workers=True)
+            _POOL.clear()
+
+
+def start_measurement_workers(extra: int | None = None, *, wait: bool = False, budget_s: float | None = None) -> int:
+    """Start the worker processes ``measure_scaling`` measures in beside this one (default: one per other core).
+
+    A worker takes ``WORKER_START_S`` of CPU to start and import the libraries.
+    ``measure_scaling`` does not wait for it (this process measures meanwhile), so
+    starting the workers earlier (e.g. while the notebook loads the data) gives them more
+    of the budget. With ``budget_s`` (the coming measurement's), they start in the
+    background and only as ``measure_scaling`` would start them: on idle cores, for a
+    budget of at least ``PARALLEL_MIN_BUDGET_S``; without it, at once (``wait``: return
+    once they are up). The workers stay for later measurements and exit after
+    ``POOL_IDLE_S`` seconds without work. Returns the number of workers asked for.
+    """
+    extra = max(1, usable_cores() - 1) if extra is None else int(extra)
+    if budget_s is not None:
+        if budget_s < PARALLEL_MIN_BUDGET_S or usable_cores() < 2:
+            return 0
+
+        def when_idle() -> None:
+            idle = idle_cores()
+            n = extra if idle is None else min(extra, int(idle + 1 - IDLE_CORE))
+            with _POOL_LOCK:
+                if n >= 1 and not _POOL:
+                    try:
+                        _workers(n)
+                    except (OSError, ImportError):  # no worker processes here: measure_scaling measures alone
+                        pass
+
+        threading.Thread(target=when_idle, name="measure-workers-start", daemon=True).start()
+        return extra
+    _, ready = _workers(extra)
+    if wait:
+        for future in ready:
+            future.result()
+    return extra
+
+
+WORKER_START_S = 2.7  # CPU seconds a worker takes to start and import the libraries (measured: 2.5 user + 0.2 system)
+IDLE_SAMPLE_S = 0.5  # how long the machine's idle time is sampled before a worker is started
+IDLE_CORE = 0.75  # a core idle this share of the sample counts as free for a worker
+
+
+def idle_cores(interval_s: float = IDLE_SAMPLE_S, stat: str | os.PathLike = "/proc/stat") -> float | None:
+    """Cores that no process used over the next ``interval_s`` seconds (from Linux /proc/stat; None elsewhere)."""
+    def read() -> tuple[int, int, int]:
+        lines = Path(stat).read_text().splitlines()
+        values = [int(v) for v in lines[0].split()[1:9]]  # user nice system idle iowait irq softirq steal
+        cpus = sum(1 for line in lines if line.startswith("cpu") and line[3:4].isdigit())
+        return values[3] + values[4], sum(values), cpus
+
+    try:
+        idle0, total0, cpus = read()
+        time.sleep(interval_s)
+        idle1, total1, _ = read()
+    except (OSError, ValueError, IndexError):
+        return None
+    if total1 <= total0 or cpus < 1:
+        return None
+    return (idle1 - idle0) / (total1 - total0) * cpus
+
+
+def _measure_in_workers(schedule: _Schedule, measure_here: Callable[[Family, int, bool], Measurement],
+                        samples: _Samples, extra: int, payload: tuple) -> dict[str, Any]:
+    """This process measures as one lane while up to ``extra`` worker processes (loky, one thread each) join it.
+
+    This process starts measuring at once. Workers are started only on cores the machine
+    leaves idle (``idle_cores``, sampled again while none is): measuring side by side on
+    a busy core would only share that core (and a worker's start-up, ``WORKER_START_S``
+    of CPU, would take from it), and none starts when less than its start-up is left of
+    the budget. Workers already up (``start_measurement_workers``) are used as they are.
+    A worker's lane opens when the worker is up, so the start-up is off the critical path.
+    A worker that dies (e.g. killed for memory) fails its point and closes its lane; the
+    other lanes carry on. The workers stay for the next measurement (without its data),
+    unless one died or this process stopped early. Returns how many workers measured
+    beside this process ("workers") and the idle cores seen ("idle_cores", None: not sampled).
+    """
+    import pickle
+    import uuid
+
+    from joblib.externals.loky.process_executor import BrokenProcessPool
+
+    state: dict[str, Any] = {"workers": 0, "idle_cores": None, "executor": None}
+    lost: list[str] = []  # a worker died: the pool is not kept
+    token = uuid.uuid4().hex  # loky pickles the payload with cloudpickle (the families' builders are lambdas)
+
+    def measure_there(family: Family, n: int, first: bool) -> Measurement:
+        sent: dict[str, Any] = {}  # what the worker asked for, sent again if another worker takes the call
+        try:
+            while True:
+                kind, value = state["executor"].submit(_worker_point, token, family.name, n, first,
+                                                       schedule.remaining_s(), **sent).result()
+                if kind == _RELOAD:
+                    sent["payload"] = payload
+                elif kind == _ROWS:
+                    sent["rows"] = samples.rows_for(n)
+                else:
+                    break
+        except BrokenProcessPool as exc:
+            lost.append(family.name)
+            raise _LaneLost(f"the worker process measuring it died ({exc}): too little memory?") from exc
+        except pickle.PicklingError as exc:  # a family (or the data) cannot go to another process: measured here
+            raise _LaneLost(str(exc), retry=True) from exc
+        if kind == "failed":
+            raise ValueError(value)
+        return value
+
+    def lane(i: int, ready: Any) -> None:
+        try:
+            ready.result()  # claim no point before a worker can measure it
+            schedule.run_lane(measure_there, f"worker {i + 1}")
+        except BaseException:  # noqa: BLE001 - a point's error is in schedule.error, raised by this process's lane
+            pass
+
+    def starter() -> None:
+        while True:
+            if schedule.closed or schedule.error is not None:
+                return
+            if _POOL:
+                n = min(extra, _POOL["extra"])  # up already: their start-up is paid
+                break
+            if schedule.remaining_s() <= WORKER_START_S:
+                return
+            idle = idle_cores()
+            state["idle_cores"] = idle if idle is None else round(idle, 2)
+            n = extra if idle is None else min(extra, int(idle + 1 - IDLE_CORE))
+            if n >= 1:
+                break
+        with schedule.changed:
+            if schedule.closed:
+                return
+            try:
+                executor, ready = _workers(n)
+            except (OSError, ImportError):  # no worker processes here (a sandbox): this process measures alone
+                return
+            state.update(executor=executor, workers=n)
+        for i, future in enumerate(ready):
+            threading.Thread(target=lane, args=(i, future), name=f"measure-lane-{i + 1}", daemon=True).start()
+
+    finished = False
+    try:
+        threading.Thread(target=starter, name="measure-workers", daemon=True).start()
+        schedule.run_lane(measure_here)  # returns when no point is left and none is being measured
+        finished = schedule.error is None and not lost
+    finally:
+        with schedule.changed:
+            schedule.closed = True  # lanes still starting (or this one stopped early): no new point
+            schedule.changed.notify_all()
+        if state["executor"] is not None and finished:
+            for _ in range(state["workers"]):
+                state["executor"].submit(_worker_forget, token)
+        elif state["executor"] is not None:  # a point may still run in a worker: stop them
+            _stop_workers()
+    if schedule.error is not None:
+        raise schedule.error
+    return state
+
+
 def measure_scaling(prepared: Prepared, families: Sequence[Family], *, budget_s: float, seed: int = 0,
-                    n_jobs: int = 1, sizes: Sequence[int] | None = None, memory: str = "auto",
+                    n_jobs: int | None = 1, sizes: Sequence[int] | None = None, memory: str = "auto",
                     clock: Callable[[], float] = time.perf_counter,
-                    timer: Callable[[], float] | None = None) -> pd.DataFrame:
+                    timer: Callable[[], float] | None = None, workers: int | None = None) -> pd.DataFrame:
     """Fit and score every family inside step 2's preprocessing on growing samples of the train side.
 
     Sizes (``measurement_sizes``) run from a small subsample to all rows, then beyond: the
@@ -347,78 +813,67 @@ def measure_scaling(prepared: Prepared, families: Sequence[Family], *, budget_s:
     each family gets its cheap points before any gets expensive ones. A point starts only while the budget is not
     used up and when the family's last point, scaled up to the next size at the rate it
     grew so far, is predicted to end inside it: the budget is never exceeded by more than
-    one point. ``memory`` is "rss" (peak resident memory, same fit), "tracemalloc" (a
+    one point (per measuring process). ``memory`` is "rss" (peak resident memory, same fit), "tracemalloc" (a
     separate traced fit, only while the budget allows), "auto" (rss where supported) or
     "none". Returns one row per point (``MEASUREMENT_COLUMNS``; NaN when not measured);
-    ``attrs`` hold the elapsed time, the memory method, the failures and the real row count.
+    ``attrs`` hold the elapsed time, the memory method, the failures, the real row count,
+    the number of measuring processes, how many points each measured and the idle cores
+    seen before starting workers (None: not sampled).
+
+    Up to ``workers`` processes measure at once (None: ``measurement_workers``, one per
+    usable core up to one per family, when fits run on one thread, on the default clocks
+    and with a budget of at least ``PARALLEL_MIN_BUDGET_S`` or workers already up): this
+    one and worker processes, each timing its points with its own CPU clock. Workers are
+    started only on cores the machine leaves idle (``_measure_in_workers``; those already
+    up are used), so ``workers`` is a maximum. Points timed side by side agree with points
+    timed alone within ``PARALLEL_AGREEMENT`` (tests/test_stack.py, benchmarks/bench_stack.py).
 
     The budget runs on ``clock`` (wall time). Fits and scoring are timed with ``timer``:
     by default the process's CPU time when they run on one thread (other programs on a
     shared machine then do not inflate the measurements; on an idle machine it equals the
-    wall time), else ``clock``.
+    wall time), else ``clock``; beside worker processes, the CPU time of the thread that
+    measures (``time.thread_time``: a one-thread fit runs all its work on it, this
+    process's other threads only wait for the workers). ``n_jobs`` None: one thread per fit.
     """
     from threadpoolctl import threadpool_limits  # a scikit-learn dependency
 
     method = ("rss" if peak_rss_supported() else "tracemalloc") if memory == "auto" else memory
+    default_clocks = clock is time.perf_counter and timer is None
     timer = timer or (time.process_time if thread_limit(n_jobs) == 1 and clock is time.perf_counter else clock)
+    if workers is None:
+        workers = measurement_workers(n_jobs, len(families)) if default_clocks else 1
+        if workers > 1 and budget_s < PARALLEL_MIN_BUDGET_S and not _POOL:
+            workers = 1  # a worker would be up (~2.5 s of CPU) too late to take a share of the points
+    workers = max(1, min(int(workers), len(families)))
+    if workers > 1 and timer is time.process_time:
+        timer = time.thread_time  # this process's other threads (the worker lanes' waits) are not the fit's
     X, y = prepared.X("train"), prepared.y("train")
     sizes = list(sizes) if sizes is not None else measurement_sizes(len(X))
     stratify = prepared.problem_type == "classification"
-    start = clock()
-    history: dict[str, list[tuple[int, float]]] = {}
-    stopped: set[str] = set()
-    failed: dict[str, str] = {}
-    rows: list[Measurement] = []
+    schedule = _Schedule(families, sizes, budget_s, clock)
+    samples = _Samples(X, y, seed, stratify, keep=3 if workers > 1 else 2)
 
-    def predicted_s(name: str, n: int) -> float:
-        if name not in history:
-            return 0.0
-        n_prev, t_prev = history[name][-1]
-        return t_prev * (n / n_prev) ** _growth_exponent(history[name])
-
-    def fits_in_budget(name: str, n: int, factor: float = 1.0) -> bool:
-        elapsed = clock() - start
-        return elapsed < budget_s and elapsed + factor * predicted_s(name, n) <= budget_s
+    def measure_here(family: Family, n: int, first: bool) -> Measurement:
+        Xn, yn = samples.get(n)
+        return _measure_point(prepared, family, Xn, yn, n, seed=seed, n_jobs=n_jobs, method=method, first=first,
+                              timer=timer, trace_allowed=schedule.allows)
 
     # OpenMP-parallel fits (HistGradientBoosting) otherwise take every core whatever
     # n_jobs says, and thrash when other processes share the machine.
+    idle = None
     with threadpool_limits(limits=thread_limit(n_jobs)):
-        for n in sizes:
-            if all(f.name in stopped or not fits_in_budget(f.name, n) for f in families):
-                break  # nothing left to measure: do not build the sample
-            Xn, yn = grow(X, y, n, seed, stratify=stratify)
-            # cheapest first: an expensive family then takes what the cheap ones leave of the budget
-            for family in sorted(families, key=lambda f: predicted_s(f.name, n)):
-                if family.name in stopped or not fits_in_budget(family.name, n):
-                    stopped.add(family.name)
-                    continue
-
-                def make(family=family):
-                    return prepared.pipeline(family, seed, n_jobs)
-
-                first = family.name not in history  # its first fit also pays one-off costs: repeat it
-                try:
-                    fit_s, peak, model = time_fit(make, Xn, yn, min_total_s=REPEAT_BELOW_S,
-                                                  min_repeats=2 if first else 1, rss=method == "rss", clock=timer)
-                except ValueError as exc:  # e.g. too few rows for the family: report it, measure the others
-                    failed[family.name] = f"{n} rows: {exc}"
-                    stopped.add(family.name)
-                    continue
-                point = Measurement(family.name, n, fit_s, peak)
-                score = scoring_method(model, prepared.problem_type)
-                if score is not None:
-                    probe = Xn.iloc[:SCORE_ROWS]
-                    point.score_s = time_call(lambda score=score, probe=probe: score(probe), clock=timer)
-                    point.score_rows = len(probe)
-                    base = Xn.iloc[:SCORE_BASE_ROWS]
-                    point.score_base_s = time_call(lambda score=score, base=base: score(base), clock=timer)
-                history.setdefault(family.name, []).append((n, fit_s + (point.score_s or 0.0)))
-                if method == "tracemalloc" and fits_in_budget(family.name, n, factor=13.0):
-                    point.peak_bytes = peak_fit_memory(make, Xn, yn)
-                rows.append(point)
-    frame = pd.DataFrame([asdict(r) for r in rows], columns=MEASUREMENT_COLUMNS)
+        if workers > 1:
+            light = replace(prepared, train=prepared.train.iloc[:0], test=prepared.test.iloc[:0])  # rows: _Samples
+            joined = _measure_in_workers(schedule, measure_here, samples, workers - 1,
+                                         (light, list(families), seed, n_jobs, method, len(X)))
+            workers, idle = 1 + joined["workers"], joined["idle_cores"]
+        else:
+            schedule.run_lane(measure_here)
+    frame = pd.DataFrame([asdict(r) for r in schedule.measured()], columns=MEASUREMENT_COLUMNS)
     frame = frame.astype({"score_s": float, "score_base_s": float})  # None (not scored) as NaN
-    frame.attrs.update(elapsed_s=clock() - start, memory_method=method, failed=failed, real_rows=len(X))
+    frame.attrs.update(elapsed_s=clock() - schedule.start, memory_method=method, failed=schedule.failed,
+                       real_rows=len(X), workers=workers, points_by_process=dict(schedule.by_lane),
+                       idle_cores=idle)
     return frame
 
 
@@ -850,6 +1305,59 @@ def forecast_summary(forecast: pd.DataFrame) -> dict[str, Any]:
             "low_s": float(forecast["total_s"].min()), "high_s": float(forecast["total_s"].max())}
 
 
+# --- the run's plan (core.plan): step 4's sample sizes and jobs within time_budget_s --------------------
+
+PLAN_KEYS = ("selection_rows", "refit_rows", "n_jobs")
+
+
+def elapsed_before(run: Run) -> float:
+    """Wall seconds the run's earlier steps took (their manifest durations; 0 when opened alone)."""
+    steps = run.read_manifest().get("steps", [])
+    return float(sum(e.get("duration_s") or 0.0 for e in steps if e.get("step") in STEP_NOTEBOOKS[:2]))
+
+
+def plan_modeling(study: ScalingStudy, prepared: Prepared, params: Mapping[str, Any], *, elapsed_s: float) -> Plan:
+    """Turn ``time_budget_s`` and the measured costs into step 4's explicit parameters (``core.plan``).
+
+    Parameters the user set (``selection_rows``, ``refit_rows``, ``n_jobs``) are kept, never planned over.
+    """
+    costs = {n: c for n, c in study.costs().items() if _known(prepared.problem_type, n)}
+    if prepared.problem_type == "clustering":
+        costs = {}  # step 4 clusters a fixed-size sample: nothing to plan
+    return make_plan(costs, problem_type=prepared.problem_type, n_train=len(prepared.train), n_test=len(prepared.test),
+                     n_features=len(prepared.features), folds=params["cv_folds"], iterations=params["tuning_iterations"],
+                     strategy=params["tuning_strategy"], tuning_budget_s=params["tuning_budget_s"],
+                     binary=binary_target(prepared), time_budget_s=params["time_budget_s"], elapsed_s=elapsed_s,
+                     cores=study.machine.cores, available_bytes=study.machine.memory_bytes,
+                     memory_bytes=memory_laws(study, list(costs)),
+                     fixed={k: params.get(k) for k in PLAN_KEYS})
+
+
+def _known(problem_type: str, name: str) -> bool:
+    try:
+        get_family(problem_type, name)
+        return True
+    except PlaybookError:  # a family measured outside the registry (tests, experiments)
+        return False
+
+
+def record_plan(run: Run, plan: Plan) -> dict[str, Any]:
+    """Write the plan to the manifest and pin the values step 4 must use into the run's ``project.yaml``."""
+    pinned = {k: v for k, v in plan.parameters.items() if k in plan.planned}
+    return run.pin_parameters(pinned, plan=plan.to_dict())
+
+
+def plan_table(plan: Plan) -> pd.DataFrame:
+    """The plan for people: each parameter, its value and whether the plan chose it or it was set."""
+    rows = [{"parameter": k, "value": v, "from": "plan" if k in plan.planned else "set"}
+            for k, v in plan.parameters.items()]
+    rows += [{"parameter": f"refit_rows ({name})", "value": rows_, "from": "plan" if "refit_rows" in plan.planned else "set"}
+             for name, rows_ in plan.refit_rows.items()]
+    rows += [{"parameter": f"planned time of {step}", "value": format_seconds(s), "from": "plan"}
+             for step, s in plan.planned_s.items()]
+    return pd.DataFrame(rows)
+
+
 def slowest_family(study: ScalingStudy, growth: float = 1.0) -> str:
     """The family with the longest projected fit time at ``growth`` x the current rows."""
     return max(study.curves, key=lambda f: study.fit_s(f, study.n_rows * growth))
@@ -1180,6 +1688,7 @@ class StackResult:
     decision_md: str = ""
     figures: Mapping[str, Any] = field(default_factory=dict)
     forecast: pd.DataFrame = field(default_factory=pd.DataFrame)  # step 4's duration (modeling_forecast)
+    plan: Plan | None = None  # step 4's sample sizes and jobs within time_budget_s (plan_modeling)
 
 
 def summary(result: StackResult) -> dict[str, Any]:
@@ -1206,8 +1715,12 @@ def summary(result: StackResult) -> dict[str, Any]:
         "slowest_family": slowest_family(study),
         "measurement": {"budget_s": result.budget_s, "elapsed_s": measurements.attrs.get("elapsed_s"),
                         "points": len(measurements), "failed": measurements.attrs.get("failed", {}),
-                        "largest_rows": int(measurements["n_rows"].max()) if len(measurements) else 0},
+                        "largest_rows": int(measurements["n_rows"].max()) if len(measurements) else 0,
+                        "workers": measurements.attrs.get("workers"),
+                        "points_by_process": measurements.attrs.get("points_by_process"),
+                        "idle_cores": measurements.attrs.get("idle_cores")},
         "modeling_forecast": forecast_summary(result.forecast),
+        "plan": None if result.plan is None else result.plan.to_dict(),
         "documents": {"stack_decision": f"artifacts/{STEP}/{DECISION_FILE}", "lock_file": f"artifacts/{STEP}/{LOCK_FILE}"},
     }
 
