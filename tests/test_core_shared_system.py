@@ -155,7 +155,7 @@ def _meta_hash(train: pd.DataFrame) -> str:
     inputs = SimpleNamespace(prepared=prepared, contract=SimpleNamespace(classes=None, positive_label=None,
                                                                          is_binary=False))
     tuning = SimpleNamespace(best_family="ridge", best_params={}, metric="rmse")
-    meta = modeling.model_meta(inputs, tuning, SimpleNamespace(table=[]), None)
+    meta = modeling.model_meta(inputs, tuning, SimpleNamespace(table=[], training_rows=len(train)), None)
     return meta["training_data_sha256"]
 
 

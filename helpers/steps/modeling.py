@@ -45,6 +45,7 @@ from helpers.core.hashing import frame_sha256
 from helpers.core.inspection import KpiScorer, MetricScorer, permutation_importance_table
 from helpers.core.messages import say
 from helpers.core.paths import STEP_NOTEBOOKS
+from helpers.core.plan import DEFAULT_SELECTION_ROWS, IMPORTANCE_ROWS, Plan, rungs
 from helpers.core.prepared import Prepared, load_prepared
 from helpers.core.scaling import CostModel
 from helpers.core.workload import predict_modeling
@@ -69,6 +70,9 @@ class Inputs:
     seed: int = 42
     folds: int = 5
     n_jobs: int = 1
+    selection_rows: int | None = None  # the selection sample's cap (None: every training row)
+    refit_rows: Mapping[str, int] = field(default_factory=dict)  # family -> rows of the final refit (absent: all)
+    sample_gain: float = 0.002  # grow the selection sample while 4x more rows add at least this
 
     @property
     def problem_type(self) -> str:
@@ -106,7 +110,11 @@ def selection_metric(contract: kpi_mod.KpiContract) -> str:
 
 
 def load_inputs(run: Run, params: Mapping[str, Any]) -> Inputs:
-    """Step 2's hand-over and step 1's contract (clear errors naming the step to run)."""
+    """Step 2's hand-over, step 1's contract and step 3's plan (clear errors naming the step to run).
+
+    Sizes and jobs: a parameter that is set wins, else step 3's plan, else the fixed
+    defaults of ``core.plan`` (selection on at most ``DEFAULT_SELECTION_ROWS``, refit on every row, one job).
+    """
     prepared = load_prepared(run, needed_by=STEP)
     contract = kpi_mod.load_contract(run, needed_by=STEP)
     if contract.problem_type != prepared.problem_type:
@@ -114,7 +122,21 @@ def load_inputs(run: Run, params: Mapping[str, Any]) -> Inputs:
                             "re-run steps 1 and 2 with the same parameters in this run folder.")
     summary = run.read_summary(STEP1, needed_by=STEP)
     check_enough_rows(prepared, params["cv_folds"])
-    return Inputs(prepared, contract, summary.get("heuristic"), params["seed"], params["cv_folds"], params["n_jobs"])
+    plan = run_plan(run)
+    n_train = len(prepared.train)
+    selection = params["selection_rows"] or (plan.parameters.get("selection_rows") if plan else None) \
+        or min(n_train, DEFAULT_SELECTION_ROWS)
+    n_jobs = params["n_jobs"] if params["n_jobs"] is not None else int((plan.parameters if plan else {}).get("n_jobs", 1))
+    names = [f.name for f in fam.families_for(prepared.problem_type)]
+    refit = ({n: params["refit_rows"] for n in names} if params["refit_rows"] else dict(plan.refit_rows) if plan else {})
+    return Inputs(prepared, contract, summary.get("heuristic"), params["seed"], params["cv_folds"], n_jobs,
+                  int(selection), {n: min(int(r), n_train) for n, r in refit.items()}, params["sample_gain"])
+
+
+def run_plan(run: Run) -> Plan | None:
+    """Step 3's plan for this step (None when step 3 did not run or planned nothing)."""
+    stack_summary = run.optional_summary(STEP3) or {}
+    return Plan.from_dict(stack_summary["plan"]) if stack_summary.get("plan") else None
 
 
 def check_enough_rows(prepared: Prepared, folds: int) -> None:
@@ -246,6 +268,88 @@ def leaderboard(inputs: Inputs, sweep: pd.DataFrame | None = None) -> pd.DataFra
     return board
 
 
+@dataclass
+class Selection:
+    """The leaderboard on the sample it ended on, each rung it visited, and the sentence that says so."""
+
+    inputs: Inputs  # the selection sample: tuning and the threshold work on it too
+    board: pd.DataFrame
+    rungs: pd.DataFrame  # rows, leader, score, gain
+    text: str
+
+    @property
+    def rows(self) -> int:
+        return len(self.inputs.prepared.train)
+
+
+def score_gain(metric: str, before: float, after: float) -> float:
+    """How much ``after`` improves on ``before``: in the metric's units when it is bounded, else relative."""
+    gain = after - before if kpi_mod.METRICS[metric].direction == "higher" else before - after
+    bounded = np.isfinite(kpi_mod.METRICS[metric].high) and np.isfinite(kpi_mod.METRICS[metric].low)
+    return float(gain if bounded else gain / max(abs(before), 1e-12))
+
+
+def selection_samples(inputs: Inputs) -> list[Inputs]:
+    """The rungs (``core.plan.rungs``) as nested, seeded samples: each smaller one is drawn from the next larger."""
+    sizes = rungs(len(inputs.prepared.train), inputs.selection_rows)
+    samples = [subsample(inputs, sizes[-1], folds=inputs.folds)]
+    for rows in reversed(sizes[:-1]):
+        samples.append(subsample(samples[-1], rows, folds=inputs.folds))
+    return samples[::-1]
+
+
+def select(inputs: Inputs, sweep: pd.DataFrame | None = None) -> Selection:
+    """The leaderboard on a sample that grows 4x at a time while that still helps (supervised problems).
+
+    Every family and baseline is cross-validated on the first rung; the next rung (4x the rows,
+    up to ``selection_rows``) is visited only while the leader's score gained at least
+    ``sample_gain`` from the last 4x. A decision on scores, not on clocks: the same seed and
+    parameters give the same sample and champion on any machine.
+    """
+    n_train = len(inputs.prepared.train)
+    if inputs.problem_type == "clustering":
+        board = leaderboard(inputs, sweep)
+        return Selection(inputs, board, pd.DataFrame(), f"Clustering sweep on {min(n_train, CLUSTER_SAMPLE):,} of "
+                                                        f"{n_train:,} training rows (a fixed sample: silhouette is quadratic).")
+    m = inputs.selection_metric
+    history: list[dict[str, Any]] = []
+    for sample in selection_samples(inputs):
+        board = leaderboard(sample)
+        leader = board[board["kind"] == "family"].iloc[0]
+        score = float(leader[f"{m}_mean"])
+        gain = score_gain(m, history[-1]["score"], score) if history else None
+        # the gain is only trusted once the score is known to better than sample_gain (its standard error over
+        # folds): on a few thousand rows the fold noise alone can hide or fake a gain of that size
+        error = abs(score_gain(m, score, score + float(leader[f"{m}_std"]))) / np.sqrt(sample.folds)
+        history.append({"rows": len(sample.prepared.train), "leader": leader["model"], "score": score, "gain": gain,
+                        "standard_error": error})
+        if gain is not None and gain < inputs.sample_gain and error <= inputs.sample_gain:
+            break
+    steps = pd.DataFrame(history)
+    board.insert(1, "rows", history[-1]["rows"])
+    return Selection(sample, board, steps, selection_text(steps, n_train, m, inputs.sample_gain,
+                                                          inputs.selection_rows))
+
+
+def selection_text(steps: pd.DataFrame, n_train: int, metric: str, min_gain: float, cap: int | None) -> str:
+    """One sentence: how many rows the leaderboard used and why it stopped there."""
+    last = steps.iloc[-1]
+    rows = int(last["rows"])
+    if rows >= n_train and len(steps) == 1:
+        return f"Leaderboard on all {n_train:,} training rows."
+    text = f"Leaderboard on {rows:,} of {n_train:,} training rows (a stratified, seeded sample)"
+    if len(steps) > 1:
+        before = steps.iloc[-2]
+        text += (f"; {rows // int(before['rows'])}x more rows ({int(before['rows']):,} -> {rows:,}) added "
+                 f"{last['gain']:+.4f} {metric} to the leader")
+        if last["gain"] < min_gain and last["standard_error"] <= min_gain:
+            return text + (f", less than sample_gain {min_gain:g} (its score is known to ±{last['standard_error']:.4f}): "
+                           "the sample stopped growing.")
+    if rows >= n_train:
+        return text + ": every training row."
+    return text + f": selection_rows caps it at {cap:,} (step 3's plan or your setting)."
+
+
 def leaders(board: pd.DataFrame, n: int = 2, deployable_only: bool = False, problem_type: str | None = None) -> list[str]:
     """The ``n`` best families of the leaderboard (baselines excluded)."""
     names = [m for m, k in zip(board["model"], board["kind"], strict=True) if k == "family"]
@@ -295,14 +399,18 @@ def _label(value: Any) -> str:
     return "None" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def subsample(inputs: Inputs, rows: int) -> Inputs:
-    """The same problem on at most ``rows`` training rows (stratified for classification, seeded)."""
+def subsample(inputs: Inputs, rows: int, folds: int | None = None) -> Inputs:
+    """The same problem on at most ``rows`` training rows (stratified for classification, seeded).
+
+    ``folds`` defaults to ``min(inputs.folds, 3)`` (the explorer grid and the cluster sweep).
+    """
     prepared = inputs.prepared
     train, _ = sampling.subsample(prepared.train, prepared.y("train"), rows, inputs.seed,
                                   stratify=prepared.problem_type == "classification")
     small = Prepared(**{**prepared.__dict__, "train": train})
-    folds = min(inputs.folds, 3)
-    return Inputs(small, inputs.contract, inputs.heuristic, inputs.seed, folds, inputs.n_jobs)
+    folds = min(inputs.folds, 3) if folds is None else folds
+    return Inputs(small, inputs.contract, inputs.heuristic, inputs.seed, folds, inputs.n_jobs,
+                  inputs.selection_rows, inputs.refit_rows, inputs.sample_gain)
 
 
 def grid_point(grid: pd.DataFrame, family: str, value: str) -> pd.DataFrame:
@@ -664,26 +772,40 @@ class Final:
     y_pred: np.ndarray
     proba: np.ndarray | None = None
     Z_test: np.ndarray | None = None
+    training_rows: int | None = None  # rows the model was refitted on
 
 
-def final_evaluation(inputs: Inputs, pipeline, threshold: ThresholdChoice | None = None, n_boot: int = 200) -> Final:
-    """Refit on the whole training side, then score every KPI once on the test side with bootstrap 95% intervals."""
+def refit_rows(inputs: Inputs, family: str) -> tuple[int, str]:
+    """Rows the champion is refitted on (``refit_rows``: set, or step 3's plan; else all) and the sentence that says so."""
+    n_train = len(inputs.prepared.train)
+    rows = min(inputs.refit_rows.get(family, n_train), n_train)
+    if rows >= n_train:
+        return n_train, f"{family} refitted on all {n_train:,} training rows."
+    return rows, (f"{family} refitted on {rows:,} of {n_train:,} training rows (a stratified, seeded sample): "
+                  "refit_rows (step 3's plan or your setting) keeps the refit within the time budget and memory.")
+
+
+def final_evaluation(inputs: Inputs, pipeline, threshold: ThresholdChoice | None = None, n_boot: int = 200,
+                     rows: int | None = None) -> Final:
+    """Refit on ``rows`` training rows (None: all), then score every KPI once on the whole test side
+    with bootstrap 95% intervals."""
     prepared, contract = inputs.prepared, inputs.contract
     X_test = prepared.X("test")
+    fit_on = inputs if rows is None or rows >= len(prepared.train) else subsample(inputs, rows, folds=inputs.folds)
     with _quiet(inputs.n_jobs):
         if inputs.problem_type == "clustering":
             return _final_clustering(inputs, pipeline, X_test, n_boot)
         model = clone(pipeline)
         if contract.is_binary:  # the threshold goes into the model file: whoever loads it decides like step 5
             model = with_threshold(model, threshold.threshold if threshold else 0.5, positive_class(inputs))
-        model.fit(inputs.X, inputs.y)
+        model.fit(fit_on.X, fit_on.y)
     y_test = prepared.y("test").to_numpy()
     proba = positive_proba(model, X_test, contract) if inputs.problem_type == "classification" else None
     y_pred = model.predict(X_test)
     table = kpi_mod.kpi_intervals(contract, y_test, y_pred, proba, n_boot=n_boot, seed=inputs.seed)
     with _quiet(inputs.n_jobs):
         margin = heuristic_margin(inputs, table, X_test, y_test)
-    return Final(model, table, margin, y_test, y_pred, proba)
+    return Final(model, table, margin, y_test, y_pred, proba, training_rows=len(fit_on.prepared.train))
 
 
 def positive_class(inputs: Inputs) -> Any:
@@ -740,14 +862,23 @@ def cluster_intervals(contract: kpi_mod.KpiContract, Z: np.ndarray, labels: np.n
     return pd.DataFrame(rows)
 
 
-def importance_table(inputs: Inputs, final: Final, n_repeats: int = 5) -> pd.DataFrame:
-    """Permutation importance of each input column on the test side (drop in the selection metric)."""
+def importance_table(inputs: Inputs, final: Final, n_repeats: int = 5,
+                     max_rows: int = IMPORTANCE_ROWS) -> pd.DataFrame:
+    """Permutation importance of each input column on (a seeded sample of at most ``max_rows``) test rows.
+
+    The drop in the selection metric; ``attrs["text"]`` says which rows it used.
+    """
     if inputs.problem_type == "clustering":
         return pd.DataFrame(columns=["feature", "importance", "std"])
+    X_test, y_test = inputs.prepared.X("test"), pd.Series(final.y_test)
+    X, y = sampling.subsample(X_test.reset_index(drop=True), y_test, max_rows, inputs.seed,
+                              stratify=inputs.problem_type == "classification")
     with _quiet(inputs.n_jobs):
-        return permutation_importance_table(final.model, inputs.prepared.X("test"), final.y_test, inputs.contract,
-                                            inputs.selection_metric, n_repeats=n_repeats, seed=inputs.seed,
-                                            n_jobs=inputs.n_jobs)
+        table = permutation_importance_table(final.model, X, y.to_numpy(), inputs.contract, inputs.selection_metric,
+                                             n_repeats=n_repeats, seed=inputs.seed, n_jobs=inputs.n_jobs)
+    table.attrs["text"] = (f"Permutation importance on all {len(X_test):,} test rows." if len(X) == len(X_test) else
+                           f"Permutation importance on {len(X):,} of {len(X_test):,} test rows (a seeded sample).")
+    return table
 
 
 def group_metrics(inputs: Inputs, final: Final, min_rows: int = 10) -> pd.DataFrame:
@@ -789,7 +920,7 @@ def model_meta(inputs: Inputs, tuning: Tuning, final: Final, threshold: Threshol
         "positive_label": c.positive_label if c.is_binary else None,
         "threshold": threshold.threshold if threshold else None,
         "selection_metric": tuning.metric, "kpis": final.table,
-        "training_data_sha256": frame_sha256(p.train), "training_rows": len(p.train),
+        "training_data_sha256": frame_sha256(p.train), "training_rows": final.training_rows or len(p.train),
         "schema_version": 1, "id_column": p.id_column, "sensitive_columns": p.sensitive_columns,
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     })
@@ -823,6 +954,9 @@ class ModelingResult:
     figures: Mapping[str, Any] = field(default_factory=dict)
     cpu_seconds: float | None = None  # CPU time of the same span as ``seconds``
     duration: Mapping[str, Any] | None = None  # step 3's prediction next to the time taken (duration_record)
+    selection: Selection | None = None  # the sample the leaderboard, tuning and threshold used
+    refit_text: str = ""  # how many rows the champion was refitted on (refit_rows)
+    pinned: Mapping[str, Any] = field(default_factory=dict)  # resolved sizes written to project.yaml (planned_values)
 
 
 def duration_record(run: Run, result: ModelingResult, params: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -839,8 +973,11 @@ def duration_record(run: Run, result: ModelingResult, params: Mapping[str, Any])
     if result.inputs.problem_type == "clustering" or not set(names) <= set(costs) or result.grid is None:
         return None
     prepared = result.inputs.prepared
+    visited = [int(r) for r in result.selection.rungs["rows"]] if result.selection is not None else None
     predicted = predict_modeling(
-        {n: costs[n] for n in names}, problem_type=result.inputs.problem_type, n_train=len(prepared.train),
+        {n: costs[n] for n in names}, problem_type=result.inputs.problem_type,
+        n_train=visited[-1] if visited else len(prepared.train), rungs=visited, n_refit=result.final.training_rows,
+        importance_rows=IMPORTANCE_ROWS,
         n_test=len(prepared.test), n_features=len(prepared.features), folds=result.inputs.folds,
         iterations=params["tuning_iterations"], strategy=params["tuning_strategy"],
         tuning_budget_s=params["tuning_budget_s"], tuned=str(result.tuning.results["family"].iloc[0]),
@@ -881,7 +1018,25 @@ def summary(result: ModelingResult) -> dict[str, Any]:
         "margin_over_heuristic": final.heuristic, "seconds": round(result.seconds, 1),
         "cpu_seconds": None if result.cpu_seconds is None else round(result.cpu_seconds, 1),
         "duration": result.duration,
+        "sampling": sampling_summary(result),
     })
+
+
+def sampling_summary(result: ModelingResult) -> dict[str, Any]:
+    """Every sampled decision of this step: the rows each part used and the sentences that say so."""
+    selection = result.selection
+    statements = [t for t in (selection.text if selection else "", result.refit_text,
+                              result.importance.attrs.get("text", "")) if t]
+    return {"training_rows": len(result.inputs.prepared.train), "test_rows": len(result.inputs.prepared.test),
+            "selection_rows": selection.rows if selection else len(result.inputs.prepared.train),
+            "rungs": [] if selection is None else selection.rungs.to_dict(orient="records"),
+            "refit_rows": result.final.training_rows, "n_jobs": result.inputs.n_jobs, "statements": statements}
+
+
+def planned_values(params: Mapping[str, Any], inputs: Inputs, final: Final) -> dict[str, Any]:
+    """The sizes and jobs this step resolved for the parameters left unset: pinned so a re-run reproduces them."""
+    resolved = {"selection_rows": inputs.selection_rows, "n_jobs": inputs.n_jobs, "refit_rows": final.training_rows}
+    return {k: v for k, v in resolved.items() if params.get(k) is None and v is not None}
 
 
 # --- report --------------------------------------------------------------------------------------------------------------
@@ -903,6 +1058,8 @@ def save(run: Run, result: ModelingResult) -> dict[str, Any]:
     for name, figure in result.figures.items():
         run.save_figure(STEP, name, figure)
     save_model_files(run, result.inputs, result.tuning, result.final, result.threshold)
+    if result.pinned:
+        run.pin_parameters(result.pinned)
     run.write_summary(STEP, summary(result))
     return run.read_summary(STEP)
 
@@ -922,6 +1079,8 @@ def report_section(run: Run) -> None:
     champ = summary["champion"]
     display(Markdown(f"**Champion:** `{html.escape(champ['family'])}` — {html.escape(champ['reason'])}"))
     display(Markdown(html.escape(duration_text(summary.get("duration")))))
+    for statement in (summary.get("sampling") or {}).get("statements", []):
+        display(Markdown(html.escape(statement)))
     display(pd.DataFrame(summary["kpis"]))
     board = run.step_dir(STEP) / "leaderboard.csv"
     if board.exists():
