@@ -395,3 +395,68 @@ def test_training_and_serving_inputs_are_compared_from_the_raw_rows(serving):
     assert not kinds["holds"] and "tenure" in kinds["differing_values"]
     lost = deployment.training_serving_check(package, prepared, raw.drop(index=prepared.test.index[:3]))
     assert not lost["holds"] and "lacks 3 of the" in lost["evidence"]
+
+
+# --- step 5 at scale: samples of fixed size, the fresh process started early, one pass per prediction -----------------
+
+
+def test_training_serving_comparison_above_its_cap_replays_a_seeded_sample_and_says_so(serving):
+    package, prepared, raw = serving
+    check = deployment.training_serving_check(package, prepared, raw, max_rows=40, seed=2)
+    assert check["holds"] and check["rows"] == 40
+    assert check["evidence"].startswith(f"40 of {len(prepared.test)} (a seeded sample: deployment.SKEW_CHECK_ROWS) "
+                                        "held-out rows x 3 features")
+    assert check["sampled"].text == (f"Training/serving comparison on 40 of {len(prepared.test)} held-out rows "
+                                     "(a seeded sample; at most 40: deployment.SKEW_CHECK_ROWS).")
+    rows, _ = deployment.skew_check_rows(prepared, max_rows=40, seed=2)
+    assert rows.index.equals(deployment.skew_check_rows(prepared, max_rows=40, seed=2)[0].index)
+    skewed = deployment.training_serving_check(replace(package, cleaning={}), prepared, raw, max_rows=40, seed=2)
+    assert not skewed["holds"] and skewed["rows"] == 40  # a sample still catches the skew
+    whole = deployment.training_serving_check(package, prepared, raw)  # below the cap: every held-out row
+    assert whole["rows"] == len(prepared.test) and whole["sampled"].text.startswith("Training/serving comparison on all")
+
+
+def test_only_the_compared_rows_are_read_from_the_raw_snapshot(serving, tmp_path):
+    _, prepared, raw = serving
+    run = artifacts.open_run(str(tmp_path / "r"))
+    run.raw_snapshot_path.parent.mkdir(parents=True, exist_ok=True)
+    raw.set_axis(pd.Index(raw.index.to_list())).to_parquet(run.raw_snapshot_path)  # the row numbers as a column
+    wanted = prepared.test.index[[5, 0, 3]]
+    whole = pd.read_parquet(run.raw_snapshot_path)
+    pd.testing.assert_frame_equal(deployment.raw_rows(run, wanted), whole.loc[sorted(wanted)])
+    raw.to_parquet(run.raw_snapshot_path)  # a RangeIndex is metadata, not a column: the snapshot is read whole
+    assert deployment.raw_rows(run, wanted).index.equals(raw.index)
+    assert deployment.raw_rows(artifacts.open_run(str(tmp_path / "none")), wanted).empty
+
+
+def test_a_fresh_process_started_early_is_collected_later_with_its_own_duration(serving):
+    import time
+
+    package, prepared, _ = serving
+    rows = deployment.check_rows(prepared, 8)
+    started = time.perf_counter()
+    early = deployment.FreshProcessCheck(package, rows)
+    while early._process.poll() is None:  # the process works while this one would compute the monitoring
+        time.sleep(0.1)
+    time.sleep(1.5)
+    check = early.result()
+    waited = time.perf_counter() - started
+    assert check["holds"] and check["rows"] == 8 and check["differing_rows"] == 0
+    assert check["seconds"] < waited - 1.0  # the process's own time, not the time until it was collected
+    assert early.result() is check  # collected once
+    assert deployment.check_rows_sampled(prepared, 8).text == (
+        f"Single-row and fresh-process checks on 8 of {len(prepared.test)} held-out rows (rows with a missing "
+        "value first, in file order; at most 8: serving_checks(n_rows)).")
+
+
+def test_labels_from_the_probabilities_are_the_model_files_decisions_for_either_positive_class():
+    train = make_frame(400)
+    X_new = as_model_input(make_frame(500, seed=8), NUMERIC, CATEGORICAL)
+    for positive, threshold in (("yes", 0.3), ("no", 0.6)):
+        model = with_threshold(with_model(make_preprocessor(NUMERIC, CATEGORICAL), LogisticRegression()),
+                               threshold, positive).fit(train[NUMERIC + CATEGORICAL], train["churn"])
+        proba = model.predict_proba(X_new)
+        np.testing.assert_array_equal(deployment._model_decisions(model, proba), model.predict(X_new))
+        at = proba.copy()
+        at[:, list(model.classes_).index(positive)] = threshold  # exactly at the threshold: positive, as sklearn
+        assert (deployment._model_decisions(model, at) == positive).all()

@@ -170,7 +170,7 @@ def test_compare_models_promotes_only_a_clearly_better_challenger():
     assert not worse["promote"] and worse["verdict"].startswith("keep champion")
 
 
-@pytest.mark.parametrize("metric", ["accuracy", "precision", "recall", "f1", "roc_auc", "log_loss"])
+@pytest.mark.parametrize("metric", ["accuracy", "balanced_accuracy", "precision", "recall", "f1", "roc_auc", "log_loss"])
 def test_vectorised_resample_scores_equal_sklearn_binary(metric):
     from helpers.core.kpis import score
 
@@ -424,3 +424,184 @@ def test_expected_false_alarms_table():
     assert drift["chance of any false alarm (at most)"] == 0.01
     assert kpi["tests per run"] == 18 and kpi["false alarms without control (at most)"] == pytest.approx(0.45)
     assert "99.72%" in kpi["control"] and kpi["chance of any false alarm (at most)"] == 0.025
+
+
+# --- samples of fixed size: seeded, stated, and the whole table below the caps ----------------------------------------
+
+
+def _churn_prepared(n_train: int, n_test: int):
+    from test_deployment import CATEGORICAL, NUMERIC, make_frame
+
+    from helpers.core.prepared import Prepared
+
+    return Prepared(train=make_frame(n_train), test=make_frame(n_test, seed=9), target="churn",
+                    problem_type="classification", numeric=NUMERIC, categorical=CATEGORICAL, id_column="customer_id")
+
+
+def test_drift_reference_and_false_alarm_pool_are_seeded_samples_stated_with_both_counts():
+    prepared = _churn_prepared(3000, 200)
+    small, said = mon.drift_reference(prepared, seed=4, max_rows=500)
+    again, _ = mon.drift_reference(prepared, seed=4, max_rows=500)
+    other, _ = mon.drift_reference(prepared, seed=5, max_rows=500)
+    pd.testing.assert_frame_equal(small, again)
+    assert len(small) == 500 and not small.index.equals(other.index)
+    assert small.index.isin(prepared.train.index).all() and list(small.columns) == prepared.features
+    assert said.text == ("Drift reference on 500 of 3,000 training rows (a seeded sample; at most 500: "
+                         "monitoring.REFERENCE_ROWS).")
+    pool, pool_said = mon.false_alarm_pool(prepared, seed=4, max_rows=1000)
+    assert len(pool) == 1000 and "1,000 of 3,000 training rows" in pool_said.text
+    # below the cap: every row, in order, exactly what step 5 used before the caps existed
+    whole, whole_said = mon.drift_reference(prepared, seed=4)
+    pd.testing.assert_frame_equal(whole, prepared.X("train"))
+    assert whole_said.text == "Drift reference on all 3,000 training rows." and not whole_said.sampled
+    pd.testing.assert_frame_equal(mon.false_alarm_pool(prepared, seed=4)[0], prepared.X("train"))
+
+
+def test_reference_predictions_and_importance_state_their_samples(tmp_path):
+    from test_deployment import SCHEMA, make_run
+
+    from helpers.steps.operations import deployment
+
+    run = make_run(tmp_path / "run")
+    deployment.write_package(run, schema=SCHEMA, cleaning={})
+    package = deployment.package_for_run(run)
+    prepared = _churn_prepared(400, 900)
+    preds, said = mon.reference_predictions(package, prepared, seed=1, max_rows=300)
+    assert preds.shape == (300,) and "300 of 900 test rows" in said.text
+    np.testing.assert_array_equal(preds, mon.reference_predictions(package, prepared, seed=1, max_rows=300)[0])
+    full, full_said = mon.reference_predictions(package, prepared, seed=1)
+    np.testing.assert_array_equal(full, mon.prediction_shares(*deployment.predict_arrays(package, prepared.test)))
+    assert full_said.text == "Reference predictions on all 900 test rows."
+    contract = KpiContract("classification", {"roc_auc": 0.7}, "yes", classes=["no", "yes"])
+    table = mon.feature_importance(package.model, prepared.X("test"), prepared.y("test"), contract, seed=0, n_rows=250)
+    assert table.attrs["sampled"].text.startswith("Permutation importance on 250 of 900 test rows (a seeded sample")
+    again = mon.feature_importance(package.model, prepared.X("test"), prepared.y("test"), contract, seed=0, n_rows=250)
+    pd.testing.assert_frame_equal(table, again)
+    # the sample drawn before the conversion to model input: the same rows, the same ranking, the same statement
+    heldout = mon.heldout_importance(package.model, prepared, contract, seed=0, n_rows=250)
+    pd.testing.assert_frame_equal(heldout, table)
+    assert heldout.attrs["sampled"] == table.attrs["sampled"]
+
+
+def test_production_periods_above_the_cap_keep_a_seeded_sample_in_time_order(tmp_path, monkeypatch):
+    frame = pd.DataFrame({"t": np.repeat(["2024-01", "2024-02"], 500), "v": np.arange(1000)})
+    batches = mon.batches_from_data(frame, time_column="t", n_batches=2, max_rows=120, seed=3)
+    again = mon.batches_from_data(frame, time_column="t", n_batches=2, max_rows=120, seed=3)
+    assert [len(b) for b in batches] == [120, 120]
+    assert all(b["v"].is_monotonic_increasing for b in batches) and (batches[0]["t"] == "2024-01").all()
+    assert all(a.equals(b) for a, b in zip(batches, again, strict=True))
+    whole = mon.batches_from_data(frame, time_column="t", n_batches=2, max_rows=500)
+    assert [list(b["v"]) for b in whole] == [list(range(500)), list(range(500, 1000))]  # at the cap: every row
+    prepared = _churn_prepared(100, 100)
+    frame.assign(churn="no").to_csv(tmp_path / "prod.csv", index=False)
+    monkeypatch.setattr(mon, "MONITOR_BATCH_ROWS", 200)
+    _, schedule, _ = mon.production_batches({"monitor_data": str(tmp_path / "prod.csv"), "n_batches": 2, "seed": 0},
+                                            prepared, feature=None, time_column="t")
+    assert list(schedule["rows"]) == [200, 200]
+    assert schedule.attrs["sampled"].text == ("2 periods of monitor_data tracked on 400 of 1,000 rows (a seeded "
+                                              "sample of each period; at most 200: monitoring.MONITOR_BATCH_ROWS "
+                                              "per period).")
+
+
+def test_simulated_batches_state_their_size():
+    prepared = _churn_prepared(100, 3000)
+    params = {"n_batches": 3, "drift_magnitude": 1.0, "seed": 0}
+    batches, schedule, _ = mon.production_batches(params, prepared, feature="tenure", positive_label="yes")
+    assert [len(b) for b in batches] == [1000] * 3  # half the held-out rows, at most SIMULATED_BATCH_ROWS
+    assert schedule.attrs["sampled"].text.startswith("3 simulated production batches, each on 1,000 of 3,000 test rows")
+
+
+def test_challengers_are_refitted_on_a_capped_seeded_sample_plus_the_labelled_batches(tmp_path):
+    from test_deployment import NUMERIC, SCHEMA, make_frame, make_run
+
+    from helpers.steps.operations import deployment
+
+    run = make_run(tmp_path / "run")
+    deployment.write_package(run, schema=SCHEMA, cleaning={})
+    package = deployment.package_for_run(run)
+    prepared = _churn_prepared(2000, 200)
+    contract = KpiContract("classification", {"roc_auc": 0.7}, "yes", classes=["no", "yes"])
+    new = make_frame(600, seed=3).assign(churn=lambda f: np.where(f["churn"] == "yes", "no", "yes"))
+    batches = [new.iloc[:300].assign(batch=1), new.iloc[300:].assign(batch=2)]
+    detector = mon.DriftDetector(NUMERIC, ["contract"]).fit(prepared.train)
+    ref = mon.prediction_shares(*deployment.predict_arrays(package, prepared.test))
+    results = mon.track_all(package, batches, detector, contract, reference_pred=ref, n_boot=20)
+    decisions = [{"batch": 1, "retrain": False, "reason": ""}, {"batch": 2, "retrain": True, "reason": "test"}]
+
+    def challenge(**kw):
+        return mon.retrain_challengers(package, prepared, batches, results, decisions, contract, margin=0.05,
+                                       seed=1, **kw)
+
+    capped = challenge(max_rows=500)
+    assert capped[0]["trained_on_rows"] == 500 + 300  # the sample plus the labelled batch before the trigger
+    assert capped[0]["challenger"] == challenge(max_rows=500)[0]["challenger"]  # same seed, same sample, same model
+    assert challenge()[0]["trained_on_rows"] == 2000 + 300  # below CHALLENGER_ROWS: every training row
+    said = mon.challenger_sampled(prepared, max_rows=500)
+    assert said.text.startswith("Challengers refitted on 500 of 2,000 training rows (a stratified, seeded sample")
+    assert mon.challenger_sampled(prepared).text.startswith("Challengers refitted on all 2,000 training rows")
+
+
+def test_a_batch_run_simulates_only_the_scenarios_it_shows(tmp_path):
+    from test_deployment import CATEGORICAL, NUMERIC, SCHEMA, make_run
+
+    from helpers.steps.operations import deployment
+
+    run = make_run(tmp_path / "run")
+    deployment.write_package(run, schema=SCHEMA, cleaning={})
+    package = deployment.package_for_run(run)
+    prepared = _churn_prepared(400, 600)
+    contract = KpiContract("classification", {"recall": 0.7}, "yes", classes=["no", "yes"])
+    detector = mon.DriftDetector(NUMERIC, CATEGORICAL).fit(prepared.train)
+    ref = mon.prediction_shares(*deployment.predict_arrays(package, prepared.test))
+    policy = mon.RetrainingPolicy(k=2, drift_threshold=0.25, important_features=["tenure"])
+    kw = dict(features=["tenure", "charges"], magnitudes=(0.0, 1.0, 2.0), n_batches=3, seed=0, reference_pred=ref,
+              positive_label="yes")
+    every = mon.drift_scenarios(package, prepared, contract, detector, policy, **kw)
+    shown = mon.drift_scenarios(package, prepared, contract, detector, policy, **kw,
+                                only=[{"feature": "tenure", "magnitude": m} for m in (0.0, 2.0)])
+    assert len(every) == 6 and set(shown) == {("tenure", 0.0), ("tenure", 2.0)}
+    for key, scenario in shown.items():  # each scenario is seeded on its own: the same as in the full sweep
+        pd.testing.assert_frame_equal(scenario["drift"], every[key]["drift"])
+        assert scenario["decisions"] == every[key]["decisions"]
+    assert mon.scenarios_sampled(600, 2, 3).text.startswith("Drift simulator: 2 scenarios x 3 batches, each on 300 of 600")
+
+
+def test_chi2_test_is_scipys_chi2_contingency():
+    rng = np.random.default_rng(2)
+    for _ in range(300):
+        k = int(rng.integers(2, 12))
+        ref, cur = rng.integers(0, 400, k).astype(float), rng.integers(0, 60, k).astype(float)
+        ref[rng.integers(k)] = 0
+        table = np.vstack([ref, cur])
+        table = table[:, table.sum(axis=0) > 0]
+        if table.shape[1] < 2:
+            continue
+        expected = stats.chi2_contingency(table, correction=False)
+        assert mon.chi2_test(ref, cur) == (expected.statistic, expected.pvalue)
+
+
+def test_category_counts_match_values_by_their_text_and_count_missing_and_unseen():
+    values = pd.Series(["a", None, "b", "a", np.nan, "zz", True, 1.5], dtype=object)
+    categories = mon._categories(values)
+    assert categories == sorted(["1.5", mon.MISSING, "True", "a", "b", "zz"])
+    counts = mon.category_counts(values, ["a", "b", "True", "1.5", mon.MISSING])
+    assert list(counts) == [2, 1, 1, 1, 2, 1]  # "zz" is unseen: the last bin
+    table_categories, table_counts = mon._category_table(values)
+    assert table_categories == categories
+    np.testing.assert_array_equal(table_counts, mon.category_counts(values, categories))
+    arrow = pd.Series(["a", None, "b"], dtype="string[pyarrow]")
+    assert list(mon.category_counts(arrow, {"a": 0, "b": 1, mon.MISSING: 2})) == [1, 1, 1, 0]
+
+
+def test_summary_records_every_sampled_decision():
+    from helpers.steps.operations.deployment import Sampled
+
+    samples = [Sampled("Drift reference", 20_000, 800_000, "training rows", 20_000, "monitoring.REFERENCE_ROWS"),
+               Sampled("Reference predictions", 1_000, 1_000, "test rows", 20_000, "monitoring.REFERENCE_ROWS")]
+    record = mon.sampling_summary(samples)
+    assert record["statements"] == [
+        "Drift reference on 20,000 of 800,000 training rows (a seeded sample; at most 20,000: monitoring.REFERENCE_ROWS).",
+        "Reference predictions on all 1,000 test rows."]
+    assert [d["sampled"] for d in record["decisions"]] == [True, False]
+    table = mon.sampling_table(samples)
+    assert list(table["rows"]) == [20_000, 1_000] and list(table["of"]) == [800_000, 1_000]

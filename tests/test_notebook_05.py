@@ -61,6 +61,31 @@ def test_demo_run_packages_gates_monitors_and_scores_readiness(demo_run):
     assert "## Quantitative analyses" in card and "| gender |" in card
 
 
+def test_every_sampled_decision_is_stated_and_the_demo_fits_under_the_row_caps(demo_run):
+    import nbformat
+
+    from helpers.core.prepared import load_prepared
+
+    prepared = load_prepared(demo_run)
+    n_train, n_test = len(prepared.train), len(prepared.test)
+    sampling = summary(demo_run.path)["sampling"]
+    statements = sampling["statements"]
+    assert len(statements) == len(sampling["decisions"]) == 9
+    for d in sampling["decisions"]:
+        assert d["rows"] <= d["of"] and d["sampled"] == (d["rows"] < d["of"])
+    # the demo is below every cap on rows drawn from the training or test side: those parts use every row, as before
+    for text in (f"Drift reference on all {n_train:,} training rows.", f"Reference predictions on all {n_test:,} test rows.",
+                 f"False-alarm trials on all {n_train:,} training rows.",
+                 f"Challengers refitted on all {n_train:,} training rows, each plus the labelled batches before its trigger.",
+                 f"Training/serving comparison on all {n_test:,} held-out rows."):
+        assert text in statements
+    assert f"Permutation importance on 800 of {n_test:,} test rows (a seeded sample" in " ".join(statements)
+    # each statement is shown where the decision is made, in the executed notebook
+    nb = nbformat.read(demo_run.path / f"{STEP}.ipynb", as_version=4)
+    shown = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    assert all(text in shown for text in statements), [t for t in statements if t not in shown]
+
+
 def test_predict_and_gate_commands_on_the_demo_run(demo_run, tmp_path, capsys):
     from helpers.core.prepared import load_prepared
 

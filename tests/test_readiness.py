@@ -201,3 +201,16 @@ def test_facts_that_were_not_measured_earn_nothing(tmp_path, serving):
         throughput={"rows_per_s": 0})
     assert not nothing["finite_predictions"].holds and not nothing["schema_validation"].holds
     assert not nothing["model_card"].holds
+
+
+def test_checks_on_samples_score_like_checks_on_every_row_and_a_sample_still_catches_skew(tmp_path, serving, healthy):
+    package, prepared, raw = serving
+    sampled = {**healthy, "same_code_path": deployment.training_serving_check(package, prepared, raw, max_rows=30)}
+    run = full_run(tmp_path / "r")
+    whole = readiness.score_run(run, facts_of(package, healthy)).set_index("id")
+    table = readiness.score_run(run, facts_of(package, sampled)).set_index("id")
+    assert table["score"].equals(whole["score"])
+    assert f"30 of {len(prepared.test)} (a seeded sample" in table.loc["monitoring_3", "evidence"]
+    skewed = {**healthy, "same_code_path": deployment.training_serving_check(replace(package, cleaning={}), prepared,
+                                                                             raw, max_rows=30)}
+    assert readiness.score_run(run, facts_of(package, skewed)).set_index("id").loc["monitoring_3", "score"] == 0

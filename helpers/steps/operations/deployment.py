@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +35,56 @@ from helpers.core.kpis import GROUP_COLUMNS, class_index, group_kpis, row_verdic
 from helpers.core.messages import say
 from helpers.core.paths import STEP_NOTEBOOKS
 from helpers.core.prepared import load_prepared
+from helpers.core.sampling import subsample
 from helpers.core.schema import load_schema
 from helpers.core.system import LOCK_FILE, lock_text
 
 STEP = STEP_NOTEBOOKS[4]
 PACKAGE_FILES = ("model.skops", "model_meta.json", "schema.json", "cleaning.json", LOCK_FILE)
+SKEW_CHECK_ROWS = 20_000  # held-out rows the training/serving comparison replays from the raw snapshot
+
+
+# --- sampled decisions ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Sampled:
+    """One sampled decision of step 5: ``what`` used ``rows`` of the ``of`` available ``unit``, at most ``cap``
+    (the constant ``cap_name``); ``note`` ends the sentence. ``text`` is the sentence the notebook shows and
+    ``summary.json`` keeps."""
+
+    what: str
+    rows: int
+    of: int
+    unit: str
+    cap: int | None = None
+    cap_name: str = ""
+    how: str = "a seeded sample"
+    note: str = ""
+
+    @property
+    def sampled(self) -> bool:
+        return self.rows < self.of
+
+    @property
+    def text(self) -> str:
+        note = f", {self.note}" if self.note else ""
+        if not self.sampled:
+            return f"{self.what} on all {self.of:,} {self.unit}{note}."
+        cap = f"; at most {self.cap:,}: {self.cap_name}" if self.cap is not None and self.cap_name else ""
+        return f"{self.what} on {self.rows:,} of {self.of:,} {self.unit} ({self.how}{cap}){note}."
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"what": self.what, "rows": self.rows, "of": self.of, "unit": self.unit, "cap": self.cap,
+                "cap_name": self.cap_name, "sampled": self.sampled, "text": self.text}
+
+
+def capped(X: pd.DataFrame, y: pd.Series | None, cap: int, seed: int, *, what: str, unit: str, cap_name: str,
+           stratify: bool = False) -> tuple[pd.DataFrame, pd.Series | None, Sampled]:
+    """At most ``cap`` rows of ``X`` (and ``y``): ``sampling.subsample``, seeded (all rows, unchanged, when
+    they fit), with the ``Sampled`` record that states it."""
+    small, labels = subsample(X, y, cap, seed, stratify=stratify and y is not None)
+    return small, labels, Sampled(what, len(small), len(X), unit, cap, cap_name)
 
 
 # --- the package ------------------------------------------------------------------------------
@@ -250,7 +295,10 @@ def predict_arrays(package: Package, frame: pd.DataFrame) -> tuple[np.ndarray, n
     if meta.get("problem_type") == "classification" and hasattr(model, "predict_proba"):
         proba = model.predict_proba(X)
         classes = list(model.classes_)
-        labels = model.predict(X) if decision_threshold(model) is not None else _labels(proba, classes, meta)
+        if decision_threshold(model) is None:
+            labels = _labels(proba, classes, meta)
+        else:
+            labels = _model_decisions(model, proba) if _decides_on_proba(model) else model.predict(X)
         if len(classes) == 2 and meta.get("positive_label") is not None:
             return labels, proba[:, class_index(classes, meta["positive_label"])]
         return labels, proba
@@ -274,6 +322,20 @@ def predict_frame(package: Package, frame: pd.DataFrame) -> pd.DataFrame:
         for i, c in enumerate(package.model.classes_):
             out[f"proba_{c}"] = proba[:, i]
     return out
+
+
+def _decides_on_proba(model) -> bool:
+    """A ``FixedThresholdClassifier`` (``features.with_threshold``) thresholding the positive class's probability."""
+    return getattr(model, "response_method", None) == "predict_proba" and getattr(model, "pos_label", None) is not None
+
+
+def _model_decisions(model, proba: np.ndarray) -> np.ndarray:
+    """``model.predict()`` of a thresholded model, from the ``predict_proba`` output already computed: its own rule
+    (scikit-learn's ``FixedThresholdClassifier.predict``: positive when P(pos_label) >= threshold), without a
+    second pass of the rows through the pipeline. ``test_deployment`` checks it against ``model.predict``."""
+    classes = np.asarray(model.classes_)
+    pos, neg = np.flatnonzero(classes == model.pos_label)[0], np.flatnonzero(classes != model.pos_label)[0]
+    return classes[np.array([neg, pos])[(proba[:, pos] >= decision_threshold(model)).astype(int)]]
 
 
 def _labels(proba: np.ndarray, classes: list, meta: Mapping[str, Any]) -> np.ndarray:
@@ -514,6 +576,12 @@ def check_rows(prepared, n: int = 20) -> pd.DataFrame:
     return rows.drop(columns=[prepared.target]) if prepared.target in rows.columns else rows
 
 
+def check_rows_sampled(prepared, n: int = 20) -> Sampled:
+    """The rows of the single-row and fresh-process checks (``check_rows``), stated."""
+    return Sampled("Single-row and fresh-process checks", min(n, len(prepared.test)), len(prepared.test),
+                   "held-out rows", n, "serving_checks(n_rows)", how="rows with a missing value first, in file order")
+
+
 def compare_predictions(expected: pd.DataFrame, actual: pd.DataFrame, atol: float = CHECK_ATOL) -> dict[str, Any]:
     """Rows whose predictions differ between two ``predict_frame`` tables of the same rows (labels exactly,
     numbers within ``atol``; the ``row`` numbers are ignored: they restart with every batch)."""
@@ -550,49 +618,84 @@ def _check(holds: bool, evidence: str, **measured: Any) -> dict[str, Any]:
 def fresh_process_main(argv: Sequence[str]) -> int:
     """The fresh process of ``fresh_process_check``: load the package folder ``argv[0]`` from disk, predict
     the Parquet rows ``argv[1]`` with ``predict_batch`` and print the predictions as one JSON line
-    (a ``PlaybookError`` as ``{"error": problem}``, exit code 1)."""
+    (a ``PlaybookError`` as ``{"error": problem}``, exit code 1). ``finished_at``: the wall clock at the end,
+    so the caller knows how long the process took even when it collects the answer later."""
     folder, rows = argv
     started = time.perf_counter()
     try:
         predictions, _ = predict_batch(load_package(folder), pd.read_parquet(rows))
     except PlaybookError as exc:
-        print(json.dumps({"error": exc.problem}))
+        print(json.dumps({"error": exc.problem, "finished_at": time.time()}))
         return 1
-    print(json.dumps(artifacts.to_jsonable({"seconds": time.perf_counter() - started,
+    print(json.dumps(artifacts.to_jsonable({"seconds": time.perf_counter() - started, "finished_at": time.time(),
                                             "predictions": predictions.to_dict(orient="list")})))
     return 0
+
+
+class FreshProcessCheck:
+    """``fresh_process_check`` started now and collected later (``result``): the new Python process starts,
+    imports the libraries and loads the package (~3-4 s) on another core while this one works on.
+
+    ``rows``: Parquet-safe held-out rows (``check_rows``). The answers this process gives are computed
+    here at the start, from the same package in memory.
+    """
+
+    def __init__(self, package: Package, rows: pd.DataFrame, *, timeout: float = 120):
+        self.package, self.rows, self.timeout = package, rows, timeout
+        self._answer: dict[str, Any] | None = None
+        if package.path is None:
+            self._answer = _check(False, "the package was never written to disk: nothing to load in a fresh process")
+            return
+        self.expected, _ = predict_batch(package, rows)
+        self._tmp = tempfile.TemporaryDirectory(prefix="playbook-fresh-")
+        src = Path(self._tmp.name) / "rows.parquet"
+        rows.to_parquet(src)
+        self._started, self._started_at = time.perf_counter(), time.time()
+        self._process = subprocess.Popen([sys.executable, "-c", _FRESH_ENTRY, str(package.path), str(src)],
+                                         cwd=_CODE_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                         stdin=subprocess.DEVNULL, text=True)
+
+    def result(self) -> dict[str, Any]:
+        """Wait for the process (at most ``timeout`` from its start) and compare its answers with this process's."""
+        if self._answer is None:
+            try:
+                self._answer = self._collect()
+            finally:
+                self._tmp.cleanup()
+        return self._answer
+
+    def _collect(self) -> dict[str, Any]:
+        where = "/".join(Path(self.package.path).parts[-2:])
+        try:
+            out, err = self._process.communicate(timeout=max(self.timeout - (time.perf_counter() - self._started), 0.1))
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.communicate()
+            return _check(False, f"{where} in a fresh process: no answer within {self.timeout:g} s",
+                          seconds=self.timeout)
+        lines = out.strip().splitlines()
+        try:
+            answer = json.loads(lines[-1]) if lines else {}
+        except ValueError:
+            answer = {}
+        finished = answer.get("finished_at") if isinstance(answer, dict) else None
+        seconds = finished - self._started_at if finished else time.perf_counter() - self._started
+        if self._process.returncode != 0 or "predictions" not in answer:
+            reason = answer.get("error") or (err.strip().splitlines() or [f"exit code {self._process.returncode}"])[-1]
+            return _check(False, f"{where} failed to load and predict in a fresh process: {reason}", seconds=seconds)
+        diff = compare_predictions(self.expected, pd.DataFrame(answer["predictions"]))
+        inside = answer.get("seconds") or 0.0  # the rest is starting Python and importing the libraries
+        return _check(diff["differing_rows"] == 0, f"{where} loaded from disk in a fresh process ({seconds:.1f} s, "
+                      f"load + predict {inside:.2f} s): " + _agreement(diff), seconds=seconds, load_predict_s=inside,
+                      **diff)
 
 
 def fresh_process_check(package: Package, rows: pd.DataFrame, *, timeout: float = 120) -> dict[str, Any]:
     """Load the package from its folder in a new Python process and predict ``rows`` there: the answers must
     be this process's. The files on disk serve, not the model in memory: a damaged or incomplete package,
-    a type off the trusted list or an import that only works here fails. ``rows``: Parquet-safe (held-out rows)."""
-    if package.path is None:
-        return _check(False, "the package was never written to disk: nothing to load in a fresh process")
-    expected, _ = predict_batch(package, rows)
-    where = "/".join(Path(package.path).parts[-2:])
-    with tempfile.TemporaryDirectory(prefix="playbook-fresh-") as tmp:
-        src = Path(tmp) / "rows.parquet"
-        rows.to_parquet(src)
-        started = time.perf_counter()
-        try:
-            done = subprocess.run([sys.executable, "-c", _FRESH_ENTRY, str(package.path), str(src)], cwd=_CODE_ROOT,
-                                  capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
-        except subprocess.TimeoutExpired:
-            return _check(False, f"{where} in a fresh process: no answer within {timeout:g} s", seconds=timeout)
-    seconds = time.perf_counter() - started
-    lines = done.stdout.strip().splitlines()
-    try:
-        answer = json.loads(lines[-1]) if lines else {}
-    except ValueError:
-        answer = {}
-    if done.returncode != 0 or "predictions" not in answer:
-        reason = answer.get("error") or (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
-        return _check(False, f"{where} failed to load and predict in a fresh process: {reason}", seconds=seconds)
-    diff = compare_predictions(expected, pd.DataFrame(answer["predictions"]))
-    inside = answer.get("seconds") or 0.0  # the rest is starting Python and importing the libraries
-    return _check(diff["differing_rows"] == 0, f"{where} loaded from disk in a fresh process ({seconds:.1f} s, "
-                  f"load + predict {inside:.2f} s): " + _agreement(diff), seconds=seconds, load_predict_s=inside, **diff)
+    a type off the trusted list or an import that only works here fails. ``rows``: Parquet-safe (held-out rows).
+    ``FreshProcessCheck`` starts the same check early and collects it later."""
+    return FreshProcessCheck(package, rows, timeout=timeout).result()
 
 
 def single_row_check(package: Package, rows: pd.DataFrame) -> dict[str, Any]:
@@ -631,37 +734,81 @@ def _shown(value: Any) -> str:
     return "missing" if pd.isna(value) else repr(value) if isinstance(value, str) else str(value)
 
 
-def training_serving_check(package: Package, prepared, raw: pd.DataFrame) -> dict[str, Any]:
+def skew_check_rows(prepared, *, max_rows: int = SKEW_CHECK_ROWS, seed: int = 0) -> tuple[pd.DataFrame, Sampled]:
+    """The held-out rows ``training_serving_check`` replays: at most ``max_rows``, a seeded sample."""
+    test, _, sampled = capped(prepared.test, None, max_rows, seed, what="Training/serving comparison",
+                              unit="held-out rows", cap_name="deployment.SKEW_CHECK_ROWS")
+    return test, sampled
+
+
+def training_serving_check(package: Package, prepared, raw: pd.DataFrame, *, max_rows: int = SKEW_CHECK_ROWS,
+                           seed: int = 0) -> dict[str, Any]:
     """The model inputs training computed for the held-out rows (step 2's fixes, then ``Prepared.X``) against
     those serving computes from the same rows as they came in (the raw snapshot through ``validate``: the
-    package's fixes and schema conversion, then ``model_input``). One differing value is training/serving skew."""
-    index = prepared.test.index
+    package's fixes and schema conversion, then ``model_input``). One differing value is training/serving skew.
+
+    At most ``max_rows`` held-out rows (a seeded sample, ``sampled`` in the result says so).
+    """
+    test, sampled = skew_check_rows(prepared, max_rows=max_rows, seed=seed)
+    index = test.index
     absent = int((~index.isin(raw.index)).sum())
     if absent:
-        return _check(False, f"the raw snapshot lacks {absent} of the {len(index)} held-out rows: nothing to compare")
+        return _check(False, f"the raw snapshot lacks {absent} of the {len(index)} held-out rows: nothing to compare",
+                      sampled=sampled)
     started = time.perf_counter()
     fixed, _ = validate(raw.loc[index].drop(columns=[prepared.target], errors="ignore"), package)
-    diff = compare_inputs(prepared.X("test"), model_input(fixed, package))
+    diff = compare_inputs(replace(prepared, test=test).X("test"), model_input(fixed, package))
     seconds = time.perf_counter() - started
     cells = diff["rows"] * diff["features"]
     if not diff["missing_columns"] and not diff["differing_values"]:
-        text = (f"{diff['rows']} held-out rows x {diff['features']} features, raw rows through the package: "
+        rows = f"{diff['rows']}" if not sampled.sampled else \
+            f"{diff['rows']:,} of {sampled.of:,} (a seeded sample: deployment.SKEW_CHECK_ROWS)"
+        text = (f"{rows} held-out rows x {diff['features']} features, raw rows through the package: "
                 "training and serving inputs identical")
-        return _check(True, text, seconds=seconds, **diff)
+        return _check(True, text, seconds=seconds, sampled=sampled, **diff)
     parts = [f"column(s) {', '.join(diff['missing_columns'])} in one side only"] if diff["missing_columns"] else []
     if diff["differing_values"]:
         counts = ", ".join(f"{c} {n}" for c, n in diff["differing_values"].items())
         parts.append(f"{sum(diff['differing_values'].values())} of {cells} values differ ({counts}), "
                      f"e.g. {diff['examples'][0]}")
-    return _check(False, "training and serving inputs differ: " + "; ".join(parts), seconds=seconds, **diff)
+    return _check(False, "training and serving inputs differ: " + "; ".join(parts), seconds=seconds, sampled=sampled,
+                  **diff)
 
 
-def serving_checks(run: Run, package: Package, prepared, n_rows: int = 20) -> dict[str, dict[str, Any]]:
-    """The three facts the readiness score measures instead of assuming, keyed by their rubric names."""
-    rows = check_rows(prepared, n_rows)
-    raw = pd.read_parquet(run.raw_snapshot_path) if run.raw_snapshot_path.exists() else pd.DataFrame()
-    return {"package_loads": fresh_process_check(package, rows), "single_rows": single_row_check(package, rows),
-            "same_code_path": training_serving_check(package, prepared, raw)}
+def serving_checks(run: Run, package: Package, prepared, n_rows: int = 20, *, fresh: FreshProcessCheck | None = None,
+                   seed: int = 0) -> dict[str, dict[str, Any]]:
+    """The three facts the readiness score measures instead of assuming, keyed by their rubric names.
+
+    ``fresh``: the fresh-process check started earlier (``FreshProcessCheck``; its rows are the single-row
+    check's too); else it starts and is waited for here.
+    """
+    rows = fresh.rows if fresh is not None else check_rows(prepared, n_rows)
+    fresh = fresh if fresh is not None else FreshProcessCheck(package, rows)
+    single = single_row_check(package, rows)
+    compared, _ = skew_check_rows(prepared, seed=seed)  # the rows it will draw: only they are read from the snapshot
+    same = training_serving_check(package, prepared, raw_rows(run, compared.index), seed=seed)
+    return {"package_loads": fresh.result(), "single_rows": single, "same_code_path": same}
+
+
+def raw_rows(run: Run, index: pd.Index) -> pd.DataFrame:
+    """The rows ``index`` of the raw snapshot (empty when the run has none): picked in Arrow by its stored index
+    column before the conversion to pandas, so a snapshot of a million rows is never converted whole for a
+    sample of them (a Parquet ``filters=`` list of 20,000 values costs more than reading everything)."""
+    path = run.raw_snapshot_path
+    if not path.exists():
+        return pd.DataFrame()
+    import pyarrow as pa  # local: pandas' Parquet engine, whose compute module (~50 ms to import) only this needs
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    stored = (table.schema.pandas_metadata or {}).get("index_columns") or []
+    if len(stored) == 1 and isinstance(stored[0], str) and stored[0] in table.column_names:
+        try:
+            return table.filter(pc.is_in(table[stored[0]], value_set=pa.array(index.to_numpy()))).to_pandas()
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):  # labels of another type
+            pass
+    return table.to_pandas()  # a RangeIndex is metadata, not a column: every row
 
 
 def checks_table(checks: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:

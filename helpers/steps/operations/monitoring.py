@@ -14,13 +14,13 @@ test side with a documented drift schedule (``simulate_batches``).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import special, stats
 
 from helpers.core import artifacts, modelio
 from helpers.core.datasets import load_source
@@ -41,6 +41,7 @@ from helpers.core.kpis import (
 from helpers.core.kpis import percentile_interval as _percentiles
 from helpers.core.messages import say
 from helpers.core.paths import STEP_NOTEBOOKS
+from helpers.core.sampling import subsample
 from helpers.core.split import time_values
 from helpers.core.system import LOCK_FILE
 from helpers.steps.operations import deployment, readiness
@@ -97,11 +98,20 @@ def numeric_shares(values: Sequence[float], edges: np.ndarray, weights: np.ndarr
     return counts / max(counts.sum(), 1.0)
 
 
-def category_counts(values: Sequence[Any], categories: Sequence[str]) -> np.ndarray:
-    """Counts per known category, plus one last bin for unseen ones (missing is a category)."""
-    s = pd.Series(values, dtype=object)
-    codes = pd.Index(list(categories), dtype=object).get_indexer(s.where(s.notna(), MISSING).astype(str).to_numpy(object))
-    known = np.bincount(codes[codes >= 0], minlength=len(categories)).astype(float)
+def category_counts(values: Sequence[Any], categories: Sequence[str] | Mapping[str, int]) -> np.ndarray:
+    """Counts per known category, plus one last bin for unseen ones (missing is a category).
+
+    A value is matched by its text (``str``), missing values as ``MISSING``. ``categories``: the
+    list, or its ``{category: position}`` lookup (``DriftDetector`` keeps one per column).
+    """
+    lookup = categories if isinstance(categories, Mapping) else {c: i for i, c in enumerate(categories)}
+    arr = pd.Series(values, dtype=object).to_numpy(dtype=object)
+    missing = pd.isna(arr)
+    get, gap = lookup.get, lookup.get(MISSING, -1)
+    # a dict lookup per value: several times faster than pandas' where/astype(str)/get_indexer on batches
+    codes = np.fromiter((gap if m else get(v if type(v) is str else str(v), -1)
+                         for v, m in zip(arr, missing, strict=True)), dtype=np.intp, count=len(arr))
+    known = np.bincount(codes[codes >= 0], minlength=len(lookup)).astype(float)
     return np.append(known, float((codes < 0).sum()))
 
 
@@ -118,27 +128,48 @@ def psi_categorical(reference: Sequence[Any], current: Sequence[Any]) -> float:
 
 def ks_test(reference: Sequence[float], current: Sequence[float]) -> tuple[float, float]:
     """Two-sample Kolmogorov-Smirnov statistic and p-value (missing values dropped)."""
-    a = pd.Series(reference, dtype=float).dropna().to_numpy()
-    b = pd.Series(current, dtype=float).dropna().to_numpy()
+    a, b = _finite_values(reference), _finite_values(current)
     if a.size == 0 or b.size == 0:
         return float("nan"), float("nan")
     result = stats.ks_2samp(a, b)
     return float(result.statistic), float(result.pvalue)
 
 
+def _finite_values(values: Sequence[float]) -> np.ndarray:
+    """The values as floats, missing ones dropped (an ndarray of floats is used as it is: no copy)."""
+    plain = isinstance(values, np.ndarray) and values.dtype == float
+    v = values if plain else pd.Series(values, dtype=float).to_numpy()
+    return v[~np.isnan(v)] if np.isnan(v).any() else v
+
+
 def chi2_test(ref_counts: np.ndarray, cur_counts: np.ndarray) -> tuple[float, float]:
-    """Chi-square test of homogeneity on two count vectors (bins empty in both dropped)."""
-    table = np.vstack([ref_counts, cur_counts])
+    """Chi-square test of homogeneity on two count vectors (bins empty in both dropped).
+
+    ``scipy.stats.chi2_contingency(table, correction=False)``'s arithmetic, step by step (the same
+    expected counts, sum and ``chdtrc`` p-value): its input checks cost ~2 ms a call, and a run makes
+    thousands (every feature of every batch, of the false-alarm trials and of the drift simulator).
+    """
+    table = np.vstack([ref_counts, cur_counts]).astype(float)
     table = table[:, table.sum(axis=0) > 0]
     if table.shape[1] < 2 or (table.sum(axis=1) == 0).any():
         return 0.0, 1.0
-    result = stats.chi2_contingency(table, correction=False)
-    return float(result.statistic), float(result.pvalue)
+    expected = table.sum(axis=1, keepdims=True) * table.sum(axis=0, keepdims=True) / table.sum()
+    statistic = ((table - expected) ** 2 / expected).sum()
+    dof = table.shape[1] - 1  # (rows - 1) x (columns - 1), two rows
+    return float(statistic), float(special.chdtrc(dof, statistic))
 
 
 def _categories(values: Sequence[Any]) -> list[str]:
+    return _category_table(values)[0]
+
+
+def _category_table(values: Sequence[Any]) -> tuple[list[str], np.ndarray]:
+    """The sorted categories of ``values`` (their text, missing as ``MISSING``) and ``category_counts`` of the
+    values themselves (the last, unseen bin empty), from one count."""
     s = pd.Series(values, dtype=object)
-    return sorted(s.where(pd.notna(s), MISSING).astype(str).unique())
+    counts = s.where(pd.notna(s), MISSING).astype(str).value_counts(sort=False)
+    categories = sorted(counts.index)
+    return categories, np.append(counts.reindex(categories).to_numpy(dtype=float), 0.0)
 
 
 DRIFT_COLUMNS = ["feature", "psi", "psi_chance", "band", "test", "statistic", "p_value", "q_value", "alert"]
@@ -177,8 +208,10 @@ class DriftDetector:
         self.ref_counts_ = {c: numeric_counts(X[c], self.edges_[c]) for c in self.numeric}
         self.ref_shares_ = {c: self.ref_counts_[c] / max(self.ref_counts_[c].sum(), 1.0) for c in self.numeric}
         self.ref_values_ = {c: pd.Series(X[c], dtype=float).dropna().to_numpy() for c in self.numeric}
-        self.categories_ = {c: _categories(X[c]) for c in self.categorical}
-        self.ref_counts_.update({c: category_counts(X[c], self.categories_[c]) for c in self.categorical})
+        tables = {c: _category_table(X[c]) for c in self.categorical}
+        self.categories_ = {c: categories for c, (categories, _) in tables.items()}
+        self.lookup_ = {c: {v: i for i, v in enumerate(self.categories_[c])} for c in self.categorical}
+        self.ref_counts_.update({c: counts for c, (_, counts) in tables.items()})
         self.chance_: dict[tuple[str, int], float] = {}
         return self
 
@@ -208,7 +241,7 @@ class DriftDetector:
             p = min(1.0, 2 * min(p_ks, p_bins)) if np.isfinite(p_ks) else p_bins
             test = "ks+chi2"
         else:
-            cur = category_counts(values, self.categories_[column])
+            cur = category_counts(values, self.lookup_[column])
             stat, p = chi2_test(ref, cur)
             test = "chi2"
         value = psi_from_shares(ref / max(ref.sum(), 1), cur / max(cur.sum(), 1))
@@ -369,7 +402,7 @@ def simulate_batches(frame: pd.DataFrame, *, target: str | None, problem_type: s
         raise PlaybookError(f"Only {len(frame)} held-out rows: too few to simulate production.",
                             "use a larger test_size or more data.")
     schedule = DriftSchedule(n_batches, magnitude, feature).table()
-    size = batch_size or max(50, min(len(frame), 2000) // 2)  # half the held-out rows, at most 1000
+    size = batch_size or max(50, min(len(frame) // 2, SIMULATED_BATCH_ROWS))  # half the held-out rows, at most 1000
     rng = np.random.default_rng(seed)
     all_weights = simulation_weights(frame, schedule, target=target, problem_type=problem_type, feature=feature,
                                      positive_label=positive_label)
@@ -430,8 +463,13 @@ def _concept_drift(batch: pd.DataFrame, frame: pd.DataFrame, target: str, proble
     return pd.Series(new, index=y.index, name=target)
 
 
-def batches_from_data(frame: pd.DataFrame, *, time_column: str | None, n_batches: int) -> list[pd.DataFrame]:
-    """Cut real production data into ``n_batches`` periods of equal row counts, in time order."""
+def batches_from_data(frame: pd.DataFrame, *, time_column: str | None, n_batches: int,
+                      max_rows: int | None = None, seed: int = 0) -> list[pd.DataFrame]:
+    """Cut real production data into ``n_batches`` periods of equal row counts, in time order.
+
+    ``max_rows``: a period with more rows keeps a seeded sample of that many (``sampling.subsample``),
+    still in time order.
+    """
     if frame.empty:
         raise PlaybookError("monitor_data has no rows.", "give a file with production rows.")
     if time_column:
@@ -444,6 +482,9 @@ def batches_from_data(frame: pd.DataFrame, *, time_column: str | None, n_batches
     periods = np.array_split(np.arange(len(frame)), n)
     out = []
     for b, idx in enumerate(periods, start=1):
+        if max_rows is not None and len(idx) > max_rows:
+            kept, _ = subsample(pd.DataFrame(index=idx), None, max_rows, seed + b, stratify=False)
+            idx = np.sort(kept.index.to_numpy())
         batch = frame.iloc[idx].copy()
         batch["batch"] = b
         out.append(batch)
@@ -628,13 +669,78 @@ def compare_models(contract: KpiContract, metric: str, y_true, champion: tuple, 
 MAX_CHALLENGERS = 2  # at most this many retrains per run keeps step 5 fast; later triggers are recorded only
 N_IMPORTANT = 3  # the policy watches drift on this many most important features
 
+# Step 5 answers each question on a seeded sample of fixed, documented size, so its time stays flat with the
+# data (the demo's 4,000 training and 1,000 test rows fit under every cap but the importance one, as before).
+IMPORTANCE_SAMPLE_ROWS = 800  # test rows permutation importance ranks the features on (3 repeats: a ranking)
+REFERENCE_ROWS = 20_000  # training rows the drift reference keeps; test rows of the reference predictions
+FALSE_ALARM_ROWS = 2 * REFERENCE_ROWS  # training rows the false-alarm trials halve: each half a reference as large
+CHALLENGER_ROWS = 20_000  # training rows a challenger is refitted on (plus the labelled batches before it)
+MONITOR_BATCH_ROWS = 20_000  # rows tracked per period of monitor_data (validation, drift and KPIs)
+SIMULATED_BATCH_ROWS = 1_000  # rows per simulated batch: half the held-out rows, at most this
+SCENARIO_BATCH_ROWS = 300  # rows per batch of the drift simulator (explorer)
+
+
+def _stratify(prepared) -> bool:
+    return prepared.problem_type == "classification"
+
 
 def feature_importance(model, X: pd.DataFrame, y: pd.Series | None, contract: KpiContract, *, seed: int,
-                       n_rows: int = 800) -> pd.DataFrame:
+                       n_rows: int = IMPORTANCE_SAMPLE_ROWS) -> pd.DataFrame:
     """Permutation importance of each feature on a sample of ``n_rows``: the drop in the contract's primary KPI
-    (clustering: in the model's own objective)."""
-    return permutation_importance_table(model, X, y, contract, deployment.primary_metric(contract), n_repeats=3,
-                                        seed=seed, n_jobs=1, max_rows=n_rows)
+    (clustering: in the model's own objective). ``attrs["sampled"]``: the ``deployment.Sampled`` that says so."""
+    table = permutation_importance_table(model, X, y, contract, deployment.primary_metric(contract), n_repeats=3,
+                                         seed=seed, n_jobs=1, max_rows=n_rows)
+    table.attrs["sampled"] = deployment.Sampled("Permutation importance", min(len(X), n_rows), len(X), "test rows",
+                                                n_rows, "monitoring.IMPORTANCE_SAMPLE_ROWS")
+    return table
+
+
+def heldout_importance(model, prepared, contract: KpiContract, *, seed: int,
+                    n_rows: int = IMPORTANCE_SAMPLE_ROWS) -> pd.DataFrame:
+    """``feature_importance`` on the held-out side, its sample drawn before the conversion to model input (the
+    same rows ``permutation_importance_table`` would draw from the converted table, so the same ranking):
+    converting 200,000 rows to rank features on 800 would cost more than the ranking."""
+    rows, labels = subsample(prepared.test, prepared.y("test"), n_rows, seed, stratify=_stratify(prepared))
+    table = feature_importance(model, replace(prepared, test=rows).X("test"), labels, contract, seed=seed,
+                               n_rows=n_rows)
+    table.attrs["sampled"] = replace(table.attrs["sampled"], of=len(prepared.test))
+    return table
+
+
+def challenger_sampled(prepared, max_rows: int = CHALLENGER_ROWS) -> deployment.Sampled:
+    """The training rows ``retrain_challengers`` refits each challenger on, stated."""
+    n = len(prepared.train)
+    return deployment.Sampled("Challengers refitted", min(n, max_rows), n, "training rows", max_rows,
+                              "monitoring.CHALLENGER_ROWS",
+                              how="a stratified, seeded sample" if _stratify(prepared) else "a seeded sample",
+                              note="each plus the labelled batches before its trigger")
+
+
+def drift_reference(prepared, *, seed: int, max_rows: int = REFERENCE_ROWS) -> tuple[pd.DataFrame, deployment.Sampled]:
+    """The training rows drift is measured against (model input, at most ``max_rows``, seeded).
+
+    A batch of 1,000 rows compared with 20,000 reference rows: the reference's own noise adds 5% to
+    the batch's; ``DriftDetector.chance_psi`` counts it at the reference's real size.
+    """
+    rows, _, sampled = deployment.capped(prepared.train, None, max_rows, seed, what="Drift reference",
+                                         unit="training rows", cap_name="monitoring.REFERENCE_ROWS")
+    return replace(prepared, train=rows).X("train"), sampled
+
+
+def reference_predictions(package, prepared, *, seed: int,
+                          max_rows: int = REFERENCE_ROWS) -> tuple[np.ndarray, deployment.Sampled]:
+    """The model's outputs on held-out rows (at most ``max_rows``, seeded): prediction drift's reference."""
+    rows, _, sampled = deployment.capped(prepared.test, None, max_rows, seed, what="Reference predictions",
+                                         unit="test rows", cap_name="monitoring.REFERENCE_ROWS")
+    return prediction_shares(*deployment.predict_arrays(package, rows)), sampled
+
+
+def false_alarm_pool(prepared, *, seed: int,
+                     max_rows: int = FALSE_ALARM_ROWS) -> tuple[pd.DataFrame, deployment.Sampled]:
+    """The undrifted training rows ``false_alarm_trials`` halves into reference and batches (at most ``max_rows``)."""
+    rows, _, sampled = deployment.capped(prepared.train, None, max_rows, seed, what="False-alarm trials",
+                                         unit="training rows", cap_name="monitoring.FALSE_ALARM_ROWS")
+    return replace(prepared, train=rows).X("train"), sampled
 
 
 def important_features(importance: pd.DataFrame, n: int = N_IMPORTANT) -> list[str]:
@@ -649,20 +755,28 @@ def shift_feature(importance: pd.DataFrame, numeric: Sequence[str]) -> str | Non
 
 def production_batches(params, prepared, *, feature: str | None, positive_label: Any = None,
                        time_column: str | None = None) -> tuple[list[pd.DataFrame], pd.DataFrame, str]:
-    """Real ``monitor_data`` cut into periods, or the simulation from the test side; and its source."""
+    """Real ``monitor_data`` cut into periods (each at most ``MONITOR_BATCH_ROWS``, seeded), or the simulation from
+    the test side; and its source. ``schedule.attrs["sampled"]``: the ``deployment.Sampled`` of the batches' rows."""
     if params.get("monitor_data"):
         frame = load_source(params["monitor_data"])
         batches = batches_from_data(frame, time_column=time_column if time_column in frame.columns else None,
-                                    n_batches=params["n_batches"])
+                                    n_batches=params["n_batches"], max_rows=MONITOR_BATCH_ROWS,
+                                    seed=params.get("seed", 0))
         schedule = pd.DataFrame({"batch": [int(b["batch"].iloc[0]) for b in batches],
                                  "rows": [len(b) for b in batches],
                                  "labelled": [bool(prepared.target and prepared.target in b.columns
                                                    and b[prepared.target].notna().all()) for b in batches]})
+        schedule.attrs["sampled"] = deployment.Sampled(
+            f"{len(batches)} periods of monitor_data tracked", int(schedule["rows"].sum()), len(frame), "rows",
+            MONITOR_BATCH_ROWS, "monitoring.MONITOR_BATCH_ROWS per period", how="a seeded sample of each period")
         return batches, schedule, "monitor_data"
     batches, schedule = simulate_batches(prepared.test, target=prepared.target, problem_type=prepared.problem_type,
                                          n_batches=params["n_batches"], magnitude=params["drift_magnitude"],
                                          feature=feature, seed=params["seed"],
                                          positive_label=positive_label)
+    schedule.attrs["sampled"] = deployment.Sampled(
+        f"{len(batches)} simulated production batches, each", len(batches[0]), len(prepared.test), "test rows",
+        SIMULATED_BATCH_ROWS, "monitoring.SIMULATED_BATCH_ROWS", how="drawn with the drift schedule's weights, seeded")
     return batches, schedule, "simulation"
 
 
@@ -721,11 +835,13 @@ def policy_inputs(results: Sequence[dict[str, Any]]) -> tuple[list[bool | None],
 
 def retrain_challengers(package, prepared, batches: Sequence[pd.DataFrame], results: Sequence[dict[str, Any]],
                         decisions: Sequence[dict[str, Any]], contract: KpiContract, *, margin: float, seed: int,
-                        run=None, promote_for_real: bool = False) -> list[dict[str, Any]]:
+                        run=None, promote_for_real: bool = False,
+                        max_rows: int = CHALLENGER_ROWS) -> list[dict[str, Any]]:
     """For each batch where the policy fires: train a challenger, compare, record the decision.
 
     The challenger is the champion's pipeline (``sklearn.base.clone``) refitted on the
-    training side plus the labelled batches before the firing one; both models are
+    training side (a seeded, stratified sample of at most ``max_rows``: ``challenger_sampled``
+    states it) plus the labelled batches before the firing one; both models are
     compared on the firing batch. Challengers are saved as ``models/v2``, ... when
     ``run`` is given; the manifest's champion changes only when ``promote_for_real``.
     """
@@ -735,7 +851,10 @@ def retrain_challengers(package, prepared, batches: Sequence[pd.DataFrame], resu
     target = prepared.target
     # challengers of this champion are numbered from its version + 1 (a re-run replaces them)
     records, version = [], int(package.meta.get("version") or 1) + 1
-    for d in [d for d in decisions if d["retrain"]][:MAX_CHALLENGERS]:
+    fired = [d for d in decisions if d["retrain"]][:MAX_CHALLENGERS]
+    base = subsample(prepared.train, prepared.y("train"), max_rows, seed, stratify=_stratify(prepared))[0] \
+        if fired else prepared.train
+    for d in fired:
         b = d["batch"] - 1
         latest = results[b]
         if latest["kpis"] is None or metric is None:
@@ -743,7 +862,7 @@ def retrain_challengers(package, prepared, batches: Sequence[pd.DataFrame], resu
                             "promote": False})
             continue
         earlier = [results[i]["fixed"] for i in range(b) if results[i]["kpis"] is not None]
-        train = pd.concat([prepared.train, *earlier], ignore_index=True)
+        train = pd.concat([base, *earlier], ignore_index=True)
         challenger = clone(package.model).fit(deployment.model_input(train, package), train[target])
         chall_pkg = deployment.Package(challenger, package.meta, package.schema, package.cleaning, package.path)
         record = compare_models(contract, metric, latest["fixed"][target], (latest["labels"], latest["proba"]),
@@ -821,14 +940,22 @@ def false_alarm_figure(rates: pd.DataFrame):
 
 def drift_scenarios(package, prepared, contract: KpiContract, detector: DriftDetector, policy: RetrainingPolicy, *,
                     features: Sequence[str], magnitudes: Sequence[float], n_batches: int, seed: int,
-                    reference_pred: np.ndarray, positive_label: Any = None) -> dict[tuple[str, float], dict]:
-    """Precomputed simulations for the explorer: one per (shifted feature, magnitude), tracked like the run."""
+                    reference_pred: np.ndarray, positive_label: Any = None,
+                    only: Sequence[Mapping[str, Any]] | None = None) -> dict[tuple[str, float], dict]:
+    """Precomputed simulations for the explorer: one per (shifted feature, magnitude), tracked like the run.
+
+    ``only``: the explorer's cases ({"feature", "magnitude"}) to simulate, e.g. its ``static_cases`` in a
+    batch run, which shows nothing else; each scenario is seeded on its own, so it is the same either way.
+    """
     out = {}
+    wanted = None if only is None else {(c["feature"], float(c["magnitude"])) for c in only}
     for feature in features:
         for m in magnitudes:
+            if wanted is not None and (feature, float(m)) not in wanted:
+                continue
             batches, _ = simulate_batches(prepared.test, target=prepared.target, problem_type=prepared.problem_type,
                                           n_batches=n_batches, magnitude=m, feature=feature, seed=seed,
-                                          batch_size=300, positive_label=positive_label)
+                                          batch_size=SCENARIO_BATCH_ROWS, positive_label=positive_label)
             results = track_all(package, batches, detector, contract, reference_pred=reference_pred, n_boot=100,
                                 seed=seed)
             kpi, drift = timeline(results)
@@ -836,6 +963,13 @@ def drift_scenarios(package, prepared, contract: KpiContract, detector: DriftDet
             out[(feature, float(m))] = {"kpi": kpi, "drift": drift, "alerts": alerts_table(kpi, drift),
                                         "decisions": policy.decide(breached, psis)}
     return out
+
+
+def scenarios_sampled(n_test: int, n_scenarios: int, n_batches: int) -> deployment.Sampled:
+    """The drift simulator's batches, stated (``drift_scenarios``)."""
+    return deployment.Sampled(f"Drift simulator: {n_scenarios} scenarios x {n_batches} batches, each",
+                              min(SCENARIO_BATCH_ROWS, n_test), n_test, "test rows", SCENARIO_BATCH_ROWS,
+                              "monitoring.SCENARIO_BATCH_ROWS", how="drawn with the drift schedule's weights, seeded")
 
 
 def scenario_update(scenarios: dict[tuple[str, float], dict], metric: str | None):
@@ -988,6 +1122,7 @@ class OperationsResult:
     kpi_notes: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=ALERT_COLUMNS))  # watch, not judged
     expected_false_alarms: pd.DataFrame = field(default_factory=pd.DataFrame)  # expected_false_alarms()
     measured_false_alarms: Mapping[str, Any] = field(default_factory=dict)  # run_false_alarms()
+    samples: Sequence[deployment.Sampled] = ()  # every sampled decision of the step (sampling_summary)
 
 
 def summary(result: OperationsResult) -> dict[str, Any]:
@@ -1018,7 +1153,19 @@ def summary(result: OperationsResult) -> dict[str, Any]:
         "readiness": {**result.readiness_summary,
                       "scores": result.readiness_table[["id", "score", "status"]].to_dict(orient="records")},
         "documents": {"model_card": f"artifacts/{STEP}/model_card.md", "ci_workflow": f"artifacts/{STEP}/ci_workflow.yml"},
+        "sampling": sampling_summary(result.samples),
     }
+
+
+def sampling_summary(samples: Sequence[deployment.Sampled]) -> dict[str, Any]:
+    """Every sampled decision of step 5: the rows each part used, of how many, and the sentences that say so."""
+    return {"decisions": [s.to_dict() for s in samples], "statements": [s.text for s in samples]}
+
+
+def sampling_table(samples: Sequence[deployment.Sampled]) -> pd.DataFrame:
+    """The sampled decisions as a table: what, rows used, of how many, the cap, and the sentence."""
+    columns = ["what", "rows", "of", "unit", "cap", "text"]
+    return pd.DataFrame([{k: v for k, v in s.to_dict().items() if k in columns} for s in samples], columns=columns)
 
 
 def save(run, result: OperationsResult) -> dict[str, Any]:
@@ -1095,6 +1242,9 @@ def report_section(run) -> None:
         display(Markdown("KPIs shown but not alerted on (watch: the interval contains the target; not judged: "
                          "too few rows). Neither counts toward retraining."))
         display(notes.head(15))
+    statements = (s.get("sampling") or {}).get("statements") or []
+    if statements:
+        display(Markdown("**Samples:** " + " ".join(html.escape(t) for t in statements)))
     expected = (s["monitoring"].get("false_alarms") or {}).get("expected")
     if expected:
         display(Markdown("**Expected false alarms** of a drift-free run, without and with the run-level control:"))
