@@ -4,10 +4,17 @@ Exit codes (README, "Command-line reference"): 0 every selected step ran, 1 a st
 timeout, dead kernel), 2 bad input (a ``PlaybookError``, before or inside a kernel),
 130 interrupted. A failed run keeps its partial notebook, marks the step in the
 manifest and still gets a (partial) report.
+
+Each notebook runs in a kernel started (with its imports) while the notebook before it ran
+(``engine.KernelPool``): the 2-3 s kernel start is off the critical path. Progress (step,
+stage, elapsed, remaining from the plan) is shown by ``progress.RunProgress``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import gc
 import importlib.util
 import logging
 import os
@@ -28,7 +35,7 @@ from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from helpers.core import artifacts, config, datasets, kpis, paths, problem
 from helpers.core.datasets import BUILTIN_PREFIX, is_database_url, preset_for, write_snapshot
 from helpers.core.errors import PlaybookError
-from helpers.run import engine, report, resume
+from helpers.run import engine, progress, registry, report, resume
 from helpers.run.engine import playbook_kernel
 from helpers.steps.foundation import data
 
@@ -126,8 +133,12 @@ class StepOutcome:
 
 
 def execute_step(step: str, notebook: Path, output: Path, parameters: Mapping[str, Any], kernel: str,
-                 timeout: float | None, progress: bool) -> StepOutcome:
-    """Run one notebook; translate papermill's and nbclient's failures into an outcome."""
+                 timeout: float | None, listener=None) -> StepOutcome:
+    """Run one notebook; translate papermill's and nbclient's failures into an outcome.
+
+    ``listener`` gets the engine's cell events (a ``progress.RunProgress``); papermill's own
+    per-cell bar is never shown.
+    """
     started = time.perf_counter()
 
     def outcome(status, code, message=""):
@@ -135,7 +146,8 @@ def execute_step(step: str, notebook: Path, output: Path, parameters: Mapping[st
 
     try:
         engine.execute_notebook(notebook, output, parameters=dict(parameters), kernel_name=kernel,
-                                progress_bar=progress, log_output=False, execution_timeout=timeout)
+                                progress_bar=False, log_output=False, execution_timeout=timeout,
+                                cell_listener=listener)
     except pm.PapermillExecutionError as exc:
         where = f"cell {exc.exec_count}" if exc.exec_count else f"cell index {exc.cell_index}"
         if exc.ename == "PlaybookError":
@@ -186,12 +198,19 @@ def run_playbook(values: Mapping[str, Any], *, steps: Sequence[str], out: str | 
     check_helpers_importable()
     folder = notebooks_folder(notebooks, steps)
     run = artifacts.Run(prepare_out_dir(out, values.get("project_name") or "run"))
-    start_manifest(run, values, steps, command, folder)
-    write_project_file(run, values)
-    if loaded is not None:
-        write_snapshot(run, values, *loaded)
-    echo(f"Run folder: {run.path}")
-    return execute_steps(run, values, steps, folder, html=html, timeout=timeout, echo=echo)
+    with playbook_kernel(run.path) as kernel, engine.kernel_pool(kernel) as pool:
+        pool.prestart(warm_modules(steps[0]))  # the first step's kernel starts while the snapshot is written
+        start_manifest(run, values, steps, command, folder)
+        write_project_file(run, values)
+        if loaded is not None:
+            write_snapshot(run, values, *loaded)
+            # the kernels read the snapshot: this process must not keep a (possibly gigabyte) table alive
+            # while the steps run
+            del loaded
+            gc.collect()
+            release_free_memory()
+        echo(f"Run folder: {run.path}")
+        return execute_steps(run, values, steps, folder, html=html, timeout=timeout, echo=echo, kernels=(kernel, pool))
 
 
 def resume_playbook(run_dir: str | os.PathLike, values: Mapping[str, Any], *, steps: Sequence[str],
@@ -226,16 +245,25 @@ def resume_playbook(run_dir: str | os.PathLike, values: Mapping[str, Any], *, st
 
 
 def execute_steps(run: artifacts.Run, values: Mapping[str, Any], steps: Sequence[str], folder: Path, *,
-                  html: bool, timeout: float | None, echo, resuming: bool = False) -> int:
-    """Run (or, when resuming, reuse) each step in order, then build the (partial) report."""
-    progress = sys.stderr.isatty()
+                  html: bool, timeout: float | None, echo, resuming: bool = False,
+                  kernels: tuple[str, engine.KernelPool] | None = None) -> int:
+    """Run (or, when resuming, reuse) each step in order, then build the (partial) report.
+
+    ``kernels``: the run's kernelspec and kernel pool when the caller opened them (else opened here).
+    """
+    display = progress.RunProgress(len(steps), echo=echo, tty=sys.stderr.isatty())
     code = EXIT_OK
     outcomes: list[StepOutcome] = []
     rerun_from: str | None = None
     current: str | None = None
     previous_sigterm = _sigterm_as_interrupt()
     try:
-        with playbook_kernel(run.path) as kernel:
+        with contextlib.ExitStack() as stack:
+            if kernels is None:
+                kernel = stack.enter_context(playbook_kernel(run.path))
+                pool = stack.enter_context(engine.kernel_pool(kernel))
+            else:
+                kernel, pool = kernels
             try:
                 for i, step in enumerate(steps, 1):
                     current = step
@@ -257,20 +285,35 @@ def execute_steps(run: artifacts.Run, values: Mapping[str, Any], steps: Sequence
                     else:
                         echo(f"[{i}/{len(steps)}] {step} ...")
                         run.set_step_status(step, "running", output=f"{step}.ipynb", inputs=inputs)
-                    result = execute_step(step, folder / f"{step}.ipynb", run.path / f"{step}.ipynb",
-                                          step_parameters(step, values, run.path), kernel, timeout, progress)
+                    # this step's kernel was started while the step before ran (the first one's while the
+                    # snapshot was written; when resuming, now);
+                    # the next one's (the next step's or the report's) starts once this step's first cell runs
+                    if not pool.waiting:
+                        pool.prestart(warm_modules(step))
+                    nxt = steps[i] if i < len(steps) else None
+                    display.step_started(i, step, progress.planned_seconds(run.read_manifest(), step))
+                    hooks = StepHooks(display, lambda nxt=nxt: pool.prestart(warm_modules(nxt)))
+                    try:
+                        result = execute_step(step, folder / f"{step}.ipynb", run.path / f"{step}.ipynb",
+                                              step_parameters(step, values, run.path), kernel, timeout, hooks)
+                    finally:
+                        display.step_finished()
+                    planned = progress.planned_seconds(run.read_manifest(), step)  # step 3 writes the plan
                     run.set_step_status(step, result.status, duration_s=result.duration_s,
-                                        **({"message": result.message} if result.message else {}))
+                                        **({"message": result.message} if result.message else {}),
+                                        **({"planned_s": planned} if planned is not None else {}))
                     outcomes.append(result)
                     current = None
                     echo(f"      {result.status} in {result.duration_s:.1f} s")
                     if result.exit_code != EXIT_OK:
                         code = result.exit_code
+                        pool.close()
                         resume.stop_kernels(run.path)  # a timed-out or interrupted kernel must not go on writing
                         report_failure(result, run, echo)
                         break
             except KeyboardInterrupt:
                 code = EXIT_INTERRUPTED
+                pool.close()
                 resume.stop_kernels(run.path)
                 if current is not None:
                     run.set_step_status(current, "interrupted")
@@ -285,6 +328,43 @@ def execute_steps(run: artifacts.Run, values: Mapping[str, Any], steps: Sequence
         _restore_sigterm(previous_sigterm)
     print_summary(run, outcomes, echo)
     return code
+
+
+class StepHooks:
+    """The engine's cell events of one step: to the progress display; the first cell also runs ``once_running``."""
+
+    def __init__(self, display: progress.RunProgress, once_running):
+        self.display = display
+        self.once_running = once_running
+
+    def notebook_started(self, code_cells: int) -> None:
+        self.display.notebook_started(code_cells)
+
+    def cell_started(self, stage: str) -> None:
+        if self.once_running is not None:
+            start, self.once_running = self.once_running, None
+            try:
+                start()
+            except Exception as exc:  # the next notebook then starts its own kernel, as without a pool
+                logging.getLogger(__name__).warning("could not start the next kernel ahead: %s", exc)
+        self.display.cell_started(stage)
+
+    def cell_completed(self) -> None:
+        self.display.cell_completed()
+
+
+def warm_modules(step: str | None) -> tuple[str, ...]:
+    """What a prestarted kernel imports: the common stack and the step's module (the report's without a step)."""
+    own = registry.get(step).module if step in registry.TITLES else "helpers.run.report"
+    return (*engine.WARM_MODULES, own)
+
+
+def release_free_memory() -> None:
+    """Hand freed heap memory back to the system (glibc keeps it, and the process's RSS still counts it)."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass
 
 
 def _raise_interrupt(signum, frame) -> None:
@@ -331,11 +411,21 @@ def build_report_safely(run: artifacts.Run, html: bool, kernel: str, echo, timeo
 
 def print_summary(run: artifacts.Run, outcomes: Sequence[StepOutcome], echo) -> None:
     manifest = run.read_manifest()
+    entries = manifest.get("steps", [])
+    # planned next to actual once the run has a plan (step 3 writes it); the plan of a step that
+    # did not finish is read from the manifest's plan
+    planned = {e["step"]: e.get("planned_s") if e.get("planned_s") is not None
+               else progress.planned_seconds(manifest, e["step"]) for e in entries}
+    with_plan = any(v is not None for v in planned.values())
     echo("")
-    echo("Step                            status        time")
-    for entry in manifest.get("steps", []):
+    echo("Step                            status        time" + ("      planned" if with_plan else ""))
+    for entry in entries:
         duration = "" if entry.get("duration_s") is None else f"{entry['duration_s']:.1f} s"
-        echo(f"{entry['step']:<31} {entry['status']:<13} {duration}")
+        if with_plan:
+            plan = "-" if planned[entry["step"]] is None else f"{planned[entry['step']]:.1f} s"
+            echo(f"{entry['step']:<31} {entry['status']:<13} {duration:<9} {plan}")
+        else:
+            echo(f"{entry['step']:<31} {entry['status']:<13} {duration}")
     if manifest.get("kpis"):
         echo("")
         echo("KPI             target   achieved  verdict")
