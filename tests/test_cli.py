@@ -125,11 +125,15 @@ def test_demo_step1_findings(demo_run: Run):
 
 
 def test_project_yaml_of_a_run_reproduces_its_parameters(demo_run: Run):
+    """project.yaml = the run's parameters, with the values its plan resolved pinned (so a re-run re-plans nothing)."""
     saved = yaml.safe_load((demo_run.path / "project.yaml").read_text())
     merged = config.merge(saved)
-    params = demo_run.read_manifest()["parameters"]
+    manifest = demo_run.read_manifest()
+    pinned = manifest["plan"]["pinned"]
+    assert {"selection_rows", "n_jobs", "refit_rows"} <= set(pinned)
+    expected = {**manifest["parameters"], **pinned}
     assert {k: v for k, v in merged.items() if k not in ("run_dir", "interactive")} == \
-        {k: v for k, v in params.items() if k not in ("run_dir", "interactive")}
+        {k: v for k, v in expected.items() if k not in ("run_dir", "interactive")}
 
 
 # --- other built-ins, init, failures inside a notebook ---------------------------------------
