@@ -237,6 +237,11 @@ def evaluate(inputs: Inputs, pipeline, cv=None, train: bool = True) -> dict[str,
     return row
 
 
+def is_bounded(metric: str) -> bool:
+    """A metric with a finite range (scores, rates) is compared in its units; error metrics relatively."""
+    return bool(np.isfinite(kpi_mod.METRICS[metric].high) and np.isfinite(kpi_mod.METRICS[metric].low))
+
+
 def overfit_gap(metric: str, train: float, valid: float) -> float:
     """How much better the training score is than the validation score (positive = overfitting)."""
     return train - valid if kpi_mod.METRICS[metric].direction == "higher" else valid - train
@@ -245,8 +250,7 @@ def overfit_gap(metric: str, train: float, valid: float) -> float:
 def is_overfitting(metric: str, train: float, valid: float, spread: float) -> bool:
     """Gap above 0.05 (bounded metrics) or 10% of the validation score (error metrics), and above 2 spreads."""
     gap = overfit_gap(metric, train, valid)
-    bounded = np.isfinite(kpi_mod.METRICS[metric].high) and np.isfinite(kpi_mod.METRICS[metric].low)
-    limit = 0.05 if bounded else 0.10 * max(abs(valid), 1e-12)
+    limit = 0.05 if is_bounded(metric) else 0.10 * max(abs(valid), 1e-12)
     return bool(gap > limit and gap > 2 * spread)
 
 
@@ -284,9 +288,8 @@ class Selection:
 
 def score_gain(metric: str, before: float, after: float) -> float:
     """How much ``after`` improves on ``before``: in the metric's units when it is bounded, else relative."""
-    gain = after - before if kpi_mod.METRICS[metric].direction == "higher" else before - after
-    bounded = np.isfinite(kpi_mod.METRICS[metric].high) and np.isfinite(kpi_mod.METRICS[metric].low)
-    return float(gain if bounded else gain / max(abs(before), 1e-12))
+    gain = overfit_gap(metric, after, before)
+    return float(gain if is_bounded(metric) else gain / max(abs(before), 1e-12))
 
 
 def selection_samples(inputs: Inputs) -> list[Inputs]:
