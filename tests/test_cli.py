@@ -14,7 +14,7 @@ import yaml
 
 from helpers.core import config
 from helpers.core.artifacts import Run
-from helpers.run import cli
+from helpers.run import cli, resume
 from tests.conftest import fast_args, run_cli
 
 STEP1 = "01_vision_and_goals"
@@ -53,13 +53,26 @@ BAD_RUNS = [
 ]
 
 
+def test_the_runner_skips_the_slow_optional_iri_checker_and_still_validates_notebooks():
+    import subprocess
+
+    code = ("import sys\nimport helpers.run.runner\nimport nbformat\n"
+            "nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell('x = 1')])\n"
+            "nbformat.validate(nb)\nbad = nbformat.from_dict({'cells': [], 'metadata': {}, 'nbformat': 4, 'nbformat_minor': 5, 'extra': 1})\n"
+            "try:\n    nbformat.validate(bad)\nexcept nbformat.ValidationError:\n    print('invalid caught')\n"
+            "print(sys.modules.get('rfc3987_syntax', 'never imported'))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split("\n")[:2] == ["invalid caught", "None"]
+
+
 @pytest.mark.parametrize(("args", "fragment"), BAD_RUNS, ids=[a[1] for a in BAD_RUNS])
 def test_bad_input_exits_2_before_any_kernel(args, fragment, tmp_path, capsys):
     out = tmp_path / "run"
     assert cli.main(["run", "--out", str(out), *args]) == 2
     err = capsys.readouterr().err
     assert fragment in err and "Traceback" not in err
-    assert not out.exists()  # nothing was started
+    assert not out.exists()  # no run folder
+    assert resume.kernel_processes(out) == []  # the first step's kernel, started early, was stopped
 
 
 def test_missing_target_for_a_supervised_problem(tmp_path, capsys):
