@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers.core import artifacts
+from helpers.core import artifacts, paths
 from helpers.core.errors import PlaybookError
 
 
@@ -94,6 +94,6 @@ def test_damaged_manifest_is_a_clear_error(tmp_path):
 
 
 def test_run_names_are_unique_and_safe():
-    names = {artifacts.new_run_name("my project/<x>") for _ in range(20)}
+    names = {paths.new_run_name("my project/<x>") for _ in range(20)}
     assert len(names) == 20
     assert all("/" not in n and "<" not in n and n.startswith("my-project--x") for n in names)

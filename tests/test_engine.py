@@ -8,7 +8,7 @@ import papermill.engines
 import pytest
 from nbclient.exceptions import CellTimeoutError
 
-from helpers.core import artifacts
+from helpers.core import artifacts, paths
 from helpers.run import engine, resume
 
 
@@ -151,6 +151,9 @@ class Recorder:
     def cell_completed(self):
         self.events.append(("done",))
 
+    def next_kernel_due(self):
+        self.events.append(("next kernel",))
+
 
 def test_the_cell_listener_hears_each_code_cell_with_its_stage(tmp_path):
     nb = nbformat.v4.new_notebook()
@@ -162,8 +165,32 @@ def test_the_cell_listener_hears_each_code_cell_with_its_stage(tmp_path):
     with engine.playbook_kernel() as kernel, pytest.raises(pm.PapermillExecutionError):
         engine.execute_notebook(tmp_path / "in.ipynb", tmp_path / "out.ipynb", kernel_name=kernel,
                                 progress_bar=False, cell_listener=rec)
-    assert rec.events == [("start", 4), ("cell", "1.1 Load"), ("done",), ("cell", "1.1 Load"), ("done",),
-                          ("cell", "1.2 Fail"), ("done",)]
+    assert rec.events == [("start", 4), ("next kernel",), ("cell", "1.1 Load"), ("done",), ("cell", "1.1 Load"),
+                          ("done",), ("cell", "1.2 Fail"), ("done",)]
+
+
+def test_the_next_kernel_is_due_at_the_cell_tagged_for_it(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("## 4.2 Fits on every core"), nbformat.v4.new_code_cell("x = 1"),
+                nbformat.v4.new_markdown_cell("## 4.5 One core"),
+                nbformat.v4.new_code_cell("y = 2", metadata={"tags": [engine.NEXT_KERNEL_TAG]}),
+                nbformat.v4.new_code_cell("z = 3")]
+    nbformat.write(nb, tmp_path / "in.ipynb")
+    rec = Recorder()
+    with engine.playbook_kernel() as kernel:
+        engine.execute_notebook(tmp_path / "in.ipynb", tmp_path / "out.ipynb", kernel_name=kernel,
+                                progress_bar=False, cell_listener=rec)
+    assert rec.events == [("start", 3), ("cell", "4.2 Fits on every core"), ("done",), ("next kernel",),
+                          ("cell", "4.5 One core"), ("done",), ("cell", "4.5 One core"), ("done",)]
+    assert engine.next_kernel_cell([nbformat.v4.new_markdown_cell("# t")]) is None
+
+
+def test_step_4_starts_the_next_kernel_after_its_fits_on_every_core():
+    cells = nbformat.read(paths.notebooks_dir() / "04_model_development.ipynb", as_version=4).cells
+    due = engine.next_kernel_cell(cells)
+    sources = [c.source for c in cells[:due] if c.cell_type == "code"]
+    # the leaderboard, the learning curves and the tuning search run on n_jobs cores: all before it
+    assert all(any(call in s for s in sources) for call in ("modeling.select(", "modeling.explorer_grid(", "modeling.tune("))
 
 
 def test_a_failing_listener_never_fails_the_notebook(tmp_path):

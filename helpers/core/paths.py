@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+from datetime import UTC, datetime
 from pathlib import Path
 
 STEP_NOTEBOOKS = (
@@ -44,3 +46,10 @@ def available_steps() -> list[str]:
 
 def step_number(step: str) -> int:
     return int(step.split("_", 1)[0])
+
+
+def new_run_name(project: str) -> str:
+    """A unique, sortable run name: ``<project>-<UTC timestamp>-<suffix>``."""
+    safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in project).strip("-") or "run"
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    return f"{safe[:40]}-{stamp}-{secrets.token_hex(2)}"

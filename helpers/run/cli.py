@@ -10,8 +10,10 @@ import argparse
 import shlex
 import shutil
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
+from helpers.core import paths
 from helpers.core.errors import PlaybookError
 
 EXAMPLES = """examples:
@@ -68,9 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _step_name(value: str) -> str:
-    from helpers.core.paths import STEP_NOTEBOOKS
-
-    for step in STEP_NOTEBOOKS:
+    for step in paths.STEP_NOTEBOOKS:
         if value in (step, step[:2], str(int(step[:2]))):
             return step
     raise PlaybookError(f"Unknown step {value!r}.", "use a number from 1 to 5 or a notebook name.")
@@ -78,7 +78,7 @@ def _step_name(value: str) -> str:
 
 def cmd_run(args) -> int:
     from helpers.core import config
-    from helpers.run import runner
+    from helpers.run import kernels
 
     layers = []
     saved_steps: list[str] = []
@@ -96,12 +96,48 @@ def cmd_run(args) -> int:
     values = config.merge(*layers, text_layer=text_layer)
     command = "playbook " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     if args.resume:
-        steps = runner.parse_steps(args.steps, _available(args.notebooks)) if args.steps else saved_steps
+        from helpers.run import runner
+
+        steps = parse_steps(args.steps, _available(args.notebooks)) if args.steps else saved_steps
         return runner.resume_playbook(args.resume, values, steps=steps, command=command, html=not args.no_html,
                                       timeout=args.timeout, notebooks=args.notebooks)
-    steps = runner.parse_steps(args.steps, _available(args.notebooks))
-    return runner.run_playbook(values, steps=steps, out=args.out, command=command, html=not args.no_html,
-                               timeout=args.timeout, notebooks=args.notebooks)
+    steps = parse_steps(args.steps, _available(args.notebooks))
+    out = Path(args.out) if args.out else Path("runs") / paths.new_run_name(values.get("project_name") or "run")
+    # the first step's kernel (3 s of start and imports) starts before this process imports the runner,
+    # pandas and papermill (2.5 s), and checks the data: both then run side by side
+    with kernels.playbook_kernel(out) as kernel, kernels.kernel_pool(kernel) as pool:
+        pool.prestart(kernels.warm_modules(steps[0]))
+        from helpers.run import runner
+
+        return runner.run_playbook(values, steps=steps, out=out, command=command, html=not args.no_html,
+                                   timeout=args.timeout, notebooks=args.notebooks, kernels=(kernel, pool))
+
+
+def parse_steps(spec: str | None, available: Sequence[str] | None = None) -> list[str]:
+    """``"1,2"`` or ``"1-3"`` (or None for all) -> step names, checked against what exists."""
+    available = list(available if available is not None else paths.available_steps())
+    numbers = {paths.step_number(s): s for s in available}
+    if not spec:
+        return available
+    chosen: set[int] = set()
+    try:
+        for part in spec.split(","):
+            part = part.strip()
+            if "-" in part:
+                lo, hi = (int(x) for x in part.split("-", 1))
+                if lo > hi:
+                    raise ValueError
+                chosen.update(range(lo, hi + 1))
+            else:
+                chosen.add(int(part))
+    except ValueError:
+        raise PlaybookError(f"--steps {spec!r} is not a list or range of step numbers.",
+                            "write e.g. --steps 1,2 or --steps 1-3.") from None
+    missing = sorted(n for n in chosen if n not in numbers)
+    if missing:
+        raise PlaybookError(f"--steps {spec!r} names step(s) {', '.join(map(str, missing))}, which do not exist.",
+                            f"choose among steps {', '.join(map(str, sorted(numbers)))}.")
+    return [numbers[n] for n in sorted(chosen)]
 
 
 def _resumed_run(args) -> tuple[dict, list[str]]:
@@ -122,7 +158,6 @@ def _resumed_run(args) -> tuple[dict, list[str]]:
 
 
 def _available(notebooks: str | None) -> list[str]:
-    from helpers.core import paths
 
     if not notebooks:
         return paths.available_steps()
@@ -162,7 +197,7 @@ def cmd_report(args) -> int:
 
 
 def cmd_init(args) -> int:
-    from helpers.core import config, paths
+    from helpers.core import config
 
     target = Path(args.dir)
     if target.exists() and any(target.iterdir()):

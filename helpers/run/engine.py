@@ -8,49 +8,35 @@ final write runs in papermill's ``finally`` block, so a failed, timed-out or int
 step still leaves its partially executed notebook; a long cell is saved when it starts
 (if the last write is older than the interval) and by papermill's autosave while it runs.
 
-Kernels off the critical path: a kernel starts and imports pandas, scikit-learn and the helpers
-(2-3 s, more on a busy machine) before its notebook's first cell can run. A ``KernelPool`` starts
-the next notebook's kernel, with those imports, while the current notebook runs; the next
-``execute_notebook`` of that kernelspec takes it over (and shuts it down at the end, exactly
-like a kernel it started itself). The imports run in a throw-away namespace, so the notebook
-sees the same empty namespace, execution counts and environment as in a fresh kernel.
+Kernels off the critical path: inside ``kernels.kernel_pool(kernel_name)``, ``execute_notebook`` runs
+the notebook in a kernel the pool started (with its imports) while the notebook before it ran.
 
 Progress: ``execute_notebook(..., cell_listener=L)`` calls ``L.notebook_started(code_cells)``,
-``L.cell_started(stage)`` (the nearest preceding markdown heading of the code cell, e.g.
+``L.next_kernel_due()`` once (at ``next_kernel_cell``; listeners without it are skipped), ``L.cell_started(stage)`` (the nearest preceding markdown heading of the code cell, e.g.
 "4.3 Training vs validation") and ``L.cell_completed()`` from papermill's execution manager.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-import shutil
-import sys
-import tempfile
-from collections.abc import Iterator
-from pathlib import Path
 
 import papermill as pm
-from jupyter_core.utils import run_sync
 from papermill.clientwrap import PapermillNotebookClient
 from papermill.engines import NBClientEngine, NotebookExecutionManager, papermill_engines
 from papermill.log import logger
 from papermill.utils import merge_kwargs, remove_args
 
-from helpers.run.resume import KERNEL_ENV
+from helpers.run.kernels import WARM_MODULES, KernelPool, kernel_pool, playbook_kernel, pools  # noqa: F401 - the engine's API
 
 ENGINE_NAME = "playbook"
-KERNEL_NAME = "playbook-python"
 SAVE_INTERVAL_S = 2.0
 # Stop a step's kernel at once when its notebook is done: every cell has finished and artifacts are
 # written atomically inside the cells, so papermill's graceful shutdown only waits for the kernel's
 # own exit (0.8 s typically, 3 s at times, against 0.1 s; measured on step 1).
 SHUTDOWN = "immediate"
-# imported by every kernel the pool starts, before its notebook connects (a module that fails to
-# import is skipped there: the notebook's own import then reports the error where it belongs)
-WARM_MODULES = ("numpy", "pandas", "scipy", "sklearn", "matplotlib.pyplot", "IPython.display",
-                "helpers.core.artifacts", "helpers.core.config", "helpers.ui.widgets")
+# A kernel's start and imports take a core for ~3 s. A step that runs its fits on every core tags
+# the first cell after them: the next kernel then starts beside single-core cells, not against the fits.
+NEXT_KERNEL_TAG = "next-kernel"
 PRESTARTED_START_TIMEOUT_S = 300  # for a prestarted kernel to answer: its imports count, on a busy machine too
 
 
@@ -66,6 +52,14 @@ def cell_stages(cells) -> list[str]:
     return stages
 
 
+def next_kernel_cell(cells) -> int | None:
+    """Where the next notebook's kernel should start: the first code cell tagged ``NEXT_KERNEL_TAG``,
+    else the first code cell (None: no code cell)."""
+    code = [i for i, c in enumerate(cells) if c.get("cell_type") == "code"]
+    tagged = [i for i in code if NEXT_KERNEL_TAG in cells[i].get("metadata", {}).get("tags", [])]
+    return (tagged or code or [None])[0]
+
+
 class ThrottledSaves(NotebookExecutionManager):
     """A ``NotebookExecutionManager`` whose cell-by-cell writes are rate-limited (and that reports progress)."""
 
@@ -75,10 +69,11 @@ class ThrottledSaves(NotebookExecutionManager):
         super().__init__(nb, *args, **kwargs)
         self.listener = cell_listener
         self.stages = cell_stages(nb.cells)
+        self.next_kernel_cell = next_kernel_cell(nb.cells)
 
     def _tell(self, method: str, *args) -> None:
         # progress is a display: a failing one is switched off, it never fails the notebook
-        if self.listener is None:
+        if self.listener is None or not hasattr(self.listener, method):
             return
         try:
             getattr(self.listener, method)(*args)
@@ -93,6 +88,8 @@ class ThrottledSaves(NotebookExecutionManager):
     def cell_start(self, cell, cell_index=None, **kwargs):
         super().cell_start(cell, cell_index, **kwargs)
         if cell.get("cell_type") == "code":
+            if cell_index == self.next_kernel_cell:
+                self._tell("next_kernel_due")
             self._tell("cell_started", self.stages[cell_index] if cell_index is not None else "")
 
     def cell_complete(self, cell, cell_index=None, **kwargs):
@@ -143,79 +140,6 @@ class PlaybookEngine(NBClientEngine):
         return PapermillNotebookClient(nb_man, km=km, **final_kwargs).execute(cleanup_kc=True)
 
 
-class KernelPool:
-    """Kernels of one kernelspec started ahead of the notebooks that will use them.
-
-    ``prestart`` launches a kernel that imports ``modules`` while nobody waits for it;
-    ``take`` hands the oldest waiting one over (None when none is alive); ``close``
-    shuts down the ones nobody took. Every kernel is launched from the kernelspec, so it
-    carries the spec's environment (``KERNEL_ENV``: ``resume.stop_kernels`` finds it too).
-    """
-
-    def __init__(self, kernel_name: str):
-        self.kernel_name = kernel_name
-        self._waiting: list = []
-
-    @property
-    def waiting(self) -> int:
-        return len(self._waiting)
-
-    def prestart(self, modules=WARM_MODULES) -> None:
-        from jupyter_client import AsyncKernelManager  # the manager class nbclient uses by default
-
-        km = AsyncKernelManager(kernel_name=self.kernel_name)
-        self._waiting.append(km)  # listed first: an interrupt during the start still gets it shut down
-        run_sync(km.start_kernel)(extra_arguments=[warmup_argument(modules)] if modules else [])
-
-    def take(self):
-        while self._waiting:
-            km = self._waiting.pop(0)
-            if km.has_kernel and run_sync(km.is_alive)():
-                return km
-            _shutdown(km)
-        return None
-
-    def close(self) -> None:
-        while self._waiting:
-            _shutdown(self._waiting.pop(0))
-
-
-def warmup_argument(modules) -> str:
-    """The ipykernel option that imports ``modules`` at kernel start, in a namespace thrown away after."""
-    code = f"for m in {tuple(modules)!r}:\n    try:\n        __import__(m)\n    except BaseException:\n        pass\n"
-    return f"--IPKernelApp.exec_lines=exec({code!r}, {{}})"
-
-
-def _shutdown(km) -> None:
-    try:
-        if km.has_kernel:
-            run_sync(km.shutdown_kernel)(now=True)
-    except Exception:  # noqa: BLE001 - a kernel that cannot be stopped politely is killed
-        process = getattr(getattr(km, "provisioner", None), "process", None)
-        if process is not None and process.poll() is None:
-            process.kill()
-            process.wait(timeout=5)
-
-
-_POOLS: dict[str, KernelPool] = {}
-
-
-@contextlib.contextmanager
-def kernel_pool(kernel_name: str) -> Iterator[KernelPool]:
-    """A ``KernelPool`` whose kernels ``execute_notebook`` takes over for this kernelspec; closed at the end."""
-    pool = KernelPool(kernel_name)
-    previous = _POOLS.get(kernel_name)
-    _POOLS[kernel_name] = pool
-    try:
-        yield pool
-    finally:
-        pool.close()
-        if previous is None:
-            _POOLS.pop(kernel_name, None)
-        else:
-            _POOLS[kernel_name] = previous
-
-
 def register() -> str:
     """Register the engine with papermill (idempotent) and return its name."""
     papermill_engines.register(ENGINE_NAME, PlaybookEngine)
@@ -228,46 +152,7 @@ def execute_notebook(source: str | os.PathLike, output: str | os.PathLike, **kwa
     Inside ``kernel_pool(kernel_name)`` the notebook runs in the pool's oldest waiting kernel (a
     fresh one when none is waiting); ``km=`` hands over a started kernel explicitly.
     """
-    pool = _POOLS.get(kwargs.get("kernel_name"))
+    pool = pools().get(kwargs.get("kernel_name"))
     if kwargs.get("km") is None and pool is not None:
         kwargs["km"] = pool.take()
     return pm.execute_notebook(str(source), str(output), engine_name=register(), shutdown_kernel=SHUTDOWN, **kwargs)
-
-
-@contextlib.contextmanager
-def playbook_kernel(run_path: str | os.PathLike | None = None) -> Iterator[str]:
-    """A kernelspec that runs this very Python (not whatever "python3" the user has).
-
-    Its kernels carry the run folder in their environment (``KERNEL_ENV``) so the
-    kernels of a run can be found and stopped; ipykernel itself exits when the runner
-    that started it dies (jupyter_client sets ``JPY_PARENT_PID``).
-    """
-    tmp = Path(tempfile.mkdtemp(prefix="playbook-kernel-"))
-    spec_dir = tmp / "kernels" / KERNEL_NAME
-    spec_dir.mkdir(parents=True)
-    package_root = str(Path(__file__).resolve().parents[2])  # the folder holding helpers/
-    env_path = os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))
-    # kernel log lines (tracebacks of interrupted cells, transport warnings) would reach the terminal
-    # as raw noise: the executed notebook keeps the full story, the command line prints one message
-    # no input history: a batch kernel never reads it, and its SQLite writes cost time at every cell and exit
-    spec = {"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}",
-                     "--IPKernelApp.log_level=CRITICAL", "--HistoryManager.enabled=False"],
-            "display_name": "Playbook (this Python)", "language": "python",
-            # one OpenMP thread per kernel unless the user says otherwise: parallelism comes from
-            # n_jobs; nested OpenMP threads oversubscribe small machines (20x slower measured here)
-            "env": {"PYTHONPATH": env_path, "PYDEVD_DISABLE_FILE_VALIDATION": "1",
-                    "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}}
-    if run_path is not None:
-        spec["env"][KERNEL_ENV] = str(Path(run_path).resolve())
-    (spec_dir / "kernel.json").write_text(json.dumps(spec))
-    old = os.environ.get("JUPYTER_PATH")
-    os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [str(tmp), old]))
-    try:
-        yield KERNEL_NAME
-    finally:
-        if old is None:
-            os.environ.pop("JUPYTER_PATH", None)
-        else:
-            os.environ["JUPYTER_PATH"] = old
-        shutil.rmtree(tmp, ignore_errors=True)
-

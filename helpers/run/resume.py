@@ -21,10 +21,8 @@ from typing import Any
 from helpers.core import artifacts, config, paths
 from helpers.core.errors import PlaybookError
 from helpers.core.hashing import file_sha256
+from helpers.run.kernels import KERNEL_ENV
 
-# Set in the environment of every kernel the runner starts, so the kernels of one run can be found
-# (and stopped) even when the runner that started them was killed.
-KERNEL_ENV = "PLAYBOOK_RUNNER_RUN"
 REUSABLE = ("succeeded", "reused")
 DATA_PARAMETERS = ("dataset", "encoding", "sep", "query")
 _TEMP_NAME = re.compile(r"^\..+\.tmp(\.[A-Za-z0-9]+)?$")  # artifacts.atomic_path's temporary files

@@ -6,7 +6,7 @@ timeout, dead kernel), 2 bad input (a ``PlaybookError``, before or inside a kern
 manifest and still gets a (partial) report.
 
 Each notebook runs in a kernel started (with its imports) while the notebook before it ran
-(``engine.KernelPool``): the 2-3 s kernel start is off the critical path. Progress (step,
+(``KernelPool``): the 2-3 s kernel start is off the critical path. Progress (step,
 stage, elapsed, remaining from the plan) is shown by ``progress.RunProgress``.
 """
 
@@ -35,39 +35,12 @@ from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from helpers.core import artifacts, config, datasets, kpis, paths, problem
 from helpers.core.datasets import BUILTIN_PREFIX, is_database_url, preset_for, write_snapshot
 from helpers.core.errors import PlaybookError
-from helpers.run import engine, progress, registry, report, resume
-from helpers.run.engine import playbook_kernel
+from helpers.run import engine, progress, report, resume
+from helpers.run.kernels import KernelPool, kernel_pool, playbook_kernel, warm_modules
 from helpers.steps.foundation import data
 
 EXIT_OK, EXIT_CRASH, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 REPORT_MIN_TIMEOUT_S = 120.0
-
-
-def parse_steps(spec: str | None, available: Sequence[str] | None = None) -> list[str]:
-    """``"1,2"`` or ``"1-3"`` (or None for all) -> step names, checked against what exists."""
-    available = list(available if available is not None else paths.available_steps())
-    numbers = {paths.step_number(s): s for s in available}
-    if not spec:
-        return available
-    chosen: set[int] = set()
-    try:
-        for part in spec.split(","):
-            part = part.strip()
-            if "-" in part:
-                lo, hi = (int(x) for x in part.split("-", 1))
-                if lo > hi:
-                    raise ValueError
-                chosen.update(range(lo, hi + 1))
-            else:
-                chosen.add(int(part))
-    except ValueError:
-        raise PlaybookError(f"--steps {spec!r} is not a list or range of step numbers.",
-                            "write e.g. --steps 1,2 or --steps 1-3.") from None
-    missing = sorted(n for n in chosen if n not in numbers)
-    if missing:
-        raise PlaybookError(f"--steps {spec!r} names step(s) {', '.join(map(str, missing))}, which do not exist.",
-                            f"choose among steps {', '.join(map(str, sorted(numbers)))}.")
-    return [numbers[n] for n in sorted(chosen)]
 
 
 def step_parameters(step: str, values: Mapping[str, Any], run_dir: Path) -> dict[str, Any]:
@@ -107,7 +80,7 @@ def preflight(values: Mapping[str, Any], steps: Sequence[str] = ()) -> tuple[Any
 
 def prepare_out_dir(out: str | os.PathLike | None, project: str) -> Path:
     """The run folder: new and unique; an existing non-empty folder is never overwritten."""
-    path = Path(out) if out else Path("runs") / artifacts.new_run_name(project)
+    path = Path(out) if out else Path("runs") / paths.new_run_name(project)
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         raise PlaybookError(f"The output folder {str(path)!r} already exists and is not empty; a run is never overwritten.",
                             "choose a new --out folder, or leave --out out for a unique name.")
@@ -192,14 +165,25 @@ def notebooks_folder(notebooks: str | os.PathLike | None, steps: Sequence[str]) 
 
 def run_playbook(values: Mapping[str, Any], *, steps: Sequence[str], out: str | os.PathLike | None = None,
                  command: str = "", html: bool = True, timeout: float | None = None,
-                 notebooks: str | os.PathLike | None = None, echo=print) -> int:
-    """Execute the selected steps into a new run folder and build the report; return the exit code."""
-    loaded = preflight(values, steps)
-    check_helpers_importable()
-    folder = notebooks_folder(notebooks, steps)
-    run = artifacts.Run(prepare_out_dir(out, values.get("project_name") or "run"))
-    with playbook_kernel(run.path) as kernel, engine.kernel_pool(kernel) as pool:
-        pool.prestart(warm_modules(steps[0]))  # the first step's kernel starts while the snapshot is written
+                 notebooks: str | os.PathLike | None = None, echo=print,
+                 kernels: tuple[str, KernelPool] | None = None) -> int:
+    """Execute the selected steps into a new run folder and build the report; return the exit code.
+
+    ``kernels``: the kernelspec and pool of a caller that started the first step's kernel already
+    (the CLI does, before importing this module; its spec must carry ``out`` as the run folder).
+    """
+    with contextlib.ExitStack() as stack:
+        if kernels is None:
+            out = Path(out) if out else Path("runs") / paths.new_run_name(values.get("project_name") or "run")
+            kernel = stack.enter_context(playbook_kernel(out))
+            kernels = kernel, stack.enter_context(kernel_pool(kernel))
+        pool = kernels[1]
+        if not pool.waiting:
+            pool.prestart(warm_modules(steps[0]))  # the first step's kernel starts while the data is checked
+        loaded = preflight(values, steps)
+        check_helpers_importable()
+        folder = notebooks_folder(notebooks, steps)
+        run = artifacts.Run(prepare_out_dir(out, values.get("project_name") or "run"))
         start_manifest(run, values, steps, command, folder)
         write_project_file(run, values)
         if loaded is not None:
@@ -210,7 +194,7 @@ def run_playbook(values: Mapping[str, Any], *, steps: Sequence[str], out: str | 
             gc.collect()
             release_free_memory()
         echo(f"Run folder: {run.path}")
-        return execute_steps(run, values, steps, folder, html=html, timeout=timeout, echo=echo, kernels=(kernel, pool))
+        return execute_steps(run, values, steps, folder, html=html, timeout=timeout, echo=echo, kernels=kernels)
 
 
 def resume_playbook(run_dir: str | os.PathLike, values: Mapping[str, Any], *, steps: Sequence[str],
@@ -246,7 +230,7 @@ def resume_playbook(run_dir: str | os.PathLike, values: Mapping[str, Any], *, st
 
 def execute_steps(run: artifacts.Run, values: Mapping[str, Any], steps: Sequence[str], folder: Path, *,
                   html: bool, timeout: float | None, echo, resuming: bool = False,
-                  kernels: tuple[str, engine.KernelPool] | None = None) -> int:
+                  kernels: tuple[str, KernelPool] | None = None) -> int:
     """Run (or, when resuming, reuse) each step in order, then build the (partial) report.
 
     ``kernels``: the run's kernelspec and kernel pool when the caller opened them (else opened here).
@@ -257,11 +241,13 @@ def execute_steps(run: artifacts.Run, values: Mapping[str, Any], steps: Sequence
     rerun_from: str | None = None
     current: str | None = None
     previous_sigterm = _sigterm_as_interrupt()
+    if html:  # nbconvert takes ~1 s to import: done while the steps run, the report's export does not wait
+        threading.Thread(target=importlib.import_module, args=("nbconvert",), daemon=True).start()
     try:
         with contextlib.ExitStack() as stack:
             if kernels is None:
                 kernel = stack.enter_context(playbook_kernel(run.path))
-                pool = stack.enter_context(engine.kernel_pool(kernel))
+                pool = stack.enter_context(kernel_pool(kernel))
             else:
                 kernel, pool = kernels
             try:
@@ -286,8 +272,9 @@ def execute_steps(run: artifacts.Run, values: Mapping[str, Any], steps: Sequence
                         echo(f"[{i}/{len(steps)}] {step} ...")
                         run.set_step_status(step, "running", output=f"{step}.ipynb", inputs=inputs)
                     # this step's kernel was started while the step before ran (the first one's while the
-                    # snapshot was written; when resuming, now);
-                    # the next one's (the next step's or the report's) starts once this step's first cell runs
+                    # runner was imported and the data checked; when resuming, now);
+                    # the next one's (the next step's or the report's) starts at this step's first cell, or at its
+                    # cell tagged engine.NEXT_KERNEL_TAG (after the fits that take every core)
                     if not pool.waiting:
                         pool.prestart(warm_modules(step))
                     nxt = steps[i] if i < len(steps) else None
@@ -331,32 +318,26 @@ def execute_steps(run: artifacts.Run, values: Mapping[str, Any], steps: Sequence
 
 
 class StepHooks:
-    """The engine's cell events of one step: to the progress display; the first cell also runs ``once_running``."""
+    """The engine's cell events of one step: to the progress display; ``next_kernel_due`` runs ``start_next``."""
 
-    def __init__(self, display: progress.RunProgress, once_running):
+    def __init__(self, display: progress.RunProgress, start_next):
         self.display = display
-        self.once_running = once_running
+        self.start_next = start_next
 
     def notebook_started(self, code_cells: int) -> None:
         self.display.notebook_started(code_cells)
 
+    def next_kernel_due(self) -> None:
+        try:
+            self.start_next()
+        except Exception as exc:  # the next notebook then starts its own kernel, as without a pool
+            logging.getLogger(__name__).warning("could not start the next kernel ahead: %s", exc)
+
     def cell_started(self, stage: str) -> None:
-        if self.once_running is not None:
-            start, self.once_running = self.once_running, None
-            try:
-                start()
-            except Exception as exc:  # the next notebook then starts its own kernel, as without a pool
-                logging.getLogger(__name__).warning("could not start the next kernel ahead: %s", exc)
         self.display.cell_started(stage)
 
     def cell_completed(self) -> None:
         self.display.cell_completed()
-
-
-def warm_modules(step: str | None) -> tuple[str, ...]:
-    """What a prestarted kernel imports: the common stack and the step's module (the report's without a step)."""
-    own = registry.get(step).module if step in registry.TITLES else "helpers.run.report"
-    return (*engine.WARM_MODULES, own)
 
 
 def release_free_memory() -> None:
