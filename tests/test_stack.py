@@ -449,6 +449,33 @@ def test_cost_law_recovers_known_laws_from_noisy_timings():
         assert law.c >= 0 and 1.0 <= law.b <= 3.0 and not law.assumed
 
 
+def test_cost_law_with_exact_derivatives_finds_the_finite_difference_optimum():
+    # the law is fitted with its exact Jacobian; scipy's default finite differences, started from
+    # the same exponents, must find no better fit (same projections at 100x)
+    from scipy import optimize
+
+    rng = np.random.default_rng(11)
+    for _ in range(40):
+        n = np.array([500.0, 2000, 4000, 16000, 64000])[: rng.integers(3, 6)]
+        c, a, b = 10 ** rng.uniform(-3, 0), 10 ** rng.uniform(-7, -3), rng.uniform(0.8, 2.2)
+        t = (c + a * n**b) * rng.lognormal(0, 0.1, len(n))
+        law = stack.fit_cost_law(n, t)
+        log_n, log_t = np.log(n), np.log(t)
+
+        def residuals(p, log_n=log_n, log_t=log_t):
+            return np.logaddexp(p[0], p[1] + p[2] * log_n) - log_t
+
+        fits = [optimize.least_squares(residuals, [max(math.log(t.min() / 2), math.log(1e-12) + 1),
+                                                   math.log(t.max() / 2) - b0 * math.log(n.max()), b0],
+                                       bounds=([math.log(1e-12), -np.inf, 1.0], [math.log(t.max()), np.inf, 3.0]))
+                for b0 in np.linspace(1.0, 3.0, 5)]
+        best = min(fits, key=lambda f: f.cost)
+        ours = 0.5 * float(np.sum((np.log(law.predict(n)) - log_t) ** 2))
+        assert ours <= best.cost * (1 + 1e-6) + 1e-12
+        reference = math.exp(np.logaddexp(best.x[0], best.x[1] + best.x[2] * math.log(n.max() * 100)))
+        assert float(law.predict(n.max() * 100)) == pytest.approx(reference, rel=1e-3)
+
+
 def test_cost_law_keeps_the_exponent_of_a_fit_at_least_linear():
     law = stack.fit_cost_law([500, 2000, 8000], [0.30, 0.31, 0.33])  # all fixed cost: no sign of growth yet
     assert law.b == pytest.approx(1.0) and law.c == pytest.approx(0.3, rel=0.1)

@@ -105,13 +105,22 @@ def fit_cost_law(n: Sequence[float], y: Sequence[float], *, min_exponent: float 
         log_c, log_a, b = p
         return np.logaddexp(log_c, log_a + b * log_n) - log_y
 
+    def jacobian(p: np.ndarray) -> np.ndarray:
+        # exact derivatives: the default finite differences cost 4 residual calls per step and
+        # made these fits a third of step 3's analysis time (46 fits with their jackknife)
+        log_c, log_a, b = p
+        growing = log_a + b * log_n
+        total = np.logaddexp(log_c, growing)
+        share = np.exp(growing - total)  # the growing part's share of the cost at each size
+        return np.column_stack([1.0 - share, share, share * log_n])
+
     floor = math.log(1e-12)
     best = None
     for b0 in np.linspace(min_exponent, max_exponent, 5):
         # start: the growing part is half of the largest measured value, the fixed part half the smallest
         start = np.array([max(math.log(float(np.min(y_arr)) / 2), floor + 1),
                           math.log(float(np.max(y_arr)) / 2) - b0 * math.log(top), b0])
-        fit = optimize.least_squares(residuals, start, bounds=([floor, -np.inf, min_exponent],
+        fit = optimize.least_squares(residuals, start, jac=jacobian, bounds=([floor, -np.inf, min_exponent],
                                                                [math.log(float(np.max(y_arr))), np.inf, max_exponent]))
         if best is None or fit.cost < best.cost:
             best = fit
