@@ -109,6 +109,11 @@ def test_demo_run_manifest(demo_run: Run):
     assert m["dataset"]["source"] == "builtin:churn" and len(m["dataset"]["sha256"]) == 64
     assert m["environment"]["packages"]["scikit-learn"]
     assert all(s["status"] == "succeeded" and s["duration_s"] > 0 for s in m["steps"])
+    # where each step ran: its own kernel; step 3 with its measuring processes, step 4 on the plan's cores
+    ran = {s["step"]: s["ran_on"] for s in m["steps"]}
+    assert all(r["kind"] == "local" and r["address"] is None and r["workers"] == 1 for r in ran.values())
+    assert ran["01_vision_and_goals"]["threads"] == 1
+    assert ran["04_model_development"]["threads"] == m["plan"]["parameters"]["n_jobs"]
     assert [k["metric"] for k in m["kpis"]] == ["recall", "precision", "roc_auc"]
     assert all(k["direction"] == "higher" for k in m["kpis"])
     assert m["report"] == {"notebook": "report.ipynb", "html": "report.html"}

@@ -63,6 +63,13 @@ def test_documents_lock_file_and_figures(run_dir):
     record = (folder / "stack_decision.md").read_text()
     assert "## Decisions" in record and "Amazon S3" in record
     assert "| problem type | classification |" in record
+    # where step 4's fits run, the command for a cluster, and step 4's time on 1-16 workers (from the plan)
+    plan = read_summary(run_dir)["plan"]
+    assert "### Where the fits run" in record and "(`compute local`)" in record
+    assert "playbook run -f project.yaml -p compute tcp://scheduler:8786" in record
+    seconds = [plan["workers_s"][str(w)] for w in (1, 2, 4, 8, 16)]
+    assert seconds == sorted(seconds, reverse=True) and seconds[0] > seconds[-1]
+    assert all(f"| {w} | " in record for w in (1, 2, 4, 8, 16))
     lock = (folder / "requirements.lock.txt").read_text().splitlines()
     assert any(line.startswith("scikit-learn==") for line in lock)
     manifest = json.loads((run_dir / "manifest.json").read_text())

@@ -76,6 +76,18 @@ def test_the_planned_selection_fits_the_budget_and_grows_with_it():
     assert "random_forest would be refitted on" in " ".join(tight.notes)
 
 
+def test_step_4_is_projected_on_1_to_16_workers_from_the_same_costs():
+    p = plan.make_plan(COSTS, time_budget_s=300.0, **COMMON)  # 2 cores, n_jobs 2
+    projected = {int(w): s for w, s in p.workers_s.items()}
+    assert sorted(projected) == [1, 2, 4, 8, 16]
+    assert projected[2] == pytest.approx(p.planned_s["04_model_development"], abs=0.1)  # this machine's 2 cores
+    work = plan.selection_cost_s(COSTS, problem_type="classification", rows=p.parameters["selection_rows"], folds=5,
+                                 iterations=8, strategy="random", tuning_budget_s=120.0, binary=True, n_features=20)
+    # only the selection is spread over the workers: the fixed part and the refit stay
+    assert projected[1] - projected[16] == pytest.approx(work / plan.speedup(1, 1) - work / plan.speedup(16, 16), abs=0.2)
+    assert plan.Plan.from_dict(p.to_dict()).workers_s == p.workers_s
+
+
 def test_parameters_that_are_set_are_never_planned_over():
     fixed = {"selection_rows": 12_345, "refit_rows": 54_321, "n_jobs": 1}
     p = plan.make_plan(COSTS, time_budget_s=300.0, fixed=fixed, **COMMON)

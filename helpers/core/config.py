@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from helpers.core import compute
 from helpers.core.errors import PlaybookError
 from helpers.core.paths import STEP_NOTEBOOKS
 
@@ -116,6 +117,7 @@ _STEP4 = [
     _p("tuning_strategy", "str", "random", "hyperparameter search: grid, random or halving", (S3, S4), choices=("grid", "random", "halving")),
     _p("tuning_iterations", "int", 8, "candidate configurations per tuned family (decides the search)", (S3, S4), minimum=1),
     _p("tuning_budget_s", "float", 120.0, "cap that stops an overlong search with a warning (seconds)", (S3, S4), minimum=0.0, exclusive=True),
+    _p("compute", "str", "local", "where the fits of steps 3-4 run: local, dask (a cluster on this machine's cores) or tcp://host:8786 (a Dask scheduler)", (S3, S4)),
     _p("n_jobs", "int", None, "parallel jobs for scikit-learn (None: every core when step 3 measures long fits, else 1; -1: all cores)", (S3, S4), nullable=True),
     _p("selection_rows", "int", None, "largest training sample for the leaderboard, tuning and threshold (None: step 3's plan)", (S3, S4), nullable=True, minimum=100),
     _p("refit_rows", "int", None, "training rows the champion is refitted on (None: step 3's plan; every row without one)", (S3, S4), nullable=True, minimum=100),
@@ -348,6 +350,7 @@ def check_consistency(values: Mapping[str, Any]) -> None:
                             "clustering has no target: leave target empty, or choose classification/regression.")
     if values.get("kpis") is not None:
         validate_kpis(values["kpis"], ptype if ptype != "auto" else None)
+    compute.parse(values.get("compute"))
 
 
 # --- inside a notebook --------------------------------------------------------------------------

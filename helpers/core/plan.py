@@ -34,6 +34,7 @@ MIN_SELECTION_ROWS = 20_000  # a spent budget never shrinks the selection below 
 DEFAULT_SELECTION_ROWS = 50_000  # without a plan (no step 3 costs, or time_budget_s None)
 IMPORTANCE_ROWS = 20_000  # test rows permutation importance is computed on (a seeded sample)
 MIN_PARALLEL_WORK_S = 10.0  # below this much single-core work, worker start-up (~2 s) eats the gain
+PROJECTED_WORKERS = (1, 2, 4, 8, 16)  # cluster sizes step 3 projects step 4's time for
 PARALLEL_EFFICIENCY = 0.8  # measured: 2 loky workers finish a cross-validation in ~0.6 of 1 worker's time
 STEP4_FIXED_S = 8.0  # figures, tables, the model file and the bootstrap intervals (measured on the demo)
 LATER_STEPS_RESERVE_S = 45.0  # step 5 (works on capped samples) and the report: bench_scale's largest figure
@@ -78,6 +79,8 @@ class Plan:
     planned_s: dict[str, float] = field(default_factory=dict)  # step -> planned wall seconds
     notes: list[str] = field(default_factory=list)
     planned: list[str] = field(default_factory=list)  # which parameters the plan chose (the rest were set)
+    # step 4's wall seconds with its selection on that many one-core workers (a Dask cluster's, or this machine's)
+    workers_s: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -86,7 +89,8 @@ class Plan:
     def from_dict(cls, d: Mapping[str, Any]) -> Plan:
         return cls(d.get("time_budget_s"), dict(d.get("parameters", {})),
                    {k: int(v) for k, v in (d.get("refit_rows") or {}).items()},
-                   dict(d.get("planned_s", {})), list(d.get("notes", [])), list(d.get("planned", [])))
+                   dict(d.get("planned_s", {})), list(d.get("notes", [])), list(d.get("planned", [])),
+                   dict(d.get("workers_s", {})))
 
 
 def selection_cost_s(costs: Mapping[str, CostModel], *, problem_type: str, rows: int, folds: int, iterations: int,
@@ -180,12 +184,19 @@ def make_plan(costs: Mapping[str, CostModel], *, problem_type: str, n_train: int
         if refit[name] < n_train and "refit_rows" not in fixed:
             notes.append(f"{name} would be refitted on {refit[name]:,} of {n_train:,} rows: all of them would take "
                          f"longer than {refit_budget:.0f} s or more memory than half of what is free")
-    planned4 = STEP4_FIXED_S + selection_cost_s(costs, rows=selection, **common) / gain + worst_refit
+    selection_s = selection_cost_s(costs, rows=selection, **common)
     planned = [k for k in ("selection_rows", "n_jobs") if k not in fixed]
     if "refit_rows" not in fixed:
         planned.append("refit_rows")
     return Plan(time_budget_s, {"selection_rows": int(selection), "n_jobs": n_jobs}, refit,
-                {"04_model_development": round(planned4, 1)}, notes, planned)
+                {"04_model_development": round(step4_seconds(selection_s, worst_refit, gain), 1)}, notes, planned,
+                {str(w): round(step4_seconds(selection_s, worst_refit, speedup(w, w)), 1) for w in PROJECTED_WORKERS})
+
+
+def step4_seconds(selection_s: float, refit_s: float, gain: float) -> float:
+    """Wall seconds of step 4: its fixed part, the selection's single-core seconds spread ``gain``-fold, the refit
+    (which runs in the step's own process wherever the selection runs)."""
+    return STEP4_FIXED_S + selection_s / gain + refit_s
 
 
 def memory_laws(study: Any, families: Sequence[str]) -> dict[str, Any]:

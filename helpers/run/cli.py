@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from helpers.core import paths
+from helpers.core import compute, paths
 from helpers.core.errors import PlaybookError
 
 EXAMPLES = """examples:
@@ -95,6 +95,7 @@ def cmd_run(args) -> int:
         text_layer[name] = value
     values = config.merge(*layers, text_layer=text_layer)
     command = "playbook " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    compute.check_reachable(values.get("compute"))  # an unreachable scheduler: exit 2 before any kernel starts
     if args.resume:
         from helpers.run import runner
 

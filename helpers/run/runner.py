@@ -32,7 +32,7 @@ import papermill as pm
 import yaml
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
-from helpers.core import artifacts, config, datasets, kpis, paths, problem
+from helpers.core import artifacts, compute, config, datasets, kpis, paths, problem
 from helpers.core.datasets import BUILTIN_PREFIX, is_database_url, preset_for, write_snapshot
 from helpers.core.errors import PlaybookError
 from helpers.run import engine, progress, report, resume
@@ -58,6 +58,7 @@ def preflight(values: Mapping[str, Any], steps: Sequence[str] = ()) -> tuple[Any
     after a kernel start, and the notebooks then read the snapshot the runner writes.
     Returns the loaded frame and its load time, or None.
     """
+    compute.check_reachable(values.get("compute"))
     dataset = values["dataset"]
     if dataset.startswith(BUILTIN_PREFIX):
         preset_for(dataset)
@@ -286,7 +287,7 @@ def execute_steps(run: artifacts.Run, values: Mapping[str, Any], steps: Sequence
                     finally:
                         display.step_finished()
                     planned = progress.planned_seconds(run.read_manifest(), step)  # step 3 writes the plan
-                    run.set_step_status(step, result.status, duration_s=result.duration_s,
+                    run.set_step_status(step, result.status, duration_s=result.duration_s, ran_on=ran_on(run, step),
                                         **({"message": result.message} if result.message else {}),
                                         **({"planned_s": planned} if planned is not None else {}))
                     outcomes.append(result)
@@ -315,6 +316,12 @@ def execute_steps(run: artifacts.Run, values: Mapping[str, Any], steps: Sequence
         _restore_sigterm(previous_sigterm)
     print_summary(run, outcomes, echo)
     return code
+
+
+def ran_on(run: artifacts.Run, step: str) -> dict[str, Any]:
+    """Where a step's fits ran (its summary's ``engine``): its own kernel, on one core, unless it says otherwise."""
+    engine = run.read_summary(step).get("engine") if run.has_summary(step) else None
+    return engine or compute.Engine(compute.LOCAL, None, 1, 1).record()
 
 
 class StepHooks:

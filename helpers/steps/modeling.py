@@ -14,7 +14,7 @@ import html
 import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -35,6 +35,7 @@ from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
 from helpers.core import artifacts, modelio, sampling
+from helpers.core import compute as compute_mod
 from helpers.core import families as fam
 from helpers.core import kpis as kpi_mod
 from helpers.core.artifacts import Run, to_jsonable
@@ -73,10 +74,16 @@ class Inputs:
     selection_rows: int | None = None  # the selection sample's cap (None: every training row)
     refit_rows: Mapping[str, int] = field(default_factory=dict)  # family -> rows of the final refit (absent: all)
     sample_gain: float = 0.002  # grow the selection sample while 4x more rows add at least this
+    compute: str = compute_mod.LOCAL  # where the model-selection fits run (core.compute)
 
     @property
     def problem_type(self) -> str:
         return self.contract.problem_type
+
+    @property
+    def estimator_jobs(self) -> int:
+        """Threads of one estimator: ``n_jobs`` here; one on a cluster, whose workers are one core each."""
+        return 1 if compute_mod.is_cluster(self.compute) else self.n_jobs
 
     @property
     def X(self) -> pd.DataFrame:
@@ -127,10 +134,13 @@ def load_inputs(run: Run, params: Mapping[str, Any]) -> Inputs:
     selection = params["selection_rows"] or (plan.parameters.get("selection_rows") if plan else None) \
         or min(n_train, DEFAULT_SELECTION_ROWS)
     n_jobs = params["n_jobs"] if params["n_jobs"] is not None else int((plan.parameters if plan else {}).get("n_jobs", 1))
+    if compute_mod.is_cluster(params["compute"]):
+        n_jobs = -1  # every thread of the cluster; each fit on one of them
     names = [f.name for f in fam.families_for(prepared.problem_type)]
     refit = ({n: params["refit_rows"] for n in names} if params["refit_rows"] else dict(plan.refit_rows) if plan else {})
     return Inputs(prepared, contract, summary.get("heuristic"), params["seed"], params["cv_folds"], n_jobs,
-                  int(selection), {n: min(int(r), n_train) for n, r in refit.items()}, params["sample_gain"])
+                  int(selection), {n: min(int(r), n_train) for n, r in refit.items()}, params["sample_gain"],
+                  params["compute"])
 
 
 def run_plan(run: Run) -> Plan | None:
@@ -184,7 +194,7 @@ def sort_by(frame: pd.DataFrame, column: str, metric: str) -> pd.DataFrame:
 
 def family_pipeline(inputs: Inputs, family: fam.Family) -> Pipeline:
     """Step 2's preprocessing (scaled only when the family needs it) followed by the family's estimator."""
-    return inputs.prepared.pipeline(family, inputs.seed, inputs.n_jobs)
+    return inputs.prepared.pipeline(family, inputs.seed, inputs.estimator_jobs)
 
 
 def baseline_pipelines(inputs: Inputs) -> dict[str, Any]:
@@ -209,13 +219,15 @@ def candidate_pipelines(inputs: Inputs) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def _quiet(n_jobs: int = 1) -> Iterator[None]:
-    """Native threads limited to ``n_jobs``; convergence and ill-defined-metric chatter silenced.
+def _quiet(threads: int = 1, compute: str = compute_mod.LOCAL) -> Iterator[None]:
+    """The fits inside run where ``compute`` says, native threads limited to ``threads``,
+    convergence and ill-defined-metric chatter silenced.
 
     OpenMP/BLAS use every core by default; next to joblib workers (or other jobs on a
     shared machine) that oversubscribes the CPU and made HistGradientBoosting 10x slower here.
     """
-    with warnings.catch_warnings(), threadpool_limits(max(1, n_jobs) if n_jobs > 0 else None):
+    with warnings.catch_warnings(), threadpool_limits(max(1, threads) if threads > 0 else None), \
+            compute_mod.fits_on(compute):
         warnings.simplefilter("ignore", ConvergenceWarning)
         warnings.filterwarnings("ignore", message=".*[Ss]ingle label.*|.*[Nn]o positive.*|.*ill-defined.*")
         yield
@@ -223,7 +235,7 @@ def _quiet(n_jobs: int = 1) -> Iterator[None]:
 
 def evaluate(inputs: Inputs, pipeline, cv=None, train: bool = True) -> dict[str, Any]:
     """Cross-validate one pipeline: mean and spread of every metric, train scores (optional) and fit time."""
-    with _quiet(inputs.n_jobs):
+    with _quiet(inputs.estimator_jobs, inputs.compute):
         res = cross_validate(pipeline, inputs.X, inputs.y, cv=cv or cv_folds(inputs),
                              scoring=KpiScorer(inputs.contract, inputs.metrics),
                              return_train_score=train, n_jobs=inputs.n_jobs, error_score="raise")
@@ -385,7 +397,7 @@ def explorer_grid(inputs: Inputs, families: Sequence[str], rows: int = EXPLORER_
     cv = cv_folds(sub, len(sub.X))
     scorer = MetricScorer(sub.contract, sub.selection_metric)
     out = []
-    with _quiet(inputs.n_jobs):
+    with _quiet(inputs.estimator_jobs, inputs.compute):
         for family in [fam.get_family(sub.problem_type, f) for f in families]:
             for value in family.main_values:
                 pipe = family_pipeline(sub, family).set_params(**{f"model__{family.main_param}": value})
@@ -412,8 +424,7 @@ def subsample(inputs: Inputs, rows: int, folds: int | None = None) -> Inputs:
                                   stratify=prepared.problem_type == "classification")
     small = Prepared(**{**prepared.__dict__, "train": train})
     folds = min(inputs.folds, 3) if folds is None else folds
-    return Inputs(small, inputs.contract, inputs.heuristic, inputs.seed, folds, inputs.n_jobs,
-                  inputs.selection_rows, inputs.refit_rows, inputs.sample_gain)
+    return replace(inputs, prepared=small, folds=folds)
 
 
 def grid_point(grid: pd.DataFrame, family: str, value: str) -> pd.DataFrame:
@@ -523,7 +534,7 @@ def _halving(inputs: Inputs, family: fam.Family, cands: list[dict[str, Any]], cv
     search = HalvingGridSearchCV(family_pipeline(inputs, family), grid, cv=cv,
                                  scoring=MetricScorer(inputs.contract, inputs.selection_metric, signed=True),
                                  factor=2, random_state=inputs.seed, n_jobs=inputs.n_jobs, refit=False)
-    with _quiet(inputs.n_jobs):
+    with _quiet(inputs.estimator_jobs, inputs.compute):
         search.fit(inputs.X, inputs.y)
     res = pd.DataFrame(search.cv_results_)
     last = res[res["iter"] == res["iter"].max()]
@@ -601,7 +612,7 @@ class ThresholdChoice:
 
 def cv_positive_proba(inputs: Inputs, pipeline) -> np.ndarray:
     """Out-of-fold positive-class probabilities with the shared folds."""
-    with _quiet(inputs.n_jobs):
+    with _quiet(inputs.estimator_jobs, inputs.compute):
         proba = cross_val_predict(pipeline, inputs.X, inputs.y, cv=cv_folds(inputs), method="predict_proba",
                                   n_jobs=inputs.n_jobs)
     # the columns follow classes_ of the fold estimators: natural order (2 before 10), not the text order
@@ -701,7 +712,7 @@ def cluster_sweep(inputs: Inputs) -> pd.DataFrame:
     X = sub.X
     cv = cv_folds(sub, len(X))
     rows = []
-    with _quiet(inputs.n_jobs):
+    with _quiet(inputs.estimator_jobs, inputs.compute):
         for family in fam.families_for("clustering"):
             for value in family.main_values:
                 pipe = family_pipeline(sub, family).set_params(**{f"model__{family.main_param}": value})
@@ -795,7 +806,7 @@ def final_evaluation(inputs: Inputs, pipeline, threshold: ThresholdChoice | None
     prepared, contract = inputs.prepared, inputs.contract
     X_test = prepared.X("test")
     fit_on = inputs if rows is None or rows >= len(prepared.train) else subsample(inputs, rows, folds=inputs.folds)
-    with _quiet(inputs.n_jobs):
+    with _quiet(inputs.estimator_jobs, inputs.compute):
         if inputs.problem_type == "clustering":
             return _final_clustering(inputs, pipeline, X_test, n_boot)
         model = clone(pipeline)
@@ -806,7 +817,7 @@ def final_evaluation(inputs: Inputs, pipeline, threshold: ThresholdChoice | None
     proba = positive_proba(model, X_test, contract) if inputs.problem_type == "classification" else None
     y_pred = model.predict(X_test)
     table = kpi_mod.kpi_intervals(contract, y_test, y_pred, proba, n_boot=n_boot, seed=inputs.seed)
-    with _quiet(inputs.n_jobs):
+    with _quiet(inputs.estimator_jobs, inputs.compute):
         margin = heuristic_margin(inputs, table, X_test, y_test)
     return Final(model, table, margin, y_test, y_pred, proba, training_rows=len(fit_on.prepared.train))
 
@@ -876,7 +887,7 @@ def importance_table(inputs: Inputs, final: Final, n_repeats: int = 5,
     X_test, y_test = inputs.prepared.X("test"), pd.Series(final.y_test)
     X, y = sampling.subsample(X_test.reset_index(drop=True), y_test, max_rows, inputs.seed,
                               stratify=inputs.problem_type == "classification")
-    with _quiet(inputs.n_jobs):
+    with _quiet(inputs.estimator_jobs, inputs.compute):
         table = permutation_importance_table(final.model, X, y.to_numpy(), inputs.contract, inputs.selection_metric,
                                              n_repeats=n_repeats, seed=inputs.seed, n_jobs=inputs.n_jobs)
     table.attrs["text"] = (f"Permutation importance on all {len(X_test):,} test rows." if len(X) == len(X_test) else
@@ -1022,6 +1033,7 @@ def summary(result: ModelingResult) -> dict[str, Any]:
         "cpu_seconds": None if result.cpu_seconds is None else round(result.cpu_seconds, 1),
         "duration": result.duration,
         "sampling": sampling_summary(result),
+        "engine": compute_mod.engine(result.inputs.compute, result.inputs.n_jobs).record(),  # where the fits ran
     })
 
 

@@ -31,6 +31,7 @@ import pandas as pd
 import yaml
 from scipy import optimize
 
+from helpers.core import compute as compute_mod
 from helpers.core import documents
 from helpers.core.artifacts import Run
 from helpers.core.config import REGISTRY
@@ -38,7 +39,7 @@ from helpers.core.errors import PlaybookError
 from helpers.core.families import Family, get_family
 from helpers.core.messages import say
 from helpers.core.paths import STEP_NOTEBOOKS, data_dir
-from helpers.core.plan import Plan, make_plan, memory_laws
+from helpers.core.plan import PARALLEL_EFFICIENCY, Plan, make_plan, memory_laws
 from helpers.core.prepared import Prepared
 from helpers.core.sampling import grow
 from helpers.core.scaling import (
@@ -703,8 +704,8 @@ def idle_cores(interval_s: float = IDLE_SAMPLE_S, stat: str | os.PathLike = "/pr
     return (idle1 - idle0) / (total1 - total0) * cpus
 
 
-def _measure_in_workers(schedule: _Schedule, measure_here: Callable[[Family, int, bool], Measurement],
-                        samples: _Samples, extra: int, payload: tuple) -> dict[str, Any]:
+def _measure_in_workers(schedule: _Schedule, measure_here: Callable[[Family, int, bool], Measurement] | None,
+                        samples: _Samples, extra: int, payload: tuple, cluster: Any = None) -> dict[str, Any]:
     """This process measures as one lane while up to ``extra`` worker processes (loky, one thread each) join it.
 
     This process starts measuring at once. Workers are started only on cores the machine
@@ -717,6 +718,10 @@ def _measure_in_workers(schedule: _Schedule, measure_here: Callable[[Family, int
     other lanes carry on. The workers stay for the next measurement (without its data),
     unless one died or this process stopped early. Returns how many workers measured
     beside this process ("workers") and the idle cores seen ("idle_cores", None: not sampled).
+
+    With ``cluster`` (a Dask client's executor) every point is measured on the cluster's workers,
+    ``extra`` lanes at once, and none in this process (``measure_here`` is not used); a worker that
+    dies has its point retried on another by the scheduler.
     """
     import pickle
     import uuid
@@ -744,6 +749,11 @@ def _measure_in_workers(schedule: _Schedule, measure_here: Callable[[Family, int
             raise _LaneLost(f"the worker process measuring it died ({exc}): too little memory?") from exc
         except pickle.PicklingError as exc:  # a family (or the data) cannot go to another process: measured here
             raise _LaneLost(str(exc), retry=True) from exc
+        except Exception as exc:
+            if type(exc).__name__ != "KilledWorker":  # dask: the point killed every worker it was retried on
+                raise
+            lost.append(family.name)
+            raise _LaneLost(f"the Dask workers measuring it died ({exc}): too little memory?") from exc
         if kind == "failed":
             raise ValueError(value)
         return value
@@ -782,8 +792,17 @@ def _measure_in_workers(schedule: _Schedule, measure_here: Callable[[Family, int
 
     finished = False
     try:
-        threading.Thread(target=starter, name="measure-workers", daemon=True).start()
-        schedule.run_lane(measure_here)  # returns when no point is left and none is being measured
+        if cluster is not None:
+            state.update(executor=cluster, workers=extra)
+            lanes = [threading.Thread(target=schedule.run_lane, args=(measure_there, f"worker {i + 1}"),
+                                      name=f"measure-lane-{i + 1}", daemon=True) for i in range(extra)]
+            for t in lanes:
+                t.start()
+            for t in lanes:
+                t.join()
+        else:
+            threading.Thread(target=starter, name="measure-workers", daemon=True).start()
+            schedule.run_lane(measure_here)  # returns when no point is left and none is being measured
         finished = schedule.error is None and not lost
     finally:
         with schedule.changed:
@@ -792,7 +811,7 @@ def _measure_in_workers(schedule: _Schedule, measure_here: Callable[[Family, int
         if state["executor"] is not None and finished:
             for _ in range(state["workers"]):
                 state["executor"].submit(_worker_forget, token)
-        elif state["executor"] is not None:  # a point may still run in a worker: stop them
+        elif state["executor"] is not None and cluster is None:  # a point may still run in a worker: stop them
             _stop_workers()
     if schedule.error is not None:
         raise schedule.error
@@ -802,7 +821,8 @@ def _measure_in_workers(schedule: _Schedule, measure_here: Callable[[Family, int
 def measure_scaling(prepared: Prepared, families: Sequence[Family], *, budget_s: float, seed: int = 0,
                     n_jobs: int | None = 1, sizes: Sequence[int] | None = None, memory: str = "auto",
                     clock: Callable[[], float] = time.perf_counter,
-                    timer: Callable[[], float] | None = None, workers: int | None = None) -> pd.DataFrame:
+                    timer: Callable[[], float] | None = None, workers: int | None = None,
+                    compute: str | None = None) -> pd.DataFrame:
     """Fit and score every family inside step 2's preprocessing on growing samples of the train side.
 
     Sizes (``measurement_sizes``) run from a small subsample to all rows, then beyond: the
@@ -820,6 +840,8 @@ def measure_scaling(prepared: Prepared, families: Sequence[Family], *, budget_s:
     the number of measuring processes, how many points each measured and the idle cores
     seen before starting workers (None: not sampled).
 
+    With ``compute`` naming a Dask cluster (``core.compute``) every point is measured on its
+    workers, one per worker thread, each timed by its own CPU clock (``attrs["engine"]`` says where).
     Up to ``workers`` processes measure at once (None: ``measurement_workers``, one per
     usable core up to one per family, when fits run on one thread, on the default clocks
     and with a budget of at least ``PARALLEL_MIN_BUDGET_S`` or workers already up): this
@@ -862,18 +884,28 @@ def measure_scaling(prepared: Prepared, families: Sequence[Family], *, budget_s:
     # n_jobs says, and thrash when other processes share the machine.
     idle = None
     with threadpool_limits(limits=thread_limit(n_jobs)):
-        if workers > 1:
+        if compute_mod.is_cluster(compute):  # every point on the cluster's workers, one per thread
+            light = replace(prepared, train=prepared.train.iloc[:0], test=prepared.test.iloc[:0])
+            workers = compute_mod.engine(compute).threads
+            # pure=False: dask would otherwise hand an identical call the first one's (cached) result
+            executor = compute_mod.client(compute).get_executor(pure=False)
+            _measure_in_workers(schedule, None, samples, workers, (light, list(families), seed, n_jobs, method, len(X)),
+                                cluster=executor)
+            engine = compute_mod.engine(compute)
+        elif workers > 1:
             light = replace(prepared, train=prepared.train.iloc[:0], test=prepared.test.iloc[:0])  # rows: _Samples
             joined = _measure_in_workers(schedule, measure_here, samples, workers - 1,
                                          (light, list(families), seed, n_jobs, method, len(X)))
             workers, idle = 1 + joined["workers"], joined["idle_cores"]
+            engine = compute_mod.Engine(compute_mod.LOCAL, None, 1, workers)
         else:
             schedule.run_lane(measure_here)
+            engine = compute_mod.Engine(compute_mod.LOCAL, None, 1, 1)
     frame = pd.DataFrame([asdict(r) for r in schedule.measured()], columns=MEASUREMENT_COLUMNS)
     frame = frame.astype({"score_s": float, "score_base_s": float})  # None (not scored) as NaN
     frame.attrs.update(elapsed_s=clock() - schedule.start, memory_method=method, failed=schedule.failed,
                        real_rows=len(X), workers=workers, points_by_process=dict(schedule.by_lane),
-                       idle_cores=idle)
+                       idle_cores=idle, engine=engine.record())
     return frame
 
 
@@ -1328,9 +1360,15 @@ def plan_modeling(study: ScalingStudy, prepared: Prepared, params: Mapping[str, 
                      n_features=len(prepared.features), folds=params["cv_folds"], iterations=params["tuning_iterations"],
                      strategy=params["tuning_strategy"], tuning_budget_s=params["tuning_budget_s"],
                      binary=binary_target(prepared), time_budget_s=params["time_budget_s"], elapsed_s=elapsed_s,
-                     cores=study.machine.cores, available_bytes=study.machine.memory_bytes,
+                     cores=fit_engine(params, study).threads, available_bytes=study.machine.memory_bytes,
                      memory_bytes=memory_laws(study, list(costs)),
                      fixed={k: params.get(k) for k in PLAN_KEYS})
+
+
+def fit_engine(params: Mapping[str, Any], study: ScalingStudy) -> compute_mod.Engine:
+    """Where step 4's selection will run (``compute``): a Dask cluster's workers, or this machine's cores."""
+    value = params.get("compute")
+    return compute_mod.engine(value) if compute_mod.is_cluster(value) else compute_mod.engine(value, study.machine.cores)
 
 
 def _known(problem_type: str, name: str) -> bool:
@@ -1662,8 +1700,13 @@ def static_cases(study: ScalingStudy, growth_factor: float) -> list[dict[str, An
 
 def render_decision(context: StackContext, env: Mapping[str, Any], study: ScalingStudy,
                     decisions: Mapping[str, Any], projections_frame: pd.DataFrame,
-                    services: Mapping[str, Any], forecast: pd.DataFrame | None = None) -> str:
-    """The stack decision record (Markdown) from ``templates/stack_decision.md.j2``."""
+                    services: Mapping[str, Any], forecast: pd.DataFrame | None = None, *,
+                    plan: Plan | None = None, engine: compute_mod.Engine | None = None) -> str:
+    """The stack decision record (Markdown) from ``templates/stack_decision.md.j2``.
+
+    With ``engine`` (``fit_engine``) it says where step 4's fits run, the command that runs them on a
+    Dask cluster and, with a ``plan``, step 4's projected time on 1 to 16 one-core workers.
+    """
     thresholds = [{**t, "this_machine_rows": format_rows(t["this_machine_rows"]),
                    "bigger_machine_rows": format_rows(t["bigger_machine_rows"])} for t in compute_thresholds(study)]
     table = projections_table(projections_frame).reset_index()
@@ -1678,7 +1721,11 @@ def render_decision(context: StackContext, env: Mapping[str, Any], study: Scalin
         providers=list(services["providers"].values()), reviewed=str(services["reviewed"]),
         memory_method=MEMORY_METHODS.get(study.memory_method, study.memory_method),
         headroom=MEMORY_HEADROOM, tuning_limit=format_seconds(TUNING_LIMIT_S), tuning_fits=tuning_fits(),
-        tiers=COMPUTE_TIERS, folds=study.folds, step4=step4, step4_columns=list(step4[0]) if step4 else [])
+        tiers=COMPUTE_TIERS, folds=study.folds, step4=step4, step4_columns=list(step4[0]) if step4 else [],
+        engine=engine and {**engine.record(), "label": engine.label},
+        cluster_command=compute_mod.command(engine.address if engine and engine.address else "tcp://scheduler:8786"),
+        efficiency=PARALLEL_EFFICIENCY,
+        workers_s={w: format_seconds(s) for w, s in (plan.workers_s if plan else {}).items()})
 
 
 @dataclass
@@ -1696,6 +1743,7 @@ class StackResult:
     figures: Mapping[str, Any] = field(default_factory=dict)
     forecast: pd.DataFrame = field(default_factory=pd.DataFrame)  # step 4's duration (modeling_forecast)
     plan: Plan | None = None  # step 4's sample sizes and jobs within time_budget_s (plan_modeling)
+    engine: compute_mod.Engine | None = None  # where step 4's fits will run (fit_engine)
 
 
 def summary(result: StackResult) -> dict[str, Any]:
@@ -1728,6 +1776,9 @@ def summary(result: StackResult) -> dict[str, Any]:
                         "idle_cores": measurements.attrs.get("idle_cores")},
         "modeling_forecast": forecast_summary(result.forecast),
         "plan": None if result.plan is None else result.plan.to_dict(),
+        # where this step's fits ran (this process and its measuring processes), and where step 4's will
+        "engine": measurements.attrs.get("engine"),
+        "step4_engine": None if result.engine is None else result.engine.record(),
         "documents": {"stack_decision": f"artifacts/{STEP}/{DECISION_FILE}", "lock_file": f"artifacts/{STEP}/{LOCK_FILE}"},
     }
 
