@@ -16,9 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,39 +28,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from helpers.core import datasets  # noqa: E402
+from tests.test_compute import local_dask_cluster  # noqa: E402 - the loopback cluster the tests start
 
 STEP4 = "04_model_development"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def cluster(workers: int):
-    """A scheduler and ``workers`` one-thread workers on loopback; yields the address."""
-    from distributed import Client
-
-    port = free_port()
-    address = f"tcp://127.0.0.1:{port}"
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "env": env}
-    procs = [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
-                               "--port", str(port), "--no-dashboard"], **quiet)]
-    try:
-        procs += [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1",
-                                    "--no-nanny", "--no-dashboard", "--host", "127.0.0.1"], **quiet)
-                  for _ in range(workers)]
-        with Client(address, timeout=60) as client:
-            client.wait_for_workers(workers, timeout=120)
-        yield address
-    finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            p.wait(timeout=30)
 
 
 def prepare(rows: int, folder: Path) -> Path:
@@ -106,7 +74,7 @@ def main() -> None:
         results: dict[str, dict] = {}
         configs = [("local (all cores)", None), ("Dask, 1 worker", 1), ("Dask, 2 workers", 2)]
         for label, workers in configs:
-            with cluster(workers) if workers else contextlib.nullcontext("local") as compute:
+            with local_dask_cluster(workers) if workers else contextlib.nullcontext(("local", [])) as (compute, _):
                 for _ in range(args.repeat):
                     own, wall, result = step4(base, folder, compute)
                     times.setdefault(label, []).append(own)
