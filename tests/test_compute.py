@@ -67,6 +67,7 @@ def local_dask_cluster(workers: int = 2):
 def dask_cluster():
     with local_dask_cluster(2) as (address, workers):
         yield address, workers
+        compute.close_clients()  # this process's client, before its scheduler stops (no reconnect noise)
 
 
 def executed_per_worker(address: str) -> dict[str, int]:

@@ -108,7 +108,8 @@ def client(value: str | None):
 
 
 @atexit.register
-def _close_clients() -> None:
+def close_clients() -> None:
+    """Close this process's clients (and the LocalCluster it started): at exit, or before its cluster goes away."""
     for c in list(_CLIENTS.values()):
         with contextlib.suppress(Exception):
             cluster = getattr(c, "cluster", None)
