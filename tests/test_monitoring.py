@@ -214,7 +214,7 @@ def test_real_monitor_data_end_to_end_promotes_and_updates_the_champion(tmp_path
     from helpers.core.prepared import Prepared
     from helpers.steps.operations import deployment
 
-    run = make_run(tmp_path / "run")
+    run = make_run(tmp_path / "run")  # its run folder is checked below: the champion is promoted there
     deployment.write_package(run, schema=SCHEMA, cleaning={})
     package = deployment.package_for_run(run)
     train = make_frame(400)
@@ -246,15 +246,13 @@ def test_real_monitor_data_end_to_end_promotes_and_updates_the_champion(tmp_path
 
 
 def test_drift_simulator_reads_precomputed_scenarios_and_updates_its_readout(tmp_path):
-    from test_deployment import CATEGORICAL, NUMERIC, SCHEMA, make_frame, make_run
+    from test_deployment import CATEGORICAL, NUMERIC, make_frame
 
     from helpers.core.prepared import Prepared
     from helpers.steps.operations import deployment
     from helpers.ui import widgets
 
-    run = make_run(tmp_path / "run")
-    deployment.write_package(run, schema=SCHEMA, cleaning={})
-    package = deployment.package_for_run(run)
+    package = _packaged_model(tmp_path)
     train = make_frame(400)
     prepared = Prepared(train=train, test=make_frame(600, seed=4), target="churn", problem_type="classification",
                         numeric=NUMERIC, categorical=CATEGORICAL, id_column="customer_id")
@@ -429,6 +427,17 @@ def test_expected_false_alarms_table():
 # --- samples of fixed size: seeded, stated, and the whole table below the caps ----------------------------------------
 
 
+def _packaged_model(tmp_path):
+    """The model package of a fresh run folder (test_deployment's demo model and schema)."""
+    from test_deployment import SCHEMA, make_run
+
+    from helpers.steps.operations import deployment
+
+    run = make_run(tmp_path / "run")
+    deployment.write_package(run, schema=SCHEMA, cleaning={})
+    return deployment.package_for_run(run)
+
+
 def _churn_prepared(n_train: int, n_test: int):
     from test_deployment import CATEGORICAL, NUMERIC, make_frame
 
@@ -458,13 +467,10 @@ def test_drift_reference_and_false_alarm_pool_are_seeded_samples_stated_with_bot
 
 
 def test_reference_predictions_and_importance_state_their_samples(tmp_path):
-    from test_deployment import SCHEMA, make_run
 
     from helpers.steps.operations import deployment
 
-    run = make_run(tmp_path / "run")
-    deployment.write_package(run, schema=SCHEMA, cleaning={})
-    package = deployment.package_for_run(run)
+    package = _packaged_model(tmp_path)
     prepared = _churn_prepared(400, 900)
     preds, said = mon.reference_predictions(package, prepared, seed=1, max_rows=300)
     assert preds.shape == (300,) and "300 of 900 test rows" in said.text
@@ -512,13 +518,11 @@ def test_simulated_batches_state_their_size():
 
 
 def test_challengers_are_refitted_on_a_capped_seeded_sample_plus_the_labelled_batches(tmp_path):
-    from test_deployment import NUMERIC, SCHEMA, make_frame, make_run
+    from test_deployment import NUMERIC, make_frame
 
     from helpers.steps.operations import deployment
 
-    run = make_run(tmp_path / "run")
-    deployment.write_package(run, schema=SCHEMA, cleaning={})
-    package = deployment.package_for_run(run)
+    package = _packaged_model(tmp_path)
     prepared = _churn_prepared(2000, 200)
     contract = KpiContract("classification", {"roc_auc": 0.7}, "yes", classes=["no", "yes"])
     new = make_frame(600, seed=3).assign(churn=lambda f: np.where(f["churn"] == "yes", "no", "yes"))
@@ -542,13 +546,11 @@ def test_challengers_are_refitted_on_a_capped_seeded_sample_plus_the_labelled_ba
 
 
 def test_a_batch_run_simulates_only_the_scenarios_it_shows(tmp_path):
-    from test_deployment import CATEGORICAL, NUMERIC, SCHEMA, make_run
+    from test_deployment import CATEGORICAL, NUMERIC
 
     from helpers.steps.operations import deployment
 
-    run = make_run(tmp_path / "run")
-    deployment.write_package(run, schema=SCHEMA, cleaning={})
-    package = deployment.package_for_run(run)
+    package = _packaged_model(tmp_path)
     prepared = _churn_prepared(400, 600)
     contract = KpiContract("classification", {"recall": 0.7}, "yes", classes=["no", "yes"])
     detector = mon.DriftDetector(NUMERIC, CATEGORICAL).fit(prepared.train)
