@@ -53,3 +53,8 @@ def new_run_name(project: str) -> str:
     safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in project).strip("-") or "run"
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     return f"{safe[:40]}-{stamp}-{secrets.token_hex(2)}"
+
+
+def run_folder(out: str | Path | None, project: str) -> Path:
+    """The folder a run writes to: ``out`` as given, else ``runs/<new_run_name(project)>`` (not created here)."""
+    return Path(out) if out else Path("runs") / new_run_name(project)

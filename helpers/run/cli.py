@@ -103,15 +103,15 @@ def cmd_run(args) -> int:
         return runner.resume_playbook(args.resume, values, steps=steps, command=command, html=not args.no_html,
                                       timeout=args.timeout, notebooks=args.notebooks)
     steps = parse_steps(args.steps, _available(args.notebooks))
-    out = Path(args.out) if args.out else Path("runs") / paths.new_run_name(values.get("project_name") or "run")
+    out = paths.run_folder(args.out, values.get("project_name") or "run")
     # the first step's kernel (3 s of start and imports) starts before this process imports the runner,
     # pandas and papermill (2.5 s), and checks the data: both then run side by side
-    with kernels.playbook_kernel(out) as kernel, kernels.kernel_pool(kernel) as pool:
-        pool.prestart(kernels.warm_modules(steps[0]))
+    with kernels.run_kernels(out) as run_kernels:
+        run_kernels[1].prestart(kernels.warm_modules(steps[0]))
         from helpers.run import runner
 
         return runner.run_playbook(values, steps=steps, out=out, command=command, html=not args.no_html,
-                                   timeout=args.timeout, notebooks=args.notebooks, kernels=(kernel, pool))
+                                   timeout=args.timeout, notebooks=args.notebooks, kernels=run_kernels)
 
 
 def parse_steps(spec: str | None, available: Sequence[str] | None = None) -> list[str]:
@@ -159,7 +159,6 @@ def _resumed_run(args) -> tuple[dict, list[str]]:
 
 
 def _available(notebooks: str | None) -> list[str]:
-
     if not notebooks:
         return paths.available_steps()
     folder = Path(notebooks)

@@ -146,6 +146,13 @@ def playbook_kernel(run_path: str | os.PathLike | None = None) -> Iterator[str]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def run_kernels(run_path: str | os.PathLike) -> Iterator[tuple[str, KernelPool]]:
+    """The kernelspec of a run (its kernels carry ``run_path``) and the pool that starts them ahead."""
+    with playbook_kernel(run_path) as kernel, kernel_pool(kernel) as pool:
+        yield kernel, pool
+
+
 def warm_modules(step: str | None) -> tuple[str, ...]:
     """What a prestarted kernel imports: the common stack and the step's module (the report's without a step)."""
     own = registry.get(step).module if step in registry.TITLES else "helpers.run.report"

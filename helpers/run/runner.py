@@ -36,7 +36,7 @@ from helpers.core import artifacts, compute, config, datasets, kpis, paths, prob
 from helpers.core.datasets import BUILTIN_PREFIX, is_database_url, preset_for, write_snapshot
 from helpers.core.errors import PlaybookError
 from helpers.run import engine, progress, report, resume
-from helpers.run.kernels import KernelPool, kernel_pool, playbook_kernel, warm_modules
+from helpers.run.kernels import KernelPool, run_kernels, warm_modules
 from helpers.steps.foundation import data
 
 EXIT_OK, EXIT_CRASH, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -81,7 +81,7 @@ def preflight(values: Mapping[str, Any], steps: Sequence[str] = ()) -> tuple[Any
 
 def prepare_out_dir(out: str | os.PathLike | None, project: str) -> Path:
     """The run folder: new and unique; an existing non-empty folder is never overwritten."""
-    path = Path(out) if out else Path("runs") / paths.new_run_name(project)
+    path = paths.run_folder(out, project)
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         raise PlaybookError(f"The output folder {str(path)!r} already exists and is not empty; a run is never overwritten.",
                             "choose a new --out folder, or leave --out out for a unique name.")
@@ -173,18 +173,18 @@ def run_playbook(values: Mapping[str, Any], *, steps: Sequence[str], out: str | 
     ``kernels``: the kernelspec and pool of a caller that started the first step's kernel already
     (the CLI does, before importing this module; its spec must carry ``out`` as the run folder).
     """
+    project = values.get("project_name") or "run"
     with contextlib.ExitStack() as stack:
         if kernels is None:
-            out = Path(out) if out else Path("runs") / paths.new_run_name(values.get("project_name") or "run")
-            kernel = stack.enter_context(playbook_kernel(out))
-            kernels = kernel, stack.enter_context(kernel_pool(kernel))
+            out = paths.run_folder(out, project)
+            kernels = stack.enter_context(run_kernels(out))
         pool = kernels[1]
         if not pool.waiting:
             pool.prestart(warm_modules(steps[0]))  # the first step's kernel starts while the data is checked
         loaded = preflight(values, steps)
         check_helpers_importable()
         folder = notebooks_folder(notebooks, steps)
-        run = artifacts.Run(prepare_out_dir(out, values.get("project_name") or "run"))
+        run = artifacts.Run(prepare_out_dir(out, project))
         start_manifest(run, values, steps, command, folder)
         write_project_file(run, values)
         if loaded is not None:
@@ -246,11 +246,7 @@ def execute_steps(run: artifacts.Run, values: Mapping[str, Any], steps: Sequence
         threading.Thread(target=importlib.import_module, args=("nbconvert",), daemon=True).start()
     try:
         with contextlib.ExitStack() as stack:
-            if kernels is None:
-                kernel = stack.enter_context(playbook_kernel(run.path))
-                pool = stack.enter_context(kernel_pool(kernel))
-            else:
-                kernel, pool = kernels
+            kernel, pool = kernels or stack.enter_context(run_kernels(run.path))
             try:
                 for i, step in enumerate(steps, 1):
                     current = step
