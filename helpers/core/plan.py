@@ -100,10 +100,8 @@ def selection_cost_s(costs: Mapping[str, CostModel], *, problem_type: str, rows:
     deployable = [n for n in costs if get_family(problem_type, n).deployable]
     common = dict(problem_type=problem_type, n_test=0, n_features=n_features, folds=folds, iterations=iterations,
                   strategy=strategy, tuning_budget_s=tuning_budget_s, explored=[], binary=binary)
-    total = sum(modeling_parts(costs, n_train=r, tuned=deployable[0], **common)["leaderboard"]
-                for r in rungs(rows, rows))
-    top = [modeling_parts(costs, n_train=rows, tuned=name, **common) for name in deployable]
-    return total + max(p["tuning"] + p["threshold"] for p in top)
+    parts = [modeling_parts(costs, n_train=rows, tuned=name, rungs=rungs(rows, rows), **common) for name in deployable]
+    return parts[0]["leaderboard"] + max(p["tuning"] + p["threshold"] for p in parts)
 
 
 def refit_cost_s(cost: CostModel, rows: int, n_test: int, n_features: int) -> float:

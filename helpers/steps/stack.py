@@ -884,18 +884,17 @@ def measure_scaling(prepared: Prepared, families: Sequence[Family], *, budget_s:
     # n_jobs says, and thrash when other processes share the machine.
     idle = None
     with threadpool_limits(limits=thread_limit(n_jobs)):
+        # what another process needs to measure (the rows go separately: _Samples)
+        light = replace(prepared, train=prepared.train.iloc[:0], test=prepared.test.iloc[:0])
+        payload = (light, list(families), seed, n_jobs, method, len(X))
         if compute_mod.is_cluster(compute):  # every point on the cluster's workers, one per thread
-            light = replace(prepared, train=prepared.train.iloc[:0], test=prepared.test.iloc[:0])
-            workers = compute_mod.engine(compute).threads
+            engine = compute_mod.engine(compute)
+            workers = engine.threads
             # pure=False: dask would otherwise hand an identical call the first one's (cached) result
             executor = compute_mod.client(compute).get_executor(pure=False)
-            _measure_in_workers(schedule, None, samples, workers, (light, list(families), seed, n_jobs, method, len(X)),
-                                cluster=executor)
-            engine = compute_mod.engine(compute)
+            _measure_in_workers(schedule, None, samples, workers, payload, cluster=executor)
         elif workers > 1:
-            light = replace(prepared, train=prepared.train.iloc[:0], test=prepared.test.iloc[:0])  # rows: _Samples
-            joined = _measure_in_workers(schedule, measure_here, samples, workers - 1,
-                                         (light, list(families), seed, n_jobs, method, len(X)))
+            joined = _measure_in_workers(schedule, measure_here, samples, workers - 1, payload)
             workers, idle = 1 + joined["workers"], joined["idle_cores"]
             engine = compute_mod.Engine(compute_mod.LOCAL, None, 1, workers)
         else:
@@ -1367,8 +1366,7 @@ def plan_modeling(study: ScalingStudy, prepared: Prepared, params: Mapping[str, 
 
 def fit_engine(params: Mapping[str, Any], study: ScalingStudy) -> compute_mod.Engine:
     """Where step 4's selection will run (``compute``): a Dask cluster's workers, or this machine's cores."""
-    value = params.get("compute")
-    return compute_mod.engine(value) if compute_mod.is_cluster(value) else compute_mod.engine(value, study.machine.cores)
+    return compute_mod.engine(params.get("compute"), study.machine.cores)  # the cores count only locally
 
 
 def _known(problem_type: str, name: str) -> bool:
