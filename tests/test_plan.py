@@ -187,6 +187,33 @@ def test_the_sample_grows_only_while_it_helps():
     assert "stopped growing" in never.text
 
 
+def test_families_far_behind_on_a_rung_do_not_race_on_the_next():
+    inputs = churn_inputs(20_000, selection_rows=16_000)
+    selection = modeling.select(modeling.Inputs(**{**inputs.__dict__, "sample_gain": -1.0}))  # always grow
+    board, steps = selection.board, selection.rungs
+    families = board[board["kind"] == "family"]
+    assert list(steps["families"]) == [4, len(families[families["rows"] == 16_000])]
+    assert steps["families"].iloc[1] < 4  # at most the better half and those the leader cannot be told from
+    behind = families[families["rows"] == 4000]
+    assert set(behind["model"]) == set(steps["dropped"].iloc[0].split(", "))
+    assert list(board["rows"]) == sorted(board["rows"], reverse=True)  # the left-behind listed last
+    assert list(board["rank"]) == list(range(1, len(board) + 1))
+    for name in behind["model"]:
+        assert f"{name}" in selection.text and "after 4,000 rows" in selection.text
+
+
+def test_contenders_keep_the_better_half_and_whoever_the_leader_cannot_be_told_from():
+    def board(scores, std=0.001):
+        return pd.DataFrame({"model": list(scores), "kind": "family", "roc_auc_mean": list(scores.values()),
+                             "roc_auc_std": std})
+    clear = board({"a": 0.90, "b": 0.85, "c": 0.80, "d": 0.70})
+    assert modeling.contenders(clear, "roc_auc", 5) == ["a", "b"]
+    close = board({"a": 0.90, "b": 0.85, "c": 0.899, "d": 0.70}).sort_values("roc_auc_mean", ascending=False)
+    assert modeling.contenders(close, "roc_auc", 5) == ["a", "c"]
+    noisy = board({"a": 0.90, "b": 0.89, "c": 0.88, "d": 0.70}, std=0.02)  # c is within two standard errors
+    assert modeling.contenders(noisy, "roc_auc", 5) == ["a", "b", "c"]
+
+
 def test_refit_rows_are_stated_and_used(sampled):
     inputs = modeling.Inputs(**{**sampled.__dict__, "refit_rows": {"logistic_regression": 3000}})
     rows, text = modeling.refit_rows(inputs, "logistic_regression")

@@ -814,6 +814,24 @@ def test_workload_counts_the_fits_of_step_4():
     assert predict(flat_costs(CLASSIFIERS), folds=3)["parts"]["leaderboard"] == pytest.approx(6 * 3)
 
 
+def test_workload_races_the_better_half_of_the_families_on_later_rungs():
+    costs = {n: scaling.CostModel(scaling.PowerLaw(float(i + 1), 0.0, 1.0, 4)) for i, n in enumerate(CLASSIFIERS)}
+    # 1, 2, 3 and 4 s per fit; baselines as the cheapest: rung one fits all four, rung two the costliest two
+    board = predict(costs, n_train=8000, rungs=[2000, 8000])["parts"]["leaderboard"]
+    assert board == pytest.approx(5 * ((1 + 2 + 3 + 4 + 2 * 1) + (3 + 4 + 2 * 1)))
+    assert [workload.surviving(n) for n in (1, 2, 3, 4, 5, 8)] == [1, 2, 2, 2, 3, 4]
+
+
+def test_large_samples_are_cross_validated_on_three_folds():
+    assert workload.folds_for(workload.LARGE_SAMPLE_ROWS - 1, 5) == 5
+    assert workload.folds_for(workload.LARGE_SAMPLE_ROWS, 5) == 3
+    assert workload.folds_for(10**6, 2) == 2
+    flat = flat_costs(CLASSIFIERS)
+    parts = predict(flat, n_train=workload.LARGE_SAMPLE_ROWS)["parts"]
+    assert parts["leaderboard"] == pytest.approx(6 * 3) and parts["tuning"] == pytest.approx(9 * 3)
+    assert parts["threshold"] == pytest.approx(3)
+
+
 def test_workload_counts_scored_rows_training_folds_included():
     p = predict(flat_costs(CLASSIFIERS, fit_s=0.0, per_row_s=1e-3))["parts"]
     # the leaderboard scores each fold's 200 validation and 800 training rows: 1000 rows x 5 folds x 6 candidates

@@ -49,7 +49,7 @@ from helpers.core.paths import STEP_NOTEBOOKS
 from helpers.core.plan import DEFAULT_SELECTION_ROWS, IMPORTANCE_ROWS, Plan, rungs
 from helpers.core.prepared import Prepared, load_prepared
 from helpers.core.scaling import CostModel
-from helpers.core.workload import predict_modeling
+from helpers.core.workload import LARGE_SAMPLE_ROWS, folds_for, predict_modeling, surviving
 
 STEP = STEP_NOTEBOOKS[3]
 STEP1 = STEP_NOTEBOOKS[0]
@@ -266,14 +266,18 @@ def is_overfitting(metric: str, train: float, valid: float, spread: float) -> bo
     return bool(gap > limit and gap > 2 * spread)
 
 
-def leaderboard(inputs: Inputs, sweep: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Cross-validated scores of the baselines and every family, best first (clustering: from the sweep)."""
+def leaderboard(inputs: Inputs, sweep: pd.DataFrame | None = None,
+                families: Sequence[str] | None = None) -> pd.DataFrame:
+    """Cross-validated scores of the baselines and every family (or only ``families``), best first
+    (clustering: from the sweep)."""
     if inputs.problem_type == "clustering":
         return cluster_leaderboard(cluster_sweep(inputs) if sweep is None else sweep)
     rows = []
     cv = cv_folds(inputs)
     for name, pipe in candidate_pipelines(inputs).items():
         kind = "baseline" if name in ("dummy", "heuristic") else "family"
+        if kind == "family" and families is not None and name not in families:
+            continue
         row = {"model": name, "kind": kind, **evaluate(inputs, pipe, cv)}
         m = inputs.selection_metric
         row["gap"] = overfit_gap(m, row[f"{m}_train"], row[f"{m}_mean"])
@@ -307,10 +311,25 @@ def score_gain(metric: str, before: float, after: float) -> float:
 def selection_samples(inputs: Inputs) -> list[Inputs]:
     """The rungs (``core.plan.rungs``) as nested, seeded samples: each smaller one is drawn from the next larger."""
     sizes = rungs(len(inputs.prepared.train), inputs.selection_rows)
-    samples = [subsample(inputs, sizes[-1], folds=inputs.folds)]
+    samples = [subsample(inputs, sizes[-1], folds=folds_for(sizes[-1], inputs.folds))]
     for rows in reversed(sizes[:-1]):
-        samples.append(subsample(samples[-1], rows, folds=inputs.folds))
+        samples.append(subsample(samples[-1], rows, folds=folds_for(rows, inputs.folds)))
     return samples[::-1]
+
+
+def contenders(board: pd.DataFrame, metric: str, folds: int) -> list[str]:
+    """The families a rung carries to the next: the better half (``workload.surviving``), and any other whose
+    score the leader's cannot be told from (within two standard errors of their difference over folds)."""
+    ranked = board[board["kind"] == "family"]
+    keep = list(ranked["model"].iloc[:surviving(len(ranked))])
+    leader = ranked.iloc[0]
+    for _, row in ranked.iloc[len(keep):].iterrows():
+        behind = abs(score_gain(metric, float(row[f"{metric}_mean"]), float(leader[f"{metric}_mean"])))
+        noise = np.hypot(float(leader[f"{metric}_std"]), float(row[f"{metric}_std"])) / np.sqrt(folds)
+        if behind <= 2 * abs(score_gain(metric, float(leader[f"{metric}_mean"]),
+                                        float(leader[f"{metric}_mean"]) + noise)):
+            keep.append(str(row["model"]))
+    return keep
 
 
 def select(inputs: Inputs, sweep: pd.DataFrame | None = None) -> Selection:
@@ -318,8 +337,11 @@ def select(inputs: Inputs, sweep: pd.DataFrame | None = None) -> Selection:
 
     Every family and baseline is cross-validated on the first rung; the next rung (4x the rows,
     up to ``selection_rows``) is visited only while the leader's score gained at least
-    ``sample_gain`` from the last 4x. A decision on scores, not on clocks: the same seed and
-    parameters give the same sample and champion on any machine.
+    ``sample_gain`` from the last 4x, and only by the ``contenders`` (successive halving over
+    families; the board lists the others last, with the rows they were scored on). Samples of
+    ``LARGE_SAMPLE_ROWS`` rows or more use at most 3 folds (``workload.folds_for``). A decision
+    on scores, not on clocks: the same seed and parameters give the same sample and champion on
+    any machine.
     """
     n_train = len(inputs.prepared.train)
     if inputs.problem_type == "clustering":
@@ -328,20 +350,30 @@ def select(inputs: Inputs, sweep: pd.DataFrame | None = None) -> Selection:
                                                         f"{n_train:,} training rows (a fixed sample: silhouette is quadratic).")
     m = inputs.selection_metric
     history: list[dict[str, Any]] = []
-    for sample in selection_samples(inputs):
-        board = leaderboard(sample)
-        leader = board[board["kind"] == "family"].iloc[0]
+    dropped: list[pd.DataFrame] = []  # families left behind on a smaller rung, with the rows they were scored on
+    racing = None  # every family on the first rung
+    samples = selection_samples(inputs)
+    for sample in samples:
+        board = leaderboard(sample, families=racing)
+        board.insert(1, "rows", len(sample.prepared.train))
+        families = board[board["kind"] == "family"]
+        leader = families.iloc[0]
         score = float(leader[f"{m}_mean"])
         gain = score_gain(m, history[-1]["score"], score) if history else None
         # the gain is only trusted once the score is known to better than sample_gain (its standard error over
         # folds): on a few thousand rows the fold noise alone can hide or fake a gain of that size
         error = abs(score_gain(m, score, score + float(leader[f"{m}_std"]))) / np.sqrt(sample.folds)
-        history.append({"rows": len(sample.prepared.train), "leader": leader["model"], "score": score, "gain": gain,
-                        "standard_error": error})
-        if gain is not None and gain < inputs.sample_gain and error <= inputs.sample_gain:
+        history.append({"rows": len(sample.prepared.train), "folds": sample.folds, "families": len(families),
+                        "leader": leader["model"], "score": score, "gain": gain, "standard_error": error,
+                        "dropped": ""})
+        if sample is samples[-1] or (gain is not None and gain < inputs.sample_gain and error <= inputs.sample_gain):
             break
+        racing = contenders(board, m, sample.folds)
+        dropped.append(families[~families["model"].isin(racing)])
+        history[-1]["dropped"] = ", ".join(dropped[-1]["model"])
     steps = pd.DataFrame(history)
-    board.insert(1, "rows", history[-1]["rows"])
+    board = pd.concat([b.drop(columns="rank") for b in (board, *dropped[::-1])], ignore_index=True)
+    board.insert(0, "rank", range(1, len(board) + 1))
     return Selection(sample, board, steps, selection_text(steps, n_train, m, inputs.sample_gain,
                                                           inputs.selection_rows))
 
@@ -360,6 +392,11 @@ def selection_text(steps: pd.DataFrame, n_train: int, metric: str, min_gain: flo
         if last["gain"] < min_gain and last["standard_error"] <= min_gain:
             return text + (f", less than sample_gain {min_gain:g} (its score is known to ±{last['standard_error']:.4f}): "
                            "the sample stopped growing.")
+    left = [f"{r['dropped']} after {int(r['rows']):,} rows" for _, r in steps.iterrows() if r["dropped"]]
+    if left:
+        text += f"; left behind by the leaders on the way (successive halving): {'; '.join(left)}"
+    if int(last["folds"]) < int(steps["folds"].iloc[0]):
+        text += f"; {int(last['folds'])} folds from {LARGE_SAMPLE_ROWS:,} rows on"
     if rows >= n_train:
         return text + ": every training row."
     return text + f": selection_rows caps it at {cap:,} (step 3's plan or your setting)."
@@ -1044,6 +1081,7 @@ def sampling_summary(result: ModelingResult) -> dict[str, Any]:
                               result.importance.attrs.get("text", "")) if t]
     return {"training_rows": len(result.inputs.prepared.train), "test_rows": len(result.inputs.prepared.test),
             "selection_rows": selection.rows if selection else len(result.inputs.prepared.train),
+            "selection_folds": selection.inputs.folds if selection else result.inputs.folds,
             "rungs": [] if selection is None else selection.rungs.to_dict(orient="records"),
             "refit_rows": result.final.training_rows, "n_jobs": result.inputs.n_jobs, "statements": statements}
 
@@ -1160,7 +1198,11 @@ def plot_leaderboard(board: pd.DataFrame, metric: str, contract: kpi_mod.KpiCont
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(board) + 1.2))
     colors = ["#999999" if k == "baseline" else "#1f77b4" for k in board["kind"]]
-    ax.barh(board["model"], board[f"{metric}_mean"], xerr=board[f"{metric}_std"], color=colors)
+    labels = board["model"]
+    if "rows" in board and board["rows"].nunique() > 1:  # families left behind on a smaller rung say where
+        top = board["rows"].iloc[0]
+        labels = [m if r == top else f"{m} ({r:,} rows)" for m, r in zip(board["model"], board["rows"], strict=True)]
+    ax.barh(labels, board[f"{metric}_mean"], xerr=board[f"{metric}_std"], color=colors)
     if metric in contract.kpis:
         ax.axvline(contract.kpis[metric], color="red", ls="--", label=f"KPI target {contract.kpis[metric]:g}")
         ax.legend(loc="lower right")
