@@ -200,6 +200,8 @@ def test_families_far_behind_on_a_rung_do_not_race_on_the_next():
     assert list(board["rank"]) == list(range(1, len(board) + 1))
     for name in behind["model"]:
         assert f"{name}" in selection.text and "after 4,000 rows" in selection.text
+    raced = modeling.racing_families(steps, list(families["model"]))
+    assert raced[0] == list(families["model"]) and set(raced[1]) == set(families.loc[families["rows"] == 16_000, "model"])
 
 
 def test_contenders_keep_the_better_half_and_whoever_the_leader_cannot_be_told_from():

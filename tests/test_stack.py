@@ -820,6 +820,10 @@ def test_workload_races_the_better_half_of_the_families_on_later_rungs():
     board = predict(costs, n_train=8000, rungs=[2000, 8000])["parts"]["leaderboard"]
     assert board == pytest.approx(5 * ((1 + 2 + 3 + 4 + 2 * 1) + (3 + 4 + 2 * 1)))
     assert [workload.surviving(n) for n in (1, 2, 3, 4, 5, 8)] == [1, 2, 2, 2, 3, 4]
+    # after the selection ran, the families that raced each rung are counted instead
+    raced = [CLASSIFIERS, CLASSIFIERS[:2]]
+    board = predict(costs, n_train=8000, rungs=[2000, 8000], racing=raced)["parts"]["leaderboard"]
+    assert board == pytest.approx(5 * ((1 + 2 + 3 + 4 + 2 * 1) + (1 + 2 + 2 * 1)))
 
 
 def test_large_samples_are_cross_validated_on_three_folds():

@@ -113,7 +113,7 @@ _STEP3 = [
 # --- step 4: model development ------------------------------------------------------------
 # (step 3 takes the first four too: it predicts step 4's duration from them)
 _STEP4 = [
-    _p("cv_folds", "int", 5, "cross-validation folds", (S3, S4), minimum=2, maximum=20),
+    _p("cv_folds", "int", 5, "cross-validation folds (step 4 uses at most 3 on samples of 50,000 rows or more)", (S3, S4), minimum=2, maximum=20),
     _p("tuning_strategy", "str", "random", "hyperparameter search: grid, random or halving", (S3, S4), choices=("grid", "random", "halving")),
     _p("tuning_iterations", "int", 8, "candidate configurations per tuned family (decides the search)", (S3, S4), minimum=1),
     _p("tuning_budget_s", "float", 120.0, "cap that stops an overlong search with a warning (seconds)", (S3, S4), minimum=0.0, exclusive=True),

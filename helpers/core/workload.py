@@ -95,11 +95,13 @@ def modeling_parts(costs: Mapping[str, CostModel], *, problem_type: str, n_train
                    folds: int, iterations: int, strategy: str, tuning_budget_s: float, tuned: str,
                    explored: Sequence[str], binary: bool, which: str = "nominal",
                    rungs: Sequence[int] | None = None, n_refit: int | None = None,
-                   importance_rows: int | None = None) -> dict[str, float]:
+                   importance_rows: int | None = None,
+                   racing: Sequence[Sequence[str]] | None = None) -> dict[str, float]:
     """Predicted seconds of each part of step 4 (``which``: the nominal laws, or the low or high jackknife bound).
 
     ``n_train`` is the selection sample (tuning and threshold run on it); ``rungs`` the sizes the
-    leaderboard visited (default: ``n_train`` alone), ``n_refit`` the final refit's rows (default
+    leaderboard visited (default: ``n_train`` alone), ``racing`` the families each rung fitted (known
+    after step 4's selection; before it, the costliest ``surviving`` ones are counted), ``n_refit`` the final refit's rows (default
     ``n_train``) and ``importance_rows`` the test rows permutation importance scores (default ``n_test``).
     """
     if which not in WHICH:
@@ -108,14 +110,17 @@ def modeling_parts(costs: Mapping[str, CostModel], *, problem_type: str, n_train
     n_fit, n_valid = n_train * (folds - 1) / folds, n_train / folds
     cheapest = min(costs.values(), key=lambda c: c.fold_s(n_fit, n_valid))
     leaderboard = 0.0
-    racing = len(costs)
-    for rows in rungs or [n_train]:
+    alive = len(costs)
+    for i, rows in enumerate(rungs or [n_train]):
         r_folds = folds_for(rows, cv_folds)
         r_fit, r_valid = rows * (r_folds - 1) / r_folds, rows / r_folds
-        # which families survive a rung is known only once it ran: the costliest ones are counted (an upper bound)
-        each = sorted((_cv(c, r_fit, r_valid, r_folds, which, train_score=True) for c in costs.values()), reverse=True)
-        leaderboard += sum(each[:racing]) + BASELINES * _cv(cheapest, r_fit, r_valid, r_folds, which, train_score=True)
-        racing = surviving(racing)
+        each = {n: _cv(c, r_fit, r_valid, r_folds, which, train_score=True) for n, c in costs.items()}
+        if racing is not None:
+            leaderboard += sum(each[n] for n in racing[i])
+        else:  # who survives a rung is known only once it ran: the costliest ones are counted (an upper bound)
+            leaderboard += sum(sorted(each.values(), reverse=True)[:alive])
+            alive = surviving(alive)
+        leaderboard += BASELINES * _cv(cheapest, r_fit, r_valid, r_folds, which, train_score=True)
 
     rows = min(EXPLORER_ROWS, n_train)
     e_folds = min(folds, EXPLORER_FOLDS)
@@ -148,7 +153,8 @@ def modeling_parts(costs: Mapping[str, CostModel], *, problem_type: str, n_train
 def predict_modeling(costs: Mapping[str, CostModel], *, problem_type: str, n_train: int, n_test: int,
                      n_features: int, folds: int, iterations: int, strategy: str, tuning_budget_s: float,
                      tuned: str, explored: Sequence[str], binary: bool, rungs: Sequence[int] | None = None,
-                     n_refit: int | None = None, importance_rows: int | None = None) -> dict[str, Any]:
+                     n_refit: int | None = None, importance_rows: int | None = None,
+                     racing: Sequence[Sequence[str]] | None = None) -> dict[str, Any]:
     """Step 4's predicted duration: total, its low-high range and the parts (None for clustering).
 
     ``tuned`` is the family step 4 tunes, ``explored`` the two in its explorer grid; ``costs``
@@ -159,7 +165,8 @@ def predict_modeling(costs: Mapping[str, CostModel], *, problem_type: str, n_tra
                 "note": "not predicted for clustering: step 4 fits a fixed-size sample there"}
     kwargs = dict(problem_type=problem_type, n_train=n_train, n_test=n_test, n_features=n_features, folds=folds,
                   iterations=iterations, strategy=strategy, tuning_budget_s=tuning_budget_s, tuned=tuned,
-                  explored=list(explored), binary=binary, rungs=rungs, n_refit=n_refit, importance_rows=importance_rows)
+                  explored=list(explored), binary=binary, rungs=rungs, n_refit=n_refit, importance_rows=importance_rows,
+                  racing=racing)
     parts = modeling_parts(costs, **kwargs)
     low = sum(modeling_parts(costs, **kwargs, which="low").values())
     high = sum(modeling_parts(costs, **kwargs, which="high").values())

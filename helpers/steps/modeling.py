@@ -378,6 +378,15 @@ def select(inputs: Inputs, sweep: pd.DataFrame | None = None) -> Selection:
                                                           inputs.selection_rows))
 
 
+def racing_families(steps: pd.DataFrame, families: Sequence[str]) -> list[list[str]]:
+    """The families each rung of a selection cross-validated: all on the first, then without the ones left behind."""
+    racing, out = list(families), []
+    for dropped in steps["dropped"]:
+        out.append(racing)
+        racing = [f for f in racing if f not in str(dropped).split(", ")]
+    return out
+
+
 def selection_text(steps: pd.DataFrame, n_train: int, metric: str, min_gain: float, cap: int | None) -> str:
     """One sentence: how many rows the leaderboard used and why it stopped there."""
     last = steps.iloc[-1]
@@ -1028,6 +1037,7 @@ def duration_record(run: Run, result: ModelingResult, params: Mapping[str, Any])
     predicted = predict_modeling(
         {n: costs[n] for n in names}, problem_type=result.inputs.problem_type,
         n_train=visited[-1] if visited else len(prepared.train), rungs=visited, n_refit=result.final.training_rows,
+        racing=racing_families(result.selection.rungs, names) if result.selection is not None else None,
         importance_rows=IMPORTANCE_ROWS,
         n_test=len(prepared.test), n_features=len(prepared.features), folds=result.inputs.folds,
         iterations=params["tuning_iterations"], strategy=params["tuning_strategy"],
