@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -158,6 +159,19 @@ def test_a_tracking_server_that_is_down_is_a_warning_in_bounded_time(tmp_path):
     manifest = run.read_manifest()  # the run is intact, its manifest says what happened
     assert manifest["tracking"]["error"] == record["error"] and len(manifest["kpis"]) == 2
     assert {p.name: p.read_bytes() for p in (run.path / "models" / "v1").iterdir()} == before
+
+
+def test_a_tracking_server_that_hangs_costs_one_retry_of_a_short_timeout(tmp_path):
+    """A server that accepts the connection and never answers: 2 tries of a 2 s read timeout, then a warning."""
+    run = _run(tmp_path / "runs")
+    tracking.import_mlflow()
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)  # the kernel completes the connections; nobody reads or answers
+        started = time.perf_counter()
+        record = tracking.track_run(run, f"http://127.0.0.1:{silent.getsockname()[1]}", echo=lambda _: None)
+        seconds = time.perf_counter() - started
+    assert "ReadTimeout" in record["error"] and 3.5 < seconds < 7
 
 
 def test_playbook_track_cli(tmp_path, capsys):
