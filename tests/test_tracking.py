@@ -174,6 +174,15 @@ def test_a_tracking_server_that_hangs_costs_one_retry_of_a_short_timeout(tmp_pat
     assert "ReadTimeout" in record["error"] and 3.5 < seconds < 7
 
 
+def test_a_damaged_manifest_is_a_warning_and_stays_as_it_is(tmp_path):
+    run = _run(tmp_path / "runs")
+    run.manifest_path.write_text('{"steps": [', encoding="utf-8")
+    lines: list[str] = []
+    record = tracking.track_run(run, echo=lines.append)
+    assert "is not valid JSON" in record["error"] and lines[0].startswith("warning: the run was not logged to MLflow")
+    assert run.manifest_path.read_text(encoding="utf-8") == '{"steps": ['
+
+
 def test_playbook_track_cli(tmp_path, capsys):
     from helpers.run import cli
 

@@ -18,6 +18,7 @@ mlflow is imported inside the functions that need it: ``import mlflow`` and its 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -239,27 +240,31 @@ def track_run(run: artifacts.Run, setting: str | None = None, *, echo=print) -> 
     The outcome goes to the manifest (``tracking``) and one line to ``echo``; a failure is a
     warning there, the run folder stays complete.
     """
-    manifest = run.read_manifest()
-    if setting is None:
-        setting = (manifest.get("parameters") or {}).get("tracking", config.REGISTRY["tracking"].default)
-    uri = store_uri(setting, run.path.parent)
-    if uri is None:
-        return None
+    uri = None
     try:
+        if setting is None:
+            parameters = run.read_manifest().get("parameters") or {}
+            setting = parameters.get("tracking", config.REGISTRY["tracking"].default)
+        uri = store_uri(setting, run.path.parent)
+        if uri is None:
+            return None
         record = log_run(run, uri)
+        run.update_manifest(tracking=record)
     except KeyboardInterrupt:
         raise
-    except Exception as exc:  # a store or server problem must never cost the run
-        record = {"uri": _shown_uri(uri), "error": f"{type(exc).__name__}: {_first_line(exc)}",
+    except Exception as exc:  # a store, server or manifest problem must never cost the run
+        where = f" at {_shown_uri(uri)}" if uri else ""
+        record = {"uri": _shown_uri(uri) if uri else None, "error": f"{type(exc).__name__}: {_first_line(exc)}",
                   "at": _now()}
-        echo(f"warning: the run was not logged to MLflow at {_shown_uri(uri)} ({record['error']}); "
+        echo(f"warning: the run was not logged to MLflow{where} ({record['error']}); "
              f"the run folder is complete: log it later with `playbook track {run.path}`")
-    else:
-        alias = f", alias {ALIAS!r} moved" if record["model"] and record["model"]["alias"] else ""
-        model = f"; model {record['model']['name']} v{record['model']['version']}{alias}" if record["model"] else ""
-        echo(f"MLflow: run {record['run_id']} in experiment {record['experiment']!r} at {record['uri']}{model} "
-             f"(import {record['import_s']:.1f} s, store {record['connect_s']:.1f} s, logging {record['log_s']:.2f} s)")
-    run.update_manifest(tracking=record)
+        with contextlib.suppress(Exception):  # a damaged manifest stays as it is
+            run.update_manifest(tracking=record)
+        return record
+    alias = f", alias {ALIAS!r} moved" if record["model"] and record["model"]["alias"] else ""
+    model = f"; model {record['model']['name']} v{record['model']['version']}{alias}" if record["model"] else ""
+    echo(f"MLflow: run {record['run_id']} in experiment {record['experiment']!r} at {record['uri']}{model} "
+         f"(import {record['import_s']:.1f} s, store {record['connect_s']:.1f} s, logging {record['log_s']:.2f} s)")
     return record
 
 
