@@ -412,7 +412,7 @@ def describe(step: str | None = None) -> list[dict[str, Any]]:
         if step and step not in p.steps:
             continue
         rows.append({"name": p.name, "type": p.annotation, "default": p.default, "help": p.help,
-                     "steps": ",".join(s[:2] for s in p.steps)})
+                     "steps": ",".join(s[:2] for s in p.steps) or "runner"})
     return rows
 
 
