@@ -261,6 +261,7 @@ def test_playbook_run_logs_to_the_runs_folder_store_by_default(demo_run):
     record = demo_run.read_manifest()["tracking"]
     assert "error" not in record and record["uri"] == tracking.local_uri(demo_run.path.parent)
     assert record["log_s"] < 30
+    assert record["import_wait_s"] < record["import_s"]  # mlflow was imported while the steps ran
     client = client_for(record["uri"])
     logged = client.get_run(record["run_id"])
     assert logged.info.run_name == demo_run.path.name
