@@ -214,3 +214,25 @@ def test_demo_run_compared_with_an_altered_copy(tmp_path, demo_run):
     assert rows[0]["difference"] == pytest.approx(-0.05)
     # the paired bootstrap reads the per-row predictions, which are the same: nothing beyond chance
     assert {r["larger than chance"] for r in rows} == {"no"} and c.notes == []
+
+
+def test_multiclass_runs_are_paired_on_their_class_probabilities(tmp_path, y):
+    contract = kpis.KpiContract("classification", {"accuracy": 0.5, "roc_auc": 0.6}, None, "macro", ["a", "b", "c"])
+    truth = np.array(["a", "b", "c"] * 100, dtype=object)
+    rng = np.random.default_rng(0)
+    runs = []
+    for name, skill in (("a", 0.3), ("b", 3.0)):
+        proba = rng.dirichlet([1, 1, 1], len(truth)) + skill * (truth[:, None] == np.array(["a", "b", "c"]))
+        proba /= proba.sum(axis=1, keepdims=True)
+        predicted = np.array(["a", "b", "c"], dtype=object)[proba.argmax(axis=1)]
+        run = make_run(tmp_path / "runs" / name, y=y, proba=probabilities(y, 1.0))
+        frame = pd.DataFrame({"actual": truth, "predicted": predicted,
+                              **{f"proba:{c}": proba[:, i] for i, c in enumerate(contract.classes)}})
+        run.write_table(modeling.STEP, modeling.PREDICTIONS_FILE, frame.rename_axis("row"))
+        table = kpis.kpi_intervals(contract, truth, predicted, proba, n_boot=20)
+        run.update_manifest(kpis=table.to_dict(orient="records"))
+        summary = run.read_summary("01_vision_and_goals")
+        run.write_summary("01_vision_and_goals", {**summary, "contract": contract.to_dict()})
+        runs.append(run)
+    rows = _kpi_rows(history.compare_runs([r.path for r in runs], n_boot=200))
+    assert rows["accuracy"]["larger than chance"] == rows["roc_auc"]["larger than chance"] == "yes: better"
