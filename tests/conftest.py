@@ -14,6 +14,8 @@ import pytest
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 # Notebooks executed by nbval (defaults, interactive) write their scratch run here, not into the clone.
 os.environ.setdefault("PLAYBOOK_RUN_DIR", tempfile.mkdtemp(prefix="playbook-nbval-"))
+# The empty MLflow store that new local stores are copied from (helpers.run.tracking): made once per session.
+os.environ.setdefault("PLAYBOOK_CACHE_DIR", tempfile.mkdtemp(prefix="playbook-cache-"))
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -134,7 +134,14 @@ _STEP5 = [
     _p("promotion_margin", "float", 0.01, "a challenger must beat the champion by this margin", (S5,), minimum=0.0),
 ]
 
-REGISTRY: dict[str, Param] = {p.name: p for p in _COMMON + _DATA + _STEP1 + _STEP2 + _STEP3 + _STEP4 + _STEP5}
+# --- the runner, after the steps (no notebook takes them) ----------------------------------------
+TRACKING_LOCAL, TRACKING_OFF, TRACKING_URI = "local", "off", "uri"
+TRACKING_SCHEMES = ("http", "https", "sqlite", "file", "postgresql", "mysql", "mssql", "databricks")
+_RUNNER = [
+    _p("tracking", "str", TRACKING_LOCAL, "log the finished run to MLflow: local (SQLite store runs/mlflow.db in the runs folder), off, or a tracking server URI (http://host:5000)", ()),
+]
+
+REGISTRY: dict[str, Param] = {p.name: p for p in _COMMON + _DATA + _STEP1 + _STEP2 + _STEP3 + _STEP4 + _STEP5 + _RUNNER}
 
 # Parameters whose None means "take it from the dataset preset".
 PRESET_KEYS = ("target", "problem_type", "id_column", "group_column", "time_column",
@@ -351,6 +358,20 @@ def check_consistency(values: Mapping[str, Any]) -> None:
     if values.get("kpis") is not None:
         validate_kpis(values["kpis"], ptype if ptype != "auto" else None)
     compute.parse(values.get("compute"))
+    tracking_setting(values.get("tracking"))
+
+
+def tracking_setting(value: str | None) -> tuple[str, str | None]:
+    """``tracking`` -> (local | off | uri, the URI or None); anything else is a clear error."""
+    text = (value or TRACKING_LOCAL).strip()
+    if text in (TRACKING_LOCAL, TRACKING_OFF):
+        return text, None
+    scheme = text.split("://", 1)[0].split("+", 1)[0] if "://" in text else text
+    if scheme in TRACKING_SCHEMES:
+        return TRACKING_URI, text
+    raise PlaybookError(f"tracking is {value!r}: neither 'local', 'off' nor an MLflow tracking URI.",
+                        "use -p tracking local (runs/mlflow.db), -p tracking off, or the URI of a tracking "
+                        "server, e.g. -p tracking http://mlflow.example:5000.")
 
 
 # --- inside a notebook --------------------------------------------------------------------------
@@ -391,7 +412,7 @@ def describe(step: str | None = None) -> list[dict[str, Any]]:
         if step and step not in p.steps:
             continue
         rows.append({"name": p.name, "type": p.annotation, "default": p.default, "help": p.help,
-                     "steps": ",".join(s[:2] for s in p.steps)})
+                     "steps": ",".join(s[:2] for s in p.steps) or "runner"})
     return rows
 
 
@@ -403,7 +424,7 @@ def project_yaml_text() -> str:
     for p in REGISTRY.values():
         if p.name in ("run_dir", "interactive"):
             continue  # set by the runner, not by a project
-        steps = ", ".join(s[:2] for s in p.steps)
+        steps = ", ".join(s[:2] for s in p.steps) or "none: the runner, after the steps"
         lines.append(f"# {p.help} [{p.annotation}; steps {steps}]")
         lines.append(yaml.safe_dump({p.name: p.default}, sort_keys=False).strip())
         lines.append("")

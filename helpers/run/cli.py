@@ -1,4 +1,4 @@
-"""The ``playbook`` command: run, params, report, init, predict, gate.
+"""The ``playbook`` command: run, params, report, init, predict, gate, track, runs, compare.
 
 Exit codes: 0 success, 1 a step crashed, 2 bad input (one clear message, no
 traceback), 130 interrupted.
@@ -66,6 +66,19 @@ def build_parser() -> argparse.ArgumentParser:
     gate.add_argument("--run", required=True)
     gate.add_argument("--strict", action="store_true",
                       help="also exit 1 when a KPI is on watch (its point misses, its interval contains the target)")
+
+    track = sub.add_parser("track", help="log a finished run to MLflow (again, e.g. after the server was down)")
+    track.add_argument("run_dir")
+    track.add_argument("--tracking", help="local (runs folder's mlflow.db), or a tracking server URI "
+                                          "(default: the run's own tracking parameter)")
+
+    runs = sub.add_parser("runs", help="list the runs of a folder: name, date, data, champion, KPIs, status")
+    runs.add_argument("dir", nargs="?", default="runs")
+
+    compare = sub.add_parser("compare", help="what changed between runs: parameters, data, verdicts, champion, "
+                                             "KPIs (paired bootstrap on the same test rows)")
+    compare.add_argument("runs", nargs="+", metavar="RUN_DIR", help="two or more run folders (the first is the base)")
+    compare.add_argument("--html", help="also write the comparison as an HTML page to this file")
     return parser
 
 
@@ -223,8 +236,43 @@ def cmd_gate(args) -> int:
     return deployment.gate_cli(args.run, strict=args.strict)
 
 
+def cmd_track(args) -> int:
+    from helpers.core import artifacts, config
+    from helpers.run import tracking
+
+    run = artifacts.Run(args.run_dir)
+    if not run.has_manifest():
+        raise PlaybookError(f"{args.run_dir!r} is not a run folder (no manifest.json).", "give the folder made by `playbook run`.")
+    if args.tracking is not None:
+        config.tracking_setting(args.tracking)
+        if args.tracking == config.TRACKING_OFF:
+            raise PlaybookError("--tracking off logs nothing.", "give local or a tracking server URI.")
+    record = tracking.track_run(run, args.tracking)
+    if record is None:
+        raise PlaybookError(f"The run {run.path.name} was made with tracking off.",
+                            "name a store: playbook track RUN_DIR --tracking local (or a server URI).")
+    return 1 if "error" in record else 0
+
+
+def cmd_runs(args) -> int:
+    from helpers.run import history
+
+    print(history.runs_table_text(history.list_runs(args.dir)))
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from helpers.run import history
+
+    comparison = history.compare_runs(args.runs)
+    print(history.comparison_text(comparison))
+    if args.html:
+        print(f"HTML: {history.write_comparison_html(comparison, args.html)}")
+    return 0
+
+
 COMMANDS = {"run": cmd_run, "params": cmd_params, "report": cmd_report, "init": cmd_init,
-            "predict": cmd_predict, "gate": cmd_gate}
+            "predict": cmd_predict, "gate": cmd_gate, "track": cmd_track, "runs": cmd_runs, "compare": cmd_compare}
 
 
 def main(argv: list[str] | None = None) -> int:

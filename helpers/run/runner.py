@@ -35,7 +35,7 @@ from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from helpers.core import artifacts, compute, config, datasets, kpis, paths, problem
 from helpers.core.datasets import BUILTIN_PREFIX, is_database_url, preset_for, write_snapshot
 from helpers.core.errors import PlaybookError
-from helpers.run import engine, progress, report, resume
+from helpers.run import engine, progress, report, resume, tracking
 from helpers.run.kernels import KernelPool, run_kernels, warm_modules
 from helpers.steps.foundation import data
 
@@ -242,8 +242,13 @@ def execute_steps(run: artifacts.Run, values: Mapping[str, Any], steps: Sequence
     rerun_from: str | None = None
     current: str | None = None
     previous_sigterm = _sigterm_as_interrupt()
-    if html:  # nbconvert takes ~1 s to import: done while the steps run, the report's export does not wait
-        threading.Thread(target=importlib.import_module, args=("nbconvert",), daemon=True).start()
+    # nbconvert (~1 s) and mlflow (2-4 s) are imported while the steps run: the report's export and the
+    # tracking do not wait (one thread: two importing side by side could deadlock on shared modules)
+    import_nbconvert = (lambda: importlib.import_module("nbconvert")) if html else None
+    if tracking.store_uri(values.get("tracking"), run.path.parent) is not None:
+        tracking.prefetch(import_nbconvert)
+    elif html:
+        threading.Thread(target=import_nbconvert, daemon=True).start()
     try:
         with contextlib.ExitStack() as stack:
             kernel, pool = kernels or stack.enter_context(run_kernels(run.path))
@@ -304,6 +309,8 @@ def execute_steps(run: artifacts.Run, values: Mapping[str, Any], steps: Sequence
                     echo(f"Interrupted during step {current}.")
             try:
                 build_report_safely(run, html, kernel, echo, timeout)
+                if code != EXIT_INTERRUPTED:  # the finished (or failed) run, with its report, into MLflow
+                    tracking.track_run(run, values.get("tracking"), echo=echo)
             except KeyboardInterrupt:
                 code = EXIT_INTERRUPTED
             finally:

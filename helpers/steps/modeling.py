@@ -868,6 +868,25 @@ def final_evaluation(inputs: Inputs, pipeline, threshold: ThresholdChoice | None
     return Final(model, table, margin, y_test, y_pred, proba, training_rows=len(fit_on.prepared.train))
 
 
+PREDICTIONS_FILE = "test_predictions.parquet"
+
+
+def test_predictions(inputs: Inputs, final: Final) -> pd.DataFrame:
+    """Each test row's label, prediction and probabilities, indexed by its raw row number (``row``):
+    `playbook compare` pairs two runs' KPIs on the same rows with them."""
+    frame = pd.DataFrame({"predicted": final.y_pred}, index=inputs.prepared.test.index.rename("row"))
+    if final.y_test is not None:
+        frame.insert(0, "actual", final.y_test)
+    if final.proba is not None:
+        proba = np.asarray(final.proba, dtype=float)
+        if proba.ndim == 1:  # binary: the positive class's probability
+            frame["proba"] = proba
+        else:  # multi-class: one column per class, in the contract's class order
+            for i, label in enumerate(inputs.contract.classes):
+                frame[f"proba:{label}"] = proba[:, i]
+    return frame
+
+
 def positive_class(inputs: Inputs) -> Any:
     """The contract's positive label as the target holds it (1, not "1"): what the model's classes_ holds."""
     classes = kpi_mod.class_order(inputs.y)
@@ -1109,7 +1128,8 @@ def save(run: Run, result: ModelingResult) -> dict[str, Any]:
     """Write the tables, figures and model files, then the summary (last); return the summary."""
     tables = {"leaderboard.csv": result.board, "tuning_results.csv": tuning_table(result.tuning),
               "test_kpis.csv": result.final.table, "margin_over_heuristic.csv": result.final.heuristic,
-              "permutation_importance.csv": result.importance, "group_metrics.csv": result.groups}
+              "permutation_importance.csv": result.importance, "group_metrics.csv": result.groups,
+              PREDICTIONS_FILE: test_predictions(result.inputs, result.final)}
     if result.threshold is not None:
         tables["threshold_curve.csv"] = result.threshold.curve
     if result.grid is not None:
