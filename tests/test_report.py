@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from helpers.core import tables
 from helpers.core.artifacts import Run
 from helpers.run import report
 from tests.conftest import run_cli
@@ -24,10 +25,87 @@ def test_report_html_is_offline_and_code_free(demo_run: Run):
 
 def test_first_screen_comes_first_and_has_the_outline(demo_run: Run):
     html = (demo_run.path / "report.html").read_text()
-    first = html.index("ML project report: churn-demo")
-    for fragment in ("Go / no-go (step 1):", "KPI scoreboard", "Recommended next actions", "Steps"):
-        assert html.index(fragment) > first
-    assert html.index("Recommended next actions") < html.index("1. Vision and measurable goals")
+    first = html.index("ML project report: churn-demo</h1>")
+    for fragment in ("Go / no-go (step 1):", "KPI scoreboard", "Recommended next actions", "Most severe data issues",
+                     "Production readiness", "<caption>Steps</caption>"):
+        assert html.index(fragment) > first, fragment
+    assert html.index("Recommended next actions") < html.index('<section class="pb-section" id="step-1">')
+
+
+def test_the_demo_report_is_a_document(demo_run: Run):
+    """Contents that link to every section, takeaways, collapsed details, tables for people, under 3 MB."""
+    html = (demo_run.path / "report.html").read_text()
+    assert len(html.encode()) < 3_000_000
+    anchors = re.findall(r'<nav class="pb-toc".*?</nav>', html, re.S)[0]
+    targets = re.findall(r'href="#([\w-]+)"', anchors)
+    assert targets == ["summary", "step-1", "step-2", "step-3", "step-4", "step-5", "run"]
+    for target in targets:
+        assert f'id="{target}"' in html
+    assert html.count('<p class="pb-takeaway">') == 6 and html.count("<details") >= 8
+    board = html[html.index("Leaderboard (cross-validated)"):]
+    assert board.index("Leaderboard (cross-validated)") < board.index("</details>")  # the full leaderboard is a detail
+    assert "@media print" in html and "beforeprint" in html
+    tables_html = "".join(re.findall(r'<table class="pb-table">.*?</table>', html, re.S))
+    for raw in (">ci_low<", ">roc_auc_train<", ">True<", ">False<", "e-0", "...", "dataframe"):
+        assert raw not in tables_html, raw
+    assert "ROC AUC (train)" in tables_html and "✓</span> pass" in tables_html
+    assert "<svg" in html[:html.index('id="step-1"')]  # the scoreboard is a figure on the first screen
+
+
+def _synthetic_run(tmp_path, evil: str = "<b>evil</b>") -> Run:
+    """A run folder with the summaries the first screen reads (steps 1, 2 and 5), no notebook executed."""
+    run = Run(tmp_path / "run")
+    run.path.mkdir()
+    run.write_manifest({"schema_version": 1, "project": evil, "dataset": {"source": "d.csv", "rows": 5075, "columns": 3},
+                        "steps": [{"step": "01_vision_and_goals", "status": "succeeded", "notebook": "01.ipynb",
+                                   "duration_s": 12.3}],
+                        "kpis": [{"metric": "recall", "target": 0.7, "direction": "higher", "achieved": 0.716,
+                                  "ci_low": 0.673, "ci_high": 0.769, "verdict": "pass"},
+                                 {"metric": "rmse", "target": 3.0, "direction": "lower", "achieved": 3.4,
+                                  "ci_low": 3.1, "ci_high": 3.8, "verdict": "fail"}]})
+    run.write_summary("01_vision_and_goals", {"verdict": {"code": "revisit", "text": f"too weak {evil}"},
+                                              "problem_type": "classification", "target": "y",
+                                              "problem_statement": evil, "set_aside": {}})
+    issues = [{"check": "outliers", "column": "a", "severity": "low", "evidence": "few", "fix": "none"},
+              {"check": "constant column", "column": "c", "severity": "low", "evidence": "one value", "fix": "drop"},
+              {"check": "duplicate rows", "column": None, "severity": "medium", "evidence": "60 rows", "fix": "drop"},
+              {"check": "target leakage", "column": evil, "severity": "high", "evidence": "AUC 0.999", "fix": "set aside"}]
+    run.write_summary("02_data_foundation", {"issues": issues, "issue_counts": {"high": 1, "medium": 1, "low": 2}})
+    run.write_summary("05_deployment_and_monitoring", {
+        "readiness": {"final": 2.5, "band": "Reasonably tested", "sections": {}, "weakest_section": "data"},
+        "gate": {"result": "failed"}, "monitoring": {"alerts": 0}, "retraining": {"decisions": []}})
+    return run
+
+
+def test_first_screen_shows_verdict_scoreboard_issues_readiness_and_actions(tmp_path):
+    html = report.first_screen_html(_synthetic_run(tmp_path))
+    verdict = html[html.index('id="pb-verdict"'):html.index('id="pb-scoreboard"')]
+    assert 'pb-card pb-verdict pb-fail"' in html and "No-go" in verdict and "too weak &lt;b&gt;evil&lt;/b&gt;" in verdict
+    svg = html[html.index("<svg"):html.index("</svg>")]
+    assert "target 0.7" in svg and "target 3" in svg and "✓ pass  0.716" in svg and "✗ fail  3.400" in svg
+    assert "1 of 2 met on the test set" in html
+    issues = html[html.index('id="pb-issues"'):]
+    issues = issues[:issues.index("</div>")]
+    assert issues.index("target leakage") < issues.index("duplicate rows") < issues.index("outliers")  # most severe first
+    assert "constant column" not in issues and "1 high · 1 medium · 2 low" in issues  # three at most
+    readiness = html[html.index('id="pb-readiness"'):html.index('id="pb-issues"')]
+    assert '<p class="pb-big">2.5</p>' in readiness and "weakest section: data" in readiness
+    assert "Revisit the data or the KPI targets" in html and "KPI(s) missed on the test set: rmse." in html
+    assert "<b>evil</b>" not in html and "ML project report: &lt;b&gt;evil&lt;/b&gt;" in html
+
+
+def test_extra_sections_have_one_place_and_join_the_contents(tmp_path, monkeypatch):
+    from helpers.core import sections
+
+    run = _synthetic_run(tmp_path)
+    monkeypatch.setattr(report, "EXTRA_SECTIONS", [
+        lambda r: sections.markdown_section("since-last-run", "Since the last run", "recall rose.", "- recall: +0.01"),
+        lambda r: None])
+    extra = report.extra_sections(run)
+    assert [s.anchor for s in extra] == ["since-last-run"]
+    toc = report.table_of_contents(run, extra)
+    assert toc[-2:] == [("since-last-run", "Since the last run"), ("run", "The run")]
+    assert "<li>recall: +0.01</li>" in str(extra[0].render())
 
 
 def test_scoreboard_and_next_actions_from_manifest():
@@ -37,9 +115,12 @@ def test_scoreboard_and_next_actions_from_manifest():
                           "ci_low": 0.44, "ci_high": 0.54, "passed": None, "verdict": "watch"}],
                 "steps": [{"step": "01_vision_and_goals", "status": "succeeded"}]}
     board = report.kpi_scoreboard(manifest)
-    assert board.iloc[0].to_dict() == {"KPI": "recall", "target": ">= 0.7", "achieved": "0.650",
-                                       "95% interval": "0.600 to 0.690", "result": "FAIL"}
-    assert board.iloc[1]["result"] == "WATCH"
+    assert board.iloc[0].to_dict() == {"metric": "recall", "target": "≥ 0.7", "achieved": 0.65,
+                                       "interval": "0.600 to 0.690", "verdict": "fail"}
+    assert board.iloc[1]["verdict"] == "watch"
+    shown = tables.table(board)
+    assert ">95% interval</th>" in shown and ">0.650</td>" in shown and "✗</span> fail" in shown
+    assert "!</span> watch" in shown and "ci_low" not in shown
     actions = report.next_actions(manifest, {"01_vision_and_goals": {"verdict": {"code": "revisit"}}})
     assert any("Revisit" in a for a in actions)
     assert any(a.startswith("KPI(s) missed on the test set: recall.") for a in actions)
