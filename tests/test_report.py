@@ -7,6 +7,7 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
+from markupsafe import escape
 
 from helpers.core import tables
 from helpers.core.artifacts import Run
@@ -26,17 +27,18 @@ def test_report_html_is_offline_and_code_free(demo_run: Run):
 def test_first_screen_comes_first_and_has_the_outline(demo_run: Run):
     html = (demo_run.path / "report.html").read_text()
     first = html.index("ML project report: churn-demo</h1>")
+    step1 = html.index('id="step-1"')
     for fragment in ("Go / no-go (step 1):", "KPI scoreboard", "Recommended next actions", "Most severe data issues",
-                     "Production readiness", "<caption>Steps</caption>"):
-        assert html.index(fragment) > first, fragment
-    assert html.index("Recommended next actions") < html.index('<section class="pb-section" id="step-1">')
+                     "Production readiness"):
+        assert first < html.index(fragment, first) < step1, fragment
+    assert html.index("<caption>Steps</caption>") > step1  # the steps' table closes the report (The run)
 
 
 def test_the_demo_report_is_a_document(demo_run: Run):
     """Contents that link to every section, takeaways, collapsed details, tables for people, under 3 MB."""
     html = (demo_run.path / "report.html").read_text()
     assert len(html.encode()) < 3_000_000
-    anchors = re.findall(r'<nav class="pb-toc".*?</nav>', html, re.S)[0]
+    anchors = re.findall(r'<nav[^>]*class="pb-toc"[^>]*>.*?</nav>', html, re.S)[0]
     targets = re.findall(r'href="#([\w-]+)"', anchors)
     assert targets == ["summary", "step-1", "step-2", "step-3", "step-4", "step-5", "run"]
     for target in targets:
@@ -45,9 +47,13 @@ def test_the_demo_report_is_a_document(demo_run: Run):
     board = html[html.index("Leaderboard (cross-validated)"):]
     assert board.index("Leaderboard (cross-validated)") < board.index("</details>")  # the full leaderboard is a detail
     assert "@media print" in html and "beforeprint" in html
-    tables_html = "".join(re.findall(r'<table class="pb-table">.*?</table>', html, re.S))
-    for raw in (">ci_low<", ">roc_auc_train<", ">True<", ">False<", "e-0", "...", "dataframe"):
+    tables_html = "".join(re.findall(r'<table[^>]*class="pb-table"[^>]*>.*?</table>', html, re.S))
+    for raw in (">ci_low<", ">roc_auc_train<", ">True<", ">False<", "dataframe"):
         assert raw not in tables_html, raw
+    evidence = pd.read_csv(demo_run.artifacts / "05_deployment_and_monitoring" / "readiness.csv")["evidence"].dropna()
+    assert len(evidence) > 5 and all(escape(e) in tables_html for e in evidence)  # long text whole, never cut
+    numbers = re.findall(r'<td class="pb-(?:metric|number|count|seconds|share|bytes)">(.*?)</td>', tables_html)
+    assert len(numbers) > 100 and not [n for n in numbers if re.search(r"\de[-+]\d", n)]  # never 5.078468e-03
     assert "ROC AUC (train)" in tables_html and "✓</span> pass" in tables_html
     assert "<svg" in html[:html.index('id="step-1"')]  # the scoreboard is a figure on the first screen
 
@@ -146,3 +152,31 @@ def test_user_strings_are_escaped_everywhere(tmp_path):
         assert evil not in text and col not in text
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert Run(out).read_manifest()["project"] == evil  # stored as given, escaped when shown
+
+
+def test_pdf_without_chromium_is_one_clear_message_before_anything_is_built(tmp_path, monkeypatch, capsys):
+    from helpers.run import cli
+
+    run = _synthetic_run(tmp_path)
+    monkeypatch.setenv("PLAYBOOK_CHROMIUM", str(tmp_path / "no-such-chromium"))
+    assert cli.main(["report", str(run.path), "--pdf"]) == 2
+    err = capsys.readouterr().err
+    assert "--pdf needs the system Chromium" in err and "apt-get install chromium" in err
+    assert not (run.path / "report.ipynb").exists() and not (run.path / "report.pdf").exists()
+    monkeypatch.delenv("PLAYBOOK_CHROMIUM")
+    assert cli.main(["report", str(run.path), "--pdf", "--no-html"]) == 2
+    assert "--pdf prints report.html, which --no-html skips" in capsys.readouterr().err
+
+
+def test_first_screen_of_a_run_that_stopped_after_step_1(tmp_path):
+    run = Run(tmp_path / "run")
+    run.path.mkdir()
+    run.write_manifest({"schema_version": 1, "project": "p", "steps": [],
+                        "kpis": [{"metric": "recall", "target": 0.7, "direction": "higher", "achieved": None}]})
+    run.write_summary("01_vision_and_goals", {"verdict": {"code": "proceed", "text": "ok"}, "problem_type": "classification",
+                                              "target": "y", "set_aside": {}})
+    html = report.first_screen_html(run)
+    assert "targets set, not measured yet (step 4 measures them)" in html and "not measured" in html
+    assert "Step 2 has not run yet." in html and "Not scored yet (step 5 scores it)." in html
+    assert [a for a, _ in report.table_of_contents(run)] == ["summary", "step-1", "run"]
+    assert "The run" in str(report.run_section(run).render())
