@@ -10,7 +10,7 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -96,15 +96,16 @@ def next_actions(manifest: Mapping[str, Any], heads: Mapping[str, Mapping[str, A
     return actions
 
 
-def table_of_contents(run: artifacts.Run, extra: list[Section] | None = None) -> list[tuple[str, str]]:
-    """The report's contents: the summary, each step that ran, the extra sections, the run's details."""
-    built = [(s.anchor, s.title) for s in extra or []]
-    steps = [(f"step-{i}", registry.TITLES[s.id]) for i, s in enumerate(registry.STEPS, 1) if run.has_summary(s.id)]
-    return [("summary", "Summary"), *steps, *built, ("run", "The run")]
+def table_of_contents(parts: Sequence[Section]) -> list[tuple[str, str]]:
+    """The report's contents: the summary (the first screen), then every section after it."""
+    return [("summary", "Summary"), *((s.anchor, s.title) for s in parts)]
 
 
 def first_screen_html(run: artifacts.Run, toc: list[tuple[str, str]] | None = None) -> str:
-    """The first screen: verdict, KPI scoreboard figure, severe data issues, readiness, next actions."""
+    """The first screen: verdict, KPI scoreboard figure, severe data issues, readiness, next actions.
+
+    ``toc``: the table of contents (``table_of_contents`` of the sections that follow; none without it).
+    """
     manifest = run.read_manifest()
     heads = headlines(run)
     step1 = run.optional_summary("01_vision_and_goals") or {}
@@ -118,9 +119,8 @@ def first_screen_html(run: artifacts.Run, toc: list[tuple[str, str]] | None = No
                 f"{tables.format_count(dataset.get('columns'))} columns)",
         "target": f"{step1['target']} ({step1.get('problem_type')})" if step1.get("target") else None,
         "created": (manifest.get("created_at") or "")[:16].replace("T", " "),
-        "toc": toc or table_of_contents(run),
-        "verdict": vision.get("go_no_go") or (vision.get("verdict") and {"word": vision["verdict"]["code"], "tone": "watch",
-                                                                          "text": vision["verdict"]["text"]}),
+        "toc": toc or [],
+        "verdict": vision.get("go_no_go"),
         "kpi_svg": scoreboard.svg(rows), "kpi_summary": kpi_summary(rows),
         "scoreboard_table": tables.table(board) if len(board) else None,
         "actions": next_actions(manifest, heads),
@@ -185,7 +185,13 @@ def step_sections(run: artifacts.Run) -> list[Section]:
 
 
 def extra_sections(run: artifacts.Run) -> list[Section]:
+    """What ``EXTRA_SECTIONS`` have to say about this run."""
     return [s for build in EXTRA_SECTIONS if (s := build(run)) is not None]
+
+
+def report_parts(run: artifacts.Run) -> list[Section]:
+    """Every section after the first screen, in order: the steps', the extra ones, the run's."""
+    return [*step_sections(run), *extra_sections(run), run_section(run)]
 
 
 def _no_run(run_dir: str) -> bool:
@@ -201,9 +207,9 @@ def show_report(run_dir: str) -> None:
     if _no_run(run_dir):
         return
     run = artifacts.Run(run_dir)
-    steps, extra = step_sections(run), extra_sections(run)
-    display(HTML(first_screen_html(run, table_of_contents(run, extra))))
-    for section in [*steps, *extra, run_section(run)]:
+    parts = report_parts(run)
+    display(HTML(first_screen_html(run, table_of_contents(parts))))
+    for section in parts:
         display(HTML(str(section.render())))
 
 
