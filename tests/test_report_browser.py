@@ -16,7 +16,7 @@ import browser_lab
 import pytest
 
 from helpers.core.artifacts import Run
-from helpers.run import report
+from tests.conftest import run_cli
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -95,7 +95,10 @@ def test_print_shows_every_detail_and_hides_the_navigation(report_page):
 def test_the_pdf_command_prints_the_report(demo_report, tmp_path):
     run_copy = tmp_path / "run"
     shutil.copytree(demo_report.parent, run_copy, ignore=shutil.ignore_patterns("*.parquet", "models"))
-    pdf = report.write_pdf(Run(run_copy), browser_lab.require_chromium())
+    done = run_cli("report", str(run_copy), "--pdf", env={"PLAYBOOK_CHROMIUM": browser_lab.require_chromium()})
+    assert done.returncode == 0, done.stdout + done.stderr
+    pdf = run_copy / "report.pdf"
+    assert f"PDF: {pdf}" in done.stdout
     data = pdf.read_bytes()
     assert data[:5] == b"%PDF-"
     pages = len(re.findall(rb"/Type\s*/Page\b(?!s)", data))
