@@ -55,6 +55,7 @@ def test_pass_and_fail_read_as_words_and_marks_with_a_colour_class():
     assert 'class="pb-badge pb-fail"><span aria-hidden="true">✗</span> fail' in html
     assert "!</span> watch" in html and "–</span> not judged" in html
     assert "True" not in html and "False" not in html
+    assert tables.table([{"verdict": "one bigger machine"}]).count("pb-badge") == 0  # no verdict made up
     assert cells(html)[3] == "ROC AUC"  # metric names as people write them
 
 

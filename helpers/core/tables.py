@@ -122,9 +122,12 @@ def verdict_word(value: Any) -> str | None:
     return None
 
 
-def verdict_badge(value: Any, text: str | None = None) -> Markup:
-    """A verdict as a mark and a word in a coloured badge (``pb-pass``, ``pb-watch``, ``pb-fail``, ``pb-none``)."""
+def verdict_badge(value: Any, text: str | None = None) -> Markup | str:
+    """A verdict as a mark and a word in a coloured badge (``pb-pass``, ``pb-watch``, ``pb-fail``, ``pb-none``);
+    a value that is no verdict (e.g. a compute tier) stays its own text, never a made-up verdict."""
     word = verdict_word(value)
+    if word is None and not _missing(value):
+        return format_text(value)
     mark, label = VERDICT_MARKS[word]
     return Markup('<span class="pb-badge pb-{}"><span aria-hidden="true">{}</span> {}</span>').format(
         word or "none", mark, text if text is not None else label)

@@ -1830,7 +1830,7 @@ def report_section(run: Run) -> Section:
     details_parts += sections.images(folder, [(FIGURE_MEMORY, "memory against rows")])
     if not frame.empty:
         frame["verdict_label"] = frame["verdict"].map({t.name: t.label for t in COMPUTE_TIERS})
-        details_parts.append(tables.table(projections_table(frame).reset_index(),
+        details_parts.append(tables.table(projections_table(frame).reset_index(), labels={"verdict": "verdict"},
                                           caption="Projections at 1x, 10x and 100x the data"))
     forecast = pd.DataFrame([{"family": f, **v} for f, v in forecast_span.get("by_family", {}).items()])
     if not forecast.empty:
