@@ -21,7 +21,7 @@ from typing import Any
 
 import jinja2
 import pandas as pd
-from markupsafe import Markup, escape
+from markupsafe import Markup
 
 from helpers.core.kpis import METRICS
 
@@ -169,7 +169,6 @@ FORMATTERS: dict[str, Callable[[Any], str | Markup]] = {
     "share": format_share, "count": format_count, "number": format_number, "verdict": verdict_badge,
     "flag": format_flag, "kpi": format_kpi, "severity": severity_badge,
 }
-NUMERIC_KINDS = {"metric", "seconds", "bytes", "share", "count", "number"}
 
 
 # --- the columns the report shows, declared once -----------------------------------------------------
@@ -260,12 +259,6 @@ _TABLE = """<div class="pb-table-wrap"><table class="pb-table">
 {% endfor %}</tbody></table></div>"""
 
 
-@dataclass(frozen=True)
-class _Shown:
-    label: str
-    kind: str
-
-
 def _records(frame: pd.DataFrame | Sequence[Mapping[str, Any]]) -> tuple[list[Mapping[str, Any]], list[str]]:
     """Rows as mappings and the column names in order (records keep their values as given: ``Markup`` stays
     ``Markup``, which a pandas 3 frame would turn into plain strings)."""
@@ -286,7 +279,7 @@ def table(frame: pd.DataFrame | Sequence[Mapping[str, Any]], columns: Sequence[s
     records, all_names = _records(frame)
     names = list(columns) if columns is not None else all_names
     labels, kinds = labels or {}, kinds or {}
-    shown = [_Shown(labels[n] if n in labels else label(n),
+    shown = [Column(labels[n] if n in labels else label(n),
                     kinds.get(n) or kind(n, pd.Series([r.get(n) for r in records], dtype=object)))
              for n in names]
     body = records[:max_rows] if max_rows is not None else records
@@ -311,8 +304,3 @@ def key_values(pairs: Mapping[str, Any] | Sequence[tuple[str, Any]]) -> Markup:
     items = pairs.items() if isinstance(pairs, Mapping) else pairs
     return table([{"item": str(k), "value": v} for k, v in items], labels={"item": "", "value": ""},
                  kinds={"item": "text", "value": "text"})
-
-
-def escape_text(value: Any) -> Markup:
-    """A user string made safe for HTML."""
-    return escape("" if value is None else str(value))
