@@ -12,7 +12,7 @@ import pytest
 
 from helpers.core import artifacts, kpis
 from helpers.core.errors import PlaybookError
-from helpers.run import cli, history
+from helpers.run import cli, history, report
 from helpers.steps import modeling
 from tests.conftest import run_cli
 from tests.synthetic_runs import CONTRACT, labels, make_run, probabilities
@@ -170,6 +170,11 @@ def test_since_last_run_compares_with_the_latest_earlier_run_of_the_project(tmp_
     assert "**Data:** the same" in text and "**Champion:** logistic_regression v1 (unchanged)." in text
     assert "larger than chance: yes: better." in text
     assert history.previous_run(latest.path).name == "a"
+    section = report.since_last_run_section(latest)  # the report shows it after the steps' sections
+    assert section.anchor == "since-last-run" and section.takeaway.startswith("Compared with a (")
+    assert "<strong>Parameters:</strong> <code>seed</code>." in str(section.render())
+    assert report.since_last_run_section(base) is None
+    assert report.since_last_run_section in report.EXTRA_SECTIONS
 
 
 def test_step4_saves_the_per_row_test_predictions(tmp_path):

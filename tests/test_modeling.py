@@ -289,15 +289,12 @@ def test_final_evaluation_save_and_reload(tmp_path, clf):
     assert head["champion"] == "logistic_regression" and len(head["kpis"]) == 3
 
 
-def test_report_section_escapes_and_links(tmp_path, capsys, monkeypatch):
-    shown = []
-    monkeypatch.setattr("IPython.display.display", lambda obj: shown.append(obj))
+def test_report_section_escapes_and_links(tmp_path):
     run = artifacts.open_run(tmp_path / "run")
     run.write_summary(modeling.STEP, {"champion": {"family": "<b>x</b>", "reason": "a & b"}, "kpis": []})
-    modeling.report_section(run)
-    markdown = shown[0].data
-    assert "&lt;b&gt;x&lt;/b&gt;" in markdown and "a &amp; b" in markdown
-    assert "models/v1/model.skops" in shown[-1].data
+    html = str(modeling.report_section(run).render())
+    assert "&lt;b&gt;x&lt;/b&gt;" in html and "a &amp; b" in html and "<b>x</b>" not in html
+    assert 'href="models/v1/model.skops"' in html
 
 
 def test_missing_upstream_steps_name_the_step_to_run(tmp_path):

@@ -130,7 +130,7 @@ def test_missing_upstream_steps_name_the_step_to_run(tmp_path):
     assert "PlaybookError" in done.stderr and "01_vision_and_goals" in done.stderr
 
 
-def test_headline_and_report_section(demo_run, capsys):
+def test_headline_and_report_section(demo_run):
     from helpers.steps.operations import monitoring
 
     head = monitoring.headline(demo_run)
@@ -138,7 +138,6 @@ def test_headline_and_report_section(demo_run, capsys):
     assert head["readiness"]["score"] == s["readiness"]["final"] and head["readiness"]["band"]
     assert head["gate"] in ("passed", "failed")
     json.dumps(head)  # JSON-friendly
-    monitoring.report_section(demo_run)
-    out = capsys.readouterr().out
-    assert "Image" in out  # the saved figures are shown
+    out = str(monitoring.report_section(demo_run).render())
+    assert "data:image/png;base64," in out  # the saved figures are shown
     assert "package_loads: models/v1 loaded from disk in a fresh process" in out  # and the evidence, in full

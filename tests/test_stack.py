@@ -661,15 +661,16 @@ def test_summary_holds_curves_projections_and_decisions(finished):
     assert stack.headline(run) == {"compute": summary["compute"], "slowest_family": summary["slowest_family"]}
 
 
-def test_report_section_shows_figures_and_links(finished, monkeypatch):
+def test_report_section_shows_figures_and_links(finished):
     run, *_ = finished
-    shown = []
-    monkeypatch.setattr("IPython.display.display", lambda obj: shown.append(obj))
-    stack.report_section(run)
-    html_parts = "".join(getattr(o, "data", "") or "" for o in shown if type(o).__name__ == "HTML")
-    assert "artifacts/03_tools_and_stack/stack_decision.md" in html_parts
-    assert any(type(o).__name__ == "Image" for o in shown)
-    assert any(isinstance(o, pd.DataFrame) and "verdict" in o.columns for o in shown)
+    section = stack.report_section(run)
+    html = str(section.render())
+    assert "artifacts/03_tools_and_stack/stack_decision.md" in html
+    assert section.figures and "data:image/png;base64," in html
+    assert section.takeaway.startswith("Compute: ") and [f.label for f in section.facts][:2] == [
+        "compute", "slowest family to train"]
+    projections = html[html.index("<details"):]
+    assert "Projections at 1x, 10x and 100x the data" in projections and ">verdict</th>" in projections
 
 
 def test_missing_step2_is_a_clear_error(tmp_path):

@@ -47,9 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
     params = sub.add_parser("params", help="list the parameters (of one step)")
     params.add_argument("step", nargs="?", help="step number or notebook name")
 
-    report = sub.add_parser("report", help="(re)build report.ipynb and report.html of a run")
+    report = sub.add_parser("report", help="(re)build report.ipynb and report.html of a run (and report.pdf)")
     report.add_argument("run_dir")
     report.add_argument("--no-html", action="store_true")
+    report.add_argument("--pdf", action="store_true", help="also print report.pdf with the system Chromium")
 
     init = sub.add_parser("init", help="copy the notebooks and a documented project.yaml into DIR")
     init.add_argument("dir")
@@ -198,6 +199,9 @@ def cmd_report(args) -> int:
     run = artifacts.Run(args.run_dir)
     if not run.has_manifest():
         raise PlaybookError(f"{args.run_dir!r} is not a run folder (no manifest.json).", "give the folder made by `playbook run`.")
+    if args.pdf and args.no_html:
+        raise PlaybookError("--pdf prints report.html, which --no-html skips.", "drop one of the two options.")
+    browser = report.chromium() if args.pdf else None  # before building: no Chromium is one clear message, at once
     from papermill.exceptions import PapermillExecutionError  # local: papermill is slow to import
 
     try:
@@ -206,6 +210,8 @@ def cmd_report(args) -> int:
         print(f"error: the report could not be built: {exc.evalue}", file=sys.stderr)
         return 1
     print(f"Report: {out.with_suffix('.html') if not args.no_html else out}")
+    if browser:
+        print(f"PDF: {report.write_pdf(run, browser)}")
     return 0
 
 

@@ -2,7 +2,8 @@
 
 Each step module exposes the step protocol: ``STEP`` (its id), ``summary(result) -> dict``
 (what ``summary.json`` holds, from the step's result dataclass), ``headline(run) -> dict``
-(first-screen facts for the report) and ``report_section(run)`` (its report section). A step
+(first-screen facts for the report) and ``report_section(run) -> Section`` (its report section:
+``helpers.core.sections``, tables through ``helpers.core.tables``). A step
 that cannot be imported or lacks part of the protocol is an error naming the step, never a
 silent gap in the report.
 """

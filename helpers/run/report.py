@@ -6,23 +6,25 @@ with papermill and exports it with nbconvert to a code-free, offline HTML file.
 
 from __future__ import annotations
 
-import html
+import os
 import re
-from collections.abc import Mapping
+import shutil
+import subprocess
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from IPython.display import HTML, Markdown, display
+from markupsafe import Markup
 
-from helpers.core import artifacts, kpis, paths
-from helpers.run import registry
+from helpers.core import artifacts, kpis, paths, sections, tables
+from helpers.core.errors import PlaybookError
+from helpers.core.sections import Section
+from helpers.run import history, registry
+from helpers.ui import scoreboard
 
 STEP_TITLES = registry.TITLES
-
-
-def _esc(value: Any) -> str:
-    return html.escape("" if value is None else str(value))
 
 
 def headlines(run: artifacts.Run) -> dict[str, dict[str, Any]]:
@@ -34,19 +36,29 @@ def headlines(run: artifacts.Run) -> dict[str, dict[str, Any]]:
     return out
 
 
+def kpi_rows(manifest: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The manifest's KPIs, each with its verdict (``kpis.row_verdict``): pass, watch (the point misses, the
+    interval contains the target), fail (the interval excludes it) or None (not measured yet)."""
+    return [{**k, "verdict": kpis.row_verdict(k)} for k in manifest.get("kpis") or []]
+
+
 def kpi_scoreboard(manifest: Mapping[str, Any]) -> pd.DataFrame:
-    """The manifest's KPIs with their verdict (``kpis.row_verdict``): PASS, WATCH (the point misses, the
-    interval contains the target) or FAIL (the interval excludes it)."""
-    rows = []
-    for k in manifest.get("kpis") or []:
-        interval = ""
-        if k.get("ci_low") is not None and k.get("ci_high") is not None:
-            interval = f"{k['ci_low']:.3f} to {k['ci_high']:.3f}"
-        verdict = kpis.row_verdict(k)
-        rows.append({"KPI": k["metric"], "target": f"{'>=' if k.get('direction') == 'higher' else '<='} {k['target']:g}",
-                     "achieved": "not measured yet" if k.get("achieved") is None else f"{k['achieved']:.3f}",
-                     "95% interval": interval, "result": "-" if verdict is None else verdict.upper()})
-    return pd.DataFrame(rows)
+    """The KPI scoreboard as rows for ``tables.table``: KPI, target with its direction, achieved, interval, verdict."""
+    rows = tables.with_interval(kpi_rows(manifest)) if manifest.get("kpis") else pd.DataFrame(
+        columns=["metric", "target", "direction", "achieved", "interval", "verdict"])
+    if len(rows):
+        rows["target"] = [f"{'≥' if d == 'higher' else '≤'} {tables.format_number(t)}"
+                          for d, t in zip(rows["direction"], rows["target"], strict=True)]
+        rows["achieved"] = [None if a is None or pd.isna(a) else a for a in rows["achieved"]]
+    return rows[["metric", "target", "achieved", "interval", "verdict"]]
+
+
+def kpi_summary(rows: list[dict[str, Any]]) -> str:
+    """One line over the scoreboard: how many KPIs pass, or that none is measured yet."""
+    measured = [r for r in rows if r.get("achieved") is not None]
+    if not measured:
+        return "targets set, not measured yet (step 4 measures them)" if rows else ""
+    return f"{sum(r['verdict'] == 'pass' for r in measured)} of {len(rows)} met on the test set"
 
 
 def next_actions(manifest: Mapping[str, Any], heads: Mapping[str, Mapping[str, Any]]) -> list[str]:
@@ -84,82 +96,146 @@ def next_actions(manifest: Mapping[str, Any], heads: Mapping[str, Mapping[str, A
     return actions
 
 
-def first_screen_html(run: artifacts.Run) -> str:
-    """The first screen: project, verdict, leakage suspects, KPI scoreboard, severe issues, readiness, next actions."""
+def table_of_contents(parts: Sequence[Section]) -> list[tuple[str, str]]:
+    """The report's contents: the summary (the first screen), then every section after it."""
+    return [("summary", "Summary"), *((s.anchor, s.title) for s in parts)]
+
+
+def first_screen_html(run: artifacts.Run, toc: list[tuple[str, str]] | None = None) -> str:
+    """The first screen: verdict, KPI scoreboard figure, severe data issues, readiness, next actions.
+
+    ``toc``: the table of contents (``table_of_contents`` of the sections that follow; none without it).
+    """
     manifest = run.read_manifest()
     heads = headlines(run)
     step1 = run.optional_summary("01_vision_and_goals") or {}
-    parts = [f"<h1>ML project report: {_esc(manifest.get('project'))}</h1>"]
-    if step1.get("problem_statement"):
-        parts.append(f"<p><b>Problem:</b> {_esc(step1['problem_statement'])}</p>")
+    vision, data = heads.get("01_vision_and_goals", {}), heads.get("02_data_foundation", {})
     dataset = manifest.get("dataset") or {}
-    parts.append(f"<p><b>Data:</b> {_esc(dataset.get('source'))} ({_esc(dataset.get('rows'))} rows, "
-                 f"{_esc(dataset.get('columns'))} columns); <b>target:</b> {_esc(step1.get('target'))} "
-                 f"({_esc(step1.get('problem_type'))})</p>")
-    verdict = heads.get("01_vision_and_goals", {}).get("verdict")
-    if verdict:
-        parts.append(f"<p><b>Go / no-go (step 1):</b> {_esc(verdict['code'])}: {_esc(verdict['text'])}</p>")
-    leaks = heads.get("01_vision_and_goals", {}).get("leakage")
-    if leaks:
-        items = "".join(f"<li><b>{_esc(x['column'])}</b>: {_esc(x['evidence'])}. <i>Fix:</i> {_esc(x['fix'])}.</li>"
-                        for x in leaks)
-        parts.append(f"<h3>Leakage suspects set aside (step 1)</h3><ul>{items}</ul>")
-    kept = heads.get("01_vision_and_goals", {}).get("leakage_kept")
-    if kept:
-        parts.append("<p><b>Kept by keep_columns although they score like leaks:</b> "
-                     f"{_esc(', '.join(x['column'] for x in kept))} (check when they are recorded)</p>")
+    rows = kpi_rows(manifest)
     board = kpi_scoreboard(manifest)
-    if len(board):
-        parts.append("<h3>KPI scoreboard</h3>" + board.to_html(index=False, escape=True))
-    severe = heads.get("02_data_foundation", {}).get("severe_issues")
-    if severe:
-        items = "".join(f"<li>{_esc(i.get('check'))} — {_esc(i.get('column'))}: {_esc(i.get('evidence'))}</li>" for i in severe[:5])
-        parts.append(f"<h3>Most severe data issues</h3><ul>{items}</ul>")
-    stack = heads.get("03_tools_and_stack", {})
-    if stack.get("compute"):
-        parts.append(f"<p><b>Compute (step 3):</b> {_esc(stack['compute'])} "
-                     f"(slowest family to train: {_esc(stack.get('slowest_family'))})</p>")
-    readiness = heads.get("05_deployment_and_monitoring", {}).get("readiness")
-    if readiness:
-        parts.append(f"<p><b>Production readiness (ML Test Score):</b> {_esc(readiness.get('score'))} — "
-                     f"{_esc(readiness.get('band'))}</p>")
-    actions = "".join(f"<li>{_esc(a)}</li>" for a in next_actions(manifest, heads))
-    parts.append(f"<h3>Recommended next actions</h3><ol>{actions}</ol>")
-    parts.append("<h3>Steps</h3>" + steps_table(manifest).to_html(index=False, escape=False))
-    return "\n".join(parts)
+    context = {
+        "project": manifest.get("project"), "problem": step1.get("problem_statement"),
+        "data": f"{dataset.get('source')} ({tables.format_count(dataset.get('rows'))} rows, "
+                f"{tables.format_count(dataset.get('columns'))} columns)",
+        "target": f"{step1['target']} ({step1.get('problem_type')})" if step1.get("target") else None,
+        "created": (manifest.get("created_at") or "")[:16].replace("T", " "),
+        "toc": toc or [],
+        "verdict": vision.get("go_no_go"),
+        "kpi_svg": scoreboard.svg(rows), "kpi_summary": kpi_summary(rows),
+        "scoreboard_table": tables.table(board) if len(board) else None,
+        "actions": next_actions(manifest, heads),
+        "readiness": readiness_headline(heads),
+        "issues": data.get("top_issues") or data.get("severe_issues") or [], "counts": data.get("issue_counts"),
+        "severity": tables.severity_badge,
+        "leaks": vision.get("leakage") or [],
+        "kept": ", ".join(x["column"] for x in vision.get("leakage_kept") or []),
+        "compute": heads.get("03_tools_and_stack"),
+    }
+    return str(sections.template("report_first_screen.html.j2").render(**context))
 
 
-def steps_table(manifest: Mapping[str, Any]) -> pd.DataFrame:
-    rows = []
-    for s in manifest.get("steps", []):
-        link = f"<a href='{_esc(s['notebook'])}'>{_esc(s['notebook'])}</a>" if s.get("output") else _esc(s["notebook"])
-        rows.append({"step": _esc(STEP_TITLES.get(s["step"], s["step"])), "status": _esc(s["status"]),
-                     "time (s)": "" if s.get("duration_s") is None else f"{s['duration_s']:.1f}", "notebook": link})
-    return pd.DataFrame(rows)
+def readiness_headline(heads: Mapping[str, Mapping[str, Any]]) -> dict[str, Any] | None:
+    """Step 5's readiness as the first screen shows it (the score as people write it: 3, 2.5)."""
+    ready = heads.get("05_deployment_and_monitoring", {}).get("readiness")
+    return None if not ready else {**ready, "score": tables.format_number(ready.get("score"))}
 
 
-def show_first_screen(run_dir: str) -> None:
+def steps_table(manifest: Mapping[str, Any]) -> Markup:
+    """Every step of the run: title, status, time, a link to its executed notebook."""
+    rows = [{"step": STEP_TITLES.get(s["step"], s["step"]), "status": s["status"], "duration_s": s.get("duration_s"),
+             "notebook": Markup('<a href="{0}">{0}</a>').format(s["notebook"]) if s.get("output") else s["notebook"]}
+            for s in manifest.get("steps", [])]
+    return tables.table(rows, ["step", "status", "duration_s", "notebook"], caption="Steps")
+
+
+def run_section(run: artifacts.Run) -> Section:
+    """The last section: what ran, how long it took, where its notebooks are."""
+    manifest = run.read_manifest()
+    steps = manifest.get("steps", [])
+    done = sum(s["status"] in ("succeeded", "reused") for s in steps)
+    total = sum(s.get("duration_s") or 0 for s in steps)
+    takeaway = f"{done} of {len(steps)} steps finished, in {tables.format_seconds(total)} of step time."
+    command = manifest.get("command")
+    body = [steps_table(manifest)]
+    if command:
+        body.append(sections.paragraph(" ".join(command) if isinstance(command, list) else command, lead="Command"))
+    return Section("run", "The run", takeaway, body=body, links=[("manifest", "manifest.json"),
+                                                                 ("parameters (project.yaml)", "project.yaml")])
+
+
+# The one place for sections after the steps' (e.g. "since the last run of this project"): each callable
+# takes the run and returns a Section (``sections.markdown_section`` wraps Markdown text) or None when it
+# has nothing to say. The table of contents lists what they return.
+def since_last_run_section(run: artifacts.Run) -> Section | None:
+    """What changed since the last run of this project in the same runs folder (``history.since_last_run``)."""
+    text = history.since_last_run(run.path)
+    if text is None:
+        return None
+    lines = text.splitlines()[1:]  # the section carries the title itself
+    takeaway = next((line for line in lines if line.strip()), "")
+    body = "\n".join(lines[lines.index(takeaway) + 1:]) if takeaway else ""
+    return sections.markdown_section("since-last-run", "Since the last run of this project",
+                                     takeaway.replace("`", ""), body)
+
+
+EXTRA_SECTIONS: list[Callable[[artifacts.Run], Section | None]] = [since_last_run_section]
+
+
+def step_sections(run: artifacts.Run) -> list[Section]:
+    """One section per step that produced a summary; a section that fails names its step."""
+    out = []
+    for step in (s.id for s in registry.STEPS):
+        if not run.has_summary(step):
+            continue
+        module = registry.load(step)
+        try:
+            out.append(module.report_section(run))
+        except Exception as exc:
+            raise RuntimeError(f"Step {step}: its report section could not be built "
+                               f"({type(exc).__name__}: {exc}).") from exc
+    return out
+
+
+def extra_sections(run: artifacts.Run) -> list[Section]:
+    """What ``EXTRA_SECTIONS`` have to say about this run."""
+    return [s for build in EXTRA_SECTIONS if (s := build(run)) is not None]
+
+
+def report_parts(run: artifacts.Run) -> list[Section]:
+    """Every section after the first screen, in order: the steps', the extra ones, the run's."""
+    return [*step_sections(run), *extra_sections(run), run_section(run)]
+
+
+def _no_run(run_dir: str) -> bool:
     if not run_dir or not artifacts.Run(run_dir).has_manifest():
         display(Markdown(f"No run folder to report on (run_dir = {run_dir!r}): run `playbook run` first, "
                          "or `playbook report RUN_DIR`."))
+        return True
+    return False
+
+
+def show_report(run_dir: str) -> None:
+    """The whole report: the first screen, then every step's section, the extra sections and the run."""
+    if _no_run(run_dir):
         return
-    display(HTML(first_screen_html(artifacts.Run(run_dir))))
+    run = artifacts.Run(run_dir)
+    parts = report_parts(run)
+    display(HTML(first_screen_html(run, table_of_contents(parts))))
+    for section in parts:
+        display(HTML(str(section.render())))
+
+
+def show_first_screen(run_dir: str) -> None:
+    if not _no_run(run_dir):
+        display(HTML(first_screen_html(artifacts.Run(run_dir))))
 
 
 def show_sections(run_dir: str) -> None:
     """One section per step that produced a summary; a section that fails names its step."""
     if not run_dir:
         return
-    run = artifacts.Run(run_dir)
-    for step in (s.id for s in registry.STEPS):
-        if not run.has_summary(step):
-            continue
-        module = registry.load(step)
-        try:
-            module.report_section(run)
-        except Exception as exc:
-            raise RuntimeError(f"Step {step}: its report section could not be built "
-                               f"({type(exc).__name__}: {exc}).") from exc
+    for section in step_sections(artifacts.Run(run_dir)):
+        display(HTML(str(section.render())))
 
 
 # --- building -------------------------------------------------------------------------------
@@ -173,13 +249,19 @@ def offline_html(body: str) -> str:
 
 
 def export_html(notebook_path: Path) -> str:
+    """The executed report notebook as one offline page: nbconvert's output cells in ``templates/report.html.j2``."""
     import nbformat
     from nbconvert import HTMLExporter  # local: about 1 s to import, only HTML export needs it
 
-    exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
+    # "basic": the cells' outputs without JupyterLab's 300 KB of CSS; the page and its print CSS are ours
+    exporter = HTMLExporter(template_name="basic", template_file="report.html.j2",
+                            extra_template_paths=[str(paths.templates_dir())],
+                            exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
     nb = nbformat.read(str(notebook_path), as_version=4)
     nb.metadata.pop("widgets", None)  # widget state would pull the widget renderer from a CDN
-    body, _ = exporter.from_notebook_node(nb)
+    project = artifacts.Run(notebook_path.parent).read_manifest().get("project") if (
+        notebook_path.parent / "manifest.json").exists() else None
+    body, _ = exporter.from_notebook_node(nb, resources={"report_title": f"ML project report: {project or 'run'}"})
     return offline_html(body)
 
 
@@ -211,3 +293,41 @@ def _execute_report(source: Path, output: Path, run: artifacts.Run, kernel: str,
     from helpers.run import engine  # local: see build_report
     engine.execute_notebook(source, output, parameters={"run_dir": str(run.path)}, kernel_name=kernel,
                             progress_bar=False, log_output=False, execution_timeout=timeout)
+
+
+# --- PDF (the system Chromium, never a downloaded browser) ---------------------------------------------
+
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+# headless, and nothing that reaches the network on its own (the report itself loads nothing)
+CHROMIUM_PDF_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync",
+                      "--disable-background-networking", "--disable-component-update", "--no-pdf-header-footer")
+PDF_TIMEOUT_S = 120
+
+
+def chromium() -> str:
+    """The system Chromium (``PLAYBOOK_CHROMIUM``, else the first of ``CHROMIUM_NAMES`` on PATH)."""
+    given = os.environ.get("PLAYBOOK_CHROMIUM")
+    found = given if given and os.access(given, os.X_OK) and Path(given).is_file() else None
+    found = found or (None if given else next((p for n in CHROMIUM_NAMES if (p := shutil.which(n))), None))
+    if not found:
+        where = f"PLAYBOOK_CHROMIUM={given!r} is not an executable file" if given else \
+            f"none of {', '.join(CHROMIUM_NAMES)} is on PATH"
+        raise PlaybookError(f"--pdf needs the system Chromium, and {where}.",
+                            "install it (`apt-get install chromium`) or set PLAYBOOK_CHROMIUM to its path; "
+                            "report.html prints to PDF from any browser too.")
+    return found
+
+
+def write_pdf(run: artifacts.Run, browser: str | None = None) -> Path:
+    """Print ``report.html`` to ``report.pdf`` with headless Chromium (its print CSS; details opened for print)."""
+    source = run.path / "report.html"
+    if not source.exists():
+        raise PlaybookError(f"{source} does not exist.", f"build it first: `playbook report {run.path}`.")
+    target = run.path / "report.pdf"
+    with artifacts.atomic_path(target) as tmp:
+        cmd = [browser or chromium(), *CHROMIUM_PDF_FLAGS, f"--print-to-pdf={tmp}", source.resolve().as_uri()]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=PDF_TIMEOUT_S, stdin=subprocess.DEVNULL)
+        if done.returncode != 0 or not Path(tmp).exists() or Path(tmp).read_bytes()[:4] != b"%PDF":
+            raise RuntimeError(f"Chromium could not print the report (exit {done.returncode}): {done.stderr[-800:]}")
+    run.update_manifest(report={**(run.read_manifest().get("report") or {}), "pdf": "report.pdf"})
+    return target

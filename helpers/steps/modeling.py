@@ -10,7 +10,6 @@ in ``final_evaluation``.
 from __future__ import annotations
 
 import contextlib
-import html
 import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -34,7 +33,7 @@ from sklearn.model_selection import (
 from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
-from helpers.core import artifacts, modelio, sampling
+from helpers.core import artifacts, modelio, sampling, sections, tables
 from helpers.core import compute as compute_mod
 from helpers.core import families as fam
 from helpers.core import kpis as kpi_mod
@@ -49,6 +48,7 @@ from helpers.core.paths import STEP_NOTEBOOKS
 from helpers.core.plan import DEFAULT_SELECTION_ROWS, IMPORTANCE_ROWS, Plan, rungs
 from helpers.core.prepared import Prepared, load_prepared
 from helpers.core.scaling import CostModel
+from helpers.core.sections import Fact, Section
 from helpers.core.workload import LARGE_SAMPLE_ROWS, folds_for, predict_modeling, surviving
 
 STEP = STEP_NOTEBOOKS[3]
@@ -1154,27 +1154,38 @@ def headline(run: Run) -> dict[str, Any]:
             "all_kpis_passed": summary.get("all_kpis_passed")}
 
 
-def report_section(run: Run) -> None:
-    """The report's step-4 section: scoreboard, leaderboard, key figures, links to the model files."""
-    from IPython.display import HTML, Image, Markdown, display
-
+def report_section(run: Run) -> Section:
+    """The report's step-4 section: champion, test KPIs, leaderboard figure; tables and diagnostics in details."""
     summary = run.read_summary(STEP)
-    champ = summary["champion"]
-    display(Markdown(f"**Champion:** `{html.escape(champ['family'])}` — {html.escape(champ['reason'])}"))
-    display(Markdown(html.escape(duration_text(summary.get("duration")))))
-    for statement in (summary.get("sampling") or {}).get("statements", []):
-        display(Markdown(html.escape(statement)))
-    display(pd.DataFrame(summary["kpis"]))
-    board = run.step_dir(STEP) / "leaderboard.csv"
-    if board.exists():
-        display(pd.read_csv(board).head(8))
-    for name in ("leaderboard.png", "diagnostics.png", "threshold.png", "importance.png"):
-        path = run.step_dir(STEP) / name
-        if path.exists():
-            display(Image(filename=str(path)))
+    champ, rows = summary["champion"], summary["kpis"]
+    verdicts = [kpi_mod.row_verdict(k) for k in rows]
+    met = sum(v == "pass" for v in verdicts)
+    tone = None if not rows else "pass" if met == len(rows) else "fail" if "fail" in verdicts else "watch"
+    takeaway = (f"The champion is {champ['family']}: it meets {met} of {len(rows)} KPIs on the test set."
+                if rows else f"The champion is {champ['family']}.")
+    duration = summary.get("duration") or {}
+    facts = [Fact("champion", str(champ["family"])), Fact("KPIs met on the test set", f"{met} of {len(rows)}", tone),
+             Fact("step 4 took", tables.format_seconds(duration.get("actual_s")),
+                  note=f"forecast {tables.format_seconds(duration.get('total_s'))}" if duration.get("total_s") else "")]
+    body = [tables.table(tables.with_interval(rows), ["metric", "target", "direction", "achieved", "interval", "verdict"],
+                         caption="The champion on the test set")] if rows else []
+    body.append(sections.paragraph(champ.get("reason", ""), lead="Why this champion"))
+    folder = run.step_dir(STEP)
+    parts = [sections.paragraph(duration_text(summary.get("duration"))),
+             *[sections.paragraph(t) for t in (summary.get("sampling") or {}).get("statements", [])]]
+    if (folder / "leaderboard.csv").exists():
+        parts.append(tables.table(pd.read_csv(folder / "leaderboard.csv"), caption="Leaderboard (cross-validated)"))
+    if (folder / "tuning_results.csv").exists():
+        parts.append(tables.table(pd.read_csv(folder / "tuning_results.csv"), caption="Tuning results", max_rows=10))
+    figures = [("diagnostics.png", "diagnostics of the champion"), ("threshold.png", "the decision threshold"),
+               ("importance.png", "permutation importance on the test set")]
     links = [("model file", "models/v1/model.skops"), ("model metadata", "models/v1/model_meta.json"),
-             ("tuning results", run.relative(run.step_dir(STEP) / "tuning_results.csv"))]
-    display(HTML("<p>" + " · ".join(f"<a href='{html.escape(p)}'>{html.escape(t)}</a>" for t, p in links) + "</p>"))
+             ("tuning results", run.relative(folder / "tuning_results.csv")), ("executed notebook", f"{STEP}.ipynb")]
+    return Section("step-4", "4. Model development", takeaway, facts,
+                   sections.images(folder, [("leaderboard.png", "the leaderboard of the candidate families")]), body,
+                   [sections.Details("Leaderboard, tuning and sampling", parts),
+                    sections.Details("Diagnostics, decision threshold and feature importance",
+                                     sections.images(folder, figures))], links)
 
 
 # --- exercises --------------------------------------------------------------------------------------------------------------

@@ -12,7 +12,6 @@ turns the projections into compute verdicts with the table-driven rules below
 from __future__ import annotations
 
 import datetime as dt
-import html
 import math
 import os
 import platform
@@ -32,7 +31,7 @@ import yaml
 from scipy import optimize
 
 from helpers.core import compute as compute_mod
-from helpers.core import documents
+from helpers.core import documents, sections, tables
 from helpers.core.artifacts import Run
 from helpers.core.config import REGISTRY
 from helpers.core.errors import PlaybookError
@@ -50,7 +49,12 @@ from helpers.core.scaling import (
     jackknife_error,
     jackknife_laws,
 )
+from helpers.core.sections import Fact, Section
 from helpers.core.system import LOCK_FILE, lock_text, memory_info, usable_cores
+from helpers.core.tables import (  # the report's one formatting of times and sizes
+    format_bytes,
+    format_seconds,
+)
 from helpers.core.workload import predict_modeling
 
 STEP = STEP_NOTEBOOKS[2]
@@ -1806,34 +1810,37 @@ def headline(run: Run) -> dict[str, Any]:
     return {"compute": summary["compute"], "slowest_family": summary["slowest_family"]}
 
 
-def report_section(run: Run) -> None:
-    """Show the step's key figures and tables in the report, with links to its documents."""
-    from IPython.display import HTML, Image, Markdown, display
-
+def report_section(run: Run) -> Section:
+    """Step 3's section of the report: the stack decisions, the cost curves, projections and step 4's forecast."""
     summary = run.read_summary(STEP)
     folder = run.artifacts / STEP
-    env = summary["environment"]
-    display(Markdown("## 3. Tools and stack"))
-    display(HTML("<ul>" + "".join(
-        f"<li><b>{html.escape(t.replace('_', ' '))}</b>: {html.escape(d['decision'])}</li>"
-        for t, d in summary["decisions"].items()) + "</ul>"))
-    display(environment_table(env).head(5))
-    for name in (FIGURE_TIME, FIGURE_MEMORY):
-        if (folder / name).exists():
-            display(Image(filename=str(folder / name)))
+    forecast_span = summary.get("modeling_forecast") or {}
+    predicted = (format_range(forecast_span["low_s"], forecast_span["high_s"])
+                 if forecast_span.get("low_s") is not None else "not forecast")
+    takeaway = (f"Compute: {summary['compute']}; the slowest family to train is {summary['slowest_family']}, "
+                f"and step 4 was forecast to take {predicted} on this data.")
+    facts = [Fact("compute", str(summary["compute"])), Fact("slowest family to train", str(summary["slowest_family"])),
+             Fact("step 4 forecast", predicted)]
+    decisions = pd.DataFrame([{"item": t.replace("_", " "), "decision": d["decision"], "reasons": d.get("reasons", "")}
+                              for t, d in summary["decisions"].items()])
+    body = [tables.table(decisions, labels={"item": "question"}, caption="Stack decisions")]
     frame = pd.DataFrame([{"family": f, "scale": s, **v} for f, scales in summary["projections"].items()
                           for s, v in scales.items()])
+    details_parts = [tables.table(environment_table(summary["environment"]).reset_index(), caption="This machine")]
+    details_parts += sections.images(folder, [(FIGURE_MEMORY, "memory against rows")])
     if not frame.empty:
         frame["verdict_label"] = frame["verdict"].map({t.name: t.label for t in COMPUTE_TIERS})
-        display(projections_table(frame))
-    forecast = pd.DataFrame([{"family": f, **v} for f, v in
-                             summary.get("modeling_forecast", {}).get("by_family", {}).items()])
+        details_parts.append(tables.table(projections_table(frame).reset_index(), labels={"verdict": "verdict"},
+                                          caption="Projections at 1x, 10x and 100x the data"))
+    forecast = pd.DataFrame([{"family": f, **v} for f, v in forecast_span.get("by_family", {}).items()])
     if not forecast.empty:
-        display(Markdown("**Step 4's duration on this data**, predicted from these measurements:"))
-        display(forecast_table(forecast))
-    links = [(label, path) for label, path in summary.get("documents", {}).items()]
-    display(HTML("<p>Documents: " + ", ".join(
-        f"<a href='{html.escape(path)}'>{html.escape(label.replace('_', ' '))}</a>" for label, path in links) + "</p>"))
+        details_parts.append(tables.table(forecast_table(forecast).reset_index(),
+                                          caption="Step 4's duration on this data, predicted from these measurements"))
+    links = [(label.replace("_", " "), path) for label, path in summary.get("documents", {}).items()]
+    return Section("step-3", "3. Tools and stack", takeaway, facts,
+                   sections.images(folder, [(FIGURE_TIME, "fit time against rows, measured and projected")]), body,
+                   [sections.Details("The machine, the cost curves and the projections", details_parts)],
+                   [*links, ("executed notebook", f"{STEP}.ipynb")])
 
 
 # --- exercises ----------------------------------------------------------------------------------
@@ -1895,25 +1902,6 @@ def check_exercise_3(answer: Any, study: ScalingStudy) -> str:
 
 
 # --- formatting ---------------------------------------------------------------------------------
-
-
-def format_seconds(s: float | None) -> str:
-    if s is None or not math.isfinite(s):
-        return "n/a"
-    for limit, unit, div in ((1, "ms", 1e-3), (120, "s", 1), (7200, "min", 60), (172800, "h", 3600)):
-        if s < limit:
-            return f"{s / div:.3g} {unit}"
-    return f"{s / 86400:.3g} days"
-
-
-def format_bytes(b: float | None) -> str:
-    if b is None or not math.isfinite(b):
-        return "n/a"
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(b) < 1024 or unit == "TiB":
-            return f"{b:.3g} {unit}"
-        b /= 1024
-    return f"{b:.3g} TiB"
 
 
 def format_rows(n: float) -> str:

@@ -8,7 +8,6 @@ cached, so changing a KPI in the explorer re-scores without refitting.
 from __future__ import annotations
 
 import dataclasses
-import html
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,13 +15,14 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from markupsafe import Markup
 from sklearn.base import clone
 from sklearn.dummy import DummyClassifier, DummyRegressor
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import make_pipeline
 
 from helpers.core import kpis as kpi_mod
-from helpers.core import leakage
+from helpers.core import leakage, sections, tables
 from helpers.core.baselines import (
     class_codes,
     class_predictions,
@@ -48,6 +48,7 @@ from helpers.core.paths import STEP_NOTEBOOKS
 from helpers.core.problem import identifier_columns
 from helpers.core.sampling import subsample
 from helpers.core.scaling import fit_power_law
+from helpers.core.sections import Fact, Section
 
 STEP = STEP_NOTEBOOKS[0]
 
@@ -725,38 +726,52 @@ def charter_context(params: Mapping[str, Any], contract: kpi_mod.KpiContract, ta
     }
 
 
-def report_section(run) -> None:
-    """Step 1's section of the report: verdict, candidates, KPI realism, charter link."""
-    from IPython.display import HTML, Image, Markdown, display
+# the go/no-go of each verdict code, and the tone that colours it (tables.verdict_word)
+GO_NO_GO = {"proceed": ("Go", "pass"), "heuristic_suffices": ("Hold: a simple rule may do", "watch"),
+            "revisit": ("No-go", "fail")}
 
+
+def go_no_go(verdict: Mapping[str, Any]) -> dict[str, str]:
+    """The verdict as the first screen shows it: its word (Go, No-go, Hold), tone, code and sentence."""
+    word, tone = GO_NO_GO.get(verdict.get("code"), (str(verdict.get("code")), "watch"))
+    return {"word": word, "tone": tone, "code": str(verdict.get("code")), "text": str(verdict.get("text", ""))}
+
+
+def report_section(run) -> Section:
+    """Step 1's section of the report: the verdict, how the candidates compare, KPI realism, the charter."""
     s = run.read_summary(STEP)
-    display(Markdown("## 1. Vision and measurable goals"))
-    suspects = s["set_aside"].get("leakage_suspects") or []
-    if suspects:
-        items = "".join(f"<li><b>{html.escape(x['column'])}</b>: {html.escape(x['evidence'])}. "
-                        f"<i>Fix:</i> {html.escape(x['fix'])}.</li>" for x in suspects)
-        display(HTML(f"<p><b>Leakage suspects set aside ({len(suspects)}):</b></p><ul>{items}</ul>"))
-    feasibility = (s.get("feasibility") or {}).get("text")
-    if feasibility:
-        display(HTML(f"<p><b>Rows studied:</b> {html.escape(feasibility)}</p>"))
-    display(HTML(f"<p><b>Problem type:</b> {html.escape(s['problem_type'])} ({html.escape(s['problem_type_reason'])})<br>"
-                 f"<b>Verdict:</b> {html.escape(s['verdict']['code'])}: {html.escape(s['verdict']['text'])}<br>"
-                 f"<b>Heuristic:</b> {html.escape(str(s.get('heuristic', {}).get('rule', 'n/a')))}</p>"))
+    verdict = go_no_go(s["verdict"])
     metrics = [k["metric"] for k in s["contract"]["kpis"]]
     baselines = pd.DataFrame(s["baselines"])
-    display(baselines[["candidate", "description"] + metrics].round(3))
-    display(pd.DataFrame(s["kpi_realism"]).round(3))
-    for name in ("candidates.png", "learning_curve.png"):
-        path = run.artifacts / STEP / name
-        if path.exists():
-            display(Image(filename=str(path)))
-    display(Markdown(f"Documents: [charter.md](artifacts/{STEP}/charter.md), [executed notebook]({STEP}.ipynb)"))
+    suspects = s["set_aside"].get("leakage_suspects") or []
+    realism = pd.DataFrame(s["kpi_realism"])
+    met = int((realism["verdict"] == "pass").sum()) if "verdict" in realism else 0
+    facts = [Fact("go / no-go", verdict["word"], verdict["tone"]),
+             Fact("KPIs the quick model already meets", f"{met} of {len(realism)}"),
+             Fact("leakage suspects set aside", str(len(suspects)), "watch" if suspects else None)]
+    body = [tables.table(realism, ["metric", "target", "direction", "achieved", "verdict", "realistic"],
+                         caption="KPI realism: the quick model on the training side (cross-validated)")]
+    if suspects:
+        body.append(sections.paragraph(f"{len(suspects)} column(s) set aside", lead="Leakage suspects"))
+        body.append(sections.bullets([Markup("<b>{}</b>: {}. <i>Fix:</i> {}.").format(x["column"], x["evidence"], x["fix"])
+                                      for x in suspects]))
+    details = [sections.Details("How the candidates compare (baselines, framing, rows studied)", [
+        tables.table(baselines, ["candidate", "description", *metrics]),
+        sections.paragraph(f"{s['problem_type']} ({s['problem_type_reason']})", lead="Problem type"),
+        sections.paragraph(str(s.get("heuristic", {}).get("rule", "n/a")), lead="Heuristic"),
+        sections.paragraph((s.get("feasibility") or {}).get("text", ""), lead="Rows studied"),
+        *sections.images(run.artifacts / STEP, [("learning_curve.png", "learning curve of the quick model")])])]
+    return Section("step-1", "1. Vision and measurable goals", f"{verdict['word']}: {verdict['text']}", facts,
+                   sections.images(run.artifacts / STEP, [("candidates.png", "the candidates against the KPI targets")]),
+                   body, details, [("charter", f"artifacts/{STEP}/charter.md"), ("executed notebook", f"{STEP}.ipynb")])
 
 
 def headline(run) -> dict[str, Any]:
+    """First-screen facts for the report: the go/no-go verdict, the problem, the leakage suspects."""
     s = run.read_summary(STEP)
-    return {"verdict": s["verdict"], "problem_type": s["problem_type"], "target": s.get("target"),
-            "leakage": s["set_aside"].get("leakage_suspects") or [], "leakage_kept": s["set_aside"].get("leakage_kept") or []}
+    return {"verdict": s["verdict"], "go_no_go": go_no_go(s["verdict"]), "problem_type": s["problem_type"],
+            "target": s.get("target"), "leakage": s["set_aside"].get("leakage_suspects") or [],
+            "leakage_kept": s["set_aside"].get("leakage_kept") or []}
 
 
 @dataclass

@@ -9,7 +9,6 @@ and record the schema, bias and scale findings. Checks live in ``helpers.steps.f
 from __future__ import annotations
 
 import copy
-import html
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from helpers.core import features, split
+from helpers.core import features, sections, split, tables
 from helpers.core.artifacts import Run
 from helpers.core.cleaning import (
     apply_cleaning,
@@ -38,6 +37,7 @@ from helpers.core.paths import STEP_NOTEBOOKS
 from helpers.core.prepared import Prepared, save_prepared
 from helpers.core.problem import check_target, infer_problem_type
 from helpers.core.schema import make_schema
+from helpers.core.sections import Fact, Section
 from helpers.core.system import available_memory_bytes
 from helpers.steps.foundation import quality
 
@@ -671,36 +671,49 @@ def summary_overview(summary: Mapping[str, Any]) -> pd.DataFrame:
     return pd.DataFrame({"value": [str(v) for v in facts.values()]}, index=list(facts))
 
 
+def top_issues(issues: Sequence[Mapping[str, Any]], n: int = 3) -> list[dict[str, Any]]:
+    """The ``n`` most severe issues (high first, then medium, then low; in the order the checks found them)."""
+    rank = {sev: i for i, sev in enumerate(quality.SEVERITIES)}
+    ordered = sorted(issues, key=lambda i: rank.get(i["severity"], len(rank)))
+    return [{k: i.get(k) for k in ("check", "column", "severity", "evidence", "fix")} for i in ordered[:n]]
+
+
 def headline(run: Run) -> dict[str, Any]:
-    """First-screen facts for the report: the severe issues and how many issues in all."""
+    """First-screen facts for the report: the severe issues, the most severe ones and how many issues of each severity."""
     s = run.read_summary(STEP)
     severe = [{k: i[k] for k in ("check", "column", "evidence", "fix")} for i in s["issues"] if i["severity"] == "high"]
-    return {"severe_issues": severe[:5], "n_issues": len(s["issues"])}
+    return {"severe_issues": severe[:5], "top_issues": top_issues(s["issues"]), "n_issues": len(s["issues"]),
+            "issue_counts": s.get("issue_counts") or issue_counts(s["issues"])}
 
 
-def report_section(run: Run) -> None:
-    """Step 2's section of the report: issues, decisions, split, bias, figures, documents."""
-    from IPython.display import HTML, Image, Markdown, display
-
+def report_section(run: Run) -> Section:
+    """Step 2's section of the report: the issues found and fixed, the split, bias warnings, figures, documents."""
     s = run.read_summary(STEP)
-    display(Markdown("## 2. Data foundation"))
-    prov = s["provenance"]
-    display(HTML(f"<p><b>Source:</b> {html.escape(str(prov.get('source')))} ({prov.get('rows')} rows, "
-                 f"{prov.get('columns')} columns, sha256 {html.escape(str(prov.get('sha256'))[:12])}...)</p>"))
-    display(summary_overview(s))
-    if (s.get("feasibility") or {}).get("text"):
-        display(HTML(f"<p><b>Rows checked:</b> {html.escape(s['feasibility']['text'])}</p>"))
+    prov, counts, split_info = s["provenance"], s["issue_counts"], s["split"]
+    n_features = len(s["features"]["numeric"]) + len(s["features"]["categorical"])
+    takeaway = (f"{sum(counts.values())} data issues found ({counts['high']} high, {counts['medium']} medium, "
+                f"{counts['low']} low severity) and handled by {len(s['decisions'])} cleaning decisions; "
+                f"{split_info['train_rows']:,} training and {split_info['test_rows']:,} test rows, "
+                f"{n_features} features.")
+    facts = [Fact("high-severity issues", str(counts["high"]), "fail" if counts["high"] else "pass"),
+             Fact("training / test rows", f"{split_info['train_rows']:,} / {split_info['test_rows']:,}"),
+             Fact("features kept", str(n_features), note=f"dropped: {', '.join(s['dropped_columns']) or 'none'}")]
     issues = pd.DataFrame(s["issues"], columns=quality.ISSUE_COLUMNS)
-    display(issues[issues["severity"] != "low"] if len(issues) else issues)
-    display(decisions_table(s["decisions"]))
-    for warning in s["bias"].get("warnings", []):
-        display(HTML(f"<p>&#9888; {html.escape(warning)}</p>"))
-    for name in ("missingness.png", "target_balance.png", "distributions.png"):
-        path = run.artifacts / STEP / name
-        if path.exists():
-            display(Image(filename=str(path)))
-    display(Markdown(f"Documents: [datasheet.md](artifacts/{STEP}/datasheet.md), "
-                     f"[schema.json](artifacts/{STEP}/schema.json), [executed notebook]({STEP}.ipynb)"))
+    shown = issues[issues["severity"] != "low"]
+    body = [tables.table(shown, caption=f"Issues of high and medium severity ({len(shown)} of {len(issues)})"),
+            *[sections.paragraph(w, lead="Bias warning") for w in s["bias"].get("warnings", [])]]
+    details = [sections.Details("Every issue, the cleaning decisions and the data's provenance", [
+        tables.table(issues[issues["severity"] == "low"], caption="Issues of low severity"),
+        tables.table(decisions_table(s["decisions"]), caption="Cleaning decisions"),
+        tables.key_values({"source": prov.get("source"), "rows": f"{prov.get('rows'):,}" if prov.get("rows") else "–",
+                           "columns": prov.get("columns"), "sha256": prov.get("sha256")}),
+        sections.paragraph((s.get("feasibility") or {}).get("text", ""), lead="Rows checked"),
+        *sections.images(run.artifacts / STEP, [("target_balance.png", "target balance"),
+                                                ("distributions.png", "distributions of the numeric columns")])])]
+    return Section("step-2", "2. Data foundation", takeaway, facts,
+                   sections.images(run.artifacts / STEP, [("missingness.png", "missing values per column")]),
+                   body, details, [("datasheet", f"artifacts/{STEP}/datasheet.md"), ("schema", f"artifacts/{STEP}/schema.json"),
+                                   ("executed notebook", f"{STEP}.ipynb")])
 
 
 # --- exercises -------------------------------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from scipy import special, stats
 
-from helpers.core import artifacts, modelio
+from helpers.core import artifacts, modelio, sections, tables
 from helpers.core.datasets import load_source
 from helpers.core.errors import PlaybookError
 from helpers.core.inspection import permutation_importance_table
@@ -42,6 +42,7 @@ from helpers.core.kpis import percentile_interval as _percentiles
 from helpers.core.messages import say
 from helpers.core.paths import STEP_NOTEBOOKS
 from helpers.core.sampling import subsample
+from helpers.core.sections import Fact, Section
 from helpers.core.split import time_values
 from helpers.core.system import LOCK_FILE
 from helpers.steps.operations import deployment, readiness
@@ -1214,43 +1215,41 @@ def headline(run) -> dict[str, Any]:
             "retraining_triggers": sum(d["retrain"] for d in s["retraining"]["decisions"])}
 
 
-def report_section(run) -> None:
-    """Step 5's report section: overview, readiness, monitoring figure, alerts, documents."""
-    import html
-
-    from IPython.display import HTML, Image, Markdown, display
-
+def report_section(run) -> Section:
+    """Step 5's report section: readiness, gate and monitoring up front; every table and its evidence in details."""
     s = run.read_summary(STEP)
-    display(Markdown("## 5. Deployment and monitoring"))
-    display(summary_overview(s))
-    ready = s["readiness"]
-    display(HTML(f"<p><b>Production readiness (ML Test Score):</b> {ready['final']:g} &mdash; "
-                 f"{html.escape(ready['band'])}</p>"))
+    ready, m, gate = s["readiness"], s["monitoring"], s["gate"]["result"]
+    triggers = sum(d["retrain"] for d in s["retraining"]["decisions"])
+    takeaway = (f"Production readiness {ready['final']:g} (ML Test Score: {ready['band'].rstrip('.')}); the KPI gate {gate}; "
+                f"{m['alerts']} alerts in {m['batches']} production batches led to {triggers} retraining trigger(s).")
+    facts = [Fact("production readiness (ML Test Score)", f"{ready['final']:g}", note=f"weakest: {ready['weakest_section']}"),
+             Fact("KPI gate", str(gate), "pass" if gate == "passed" else "fail"),
+             Fact("alerts / retraining triggers", f"{m['alerts']} / {triggers}", "watch" if m["alerts"] else "pass")]
     folder = run.artifacts / STEP
-    if (folder / "readiness.csv").exists():  # every score with the evidence it rests on (or failed on)
-        with pd.option_context("display.max_colwidth", None, "display.max_rows", 40):
-            display(pd.read_csv(folder / "readiness.csv")[["section", "test", "score", "status", "evidence"]])
-    for name in ("readiness.png", "monitoring_timeline.png"):
-        if (folder / name).exists():
-            display(Image(filename=str(folder / name)))
+    body = [tables.key_values(summary_overview(s)["value"].to_dict())]
+    parts: list = []
+    if (folder / "readiness.csv").exists():  # every score with the evidence it rests on (or failed on), in full
+        parts.append(tables.table(pd.read_csv(folder / "readiness.csv"), ["section", "test", "score", "status", "evidence"],
+                                  caption="ML Test Score: every test and its evidence"))
+    parts += sections.images(folder, [("readiness.png", "readiness per section")])
+    monitoring = []
     if (folder / "alerts.csv").exists():
-        alerts = pd.read_csv(folder / "alerts.csv")
-        display(Markdown(f"**Alerts:** {len(alerts)} in {s['monitoring']['batches']} batches" if len(alerts)
-                         else f"**Alerts:** none in {s['monitoring']['batches']} batches"))
-        display(alerts.head(15))
+        monitoring.append(tables.table(pd.read_csv(folder / "alerts.csv"), caption=f"Alerts in {m['batches']} batches"))
     if (folder / "kpi_notes.csv").exists() and len(notes := pd.read_csv(folder / "kpi_notes.csv")):
-        display(Markdown("KPIs shown but not alerted on (watch: the interval contains the target; not judged: "
-                         "too few rows). Neither counts toward retraining."))
-        display(notes.head(15))
-    statements = (s.get("sampling") or {}).get("statements") or []
-    if statements:
-        display(Markdown("**Samples:** " + " ".join(html.escape(t) for t in statements)))
-    expected = (s["monitoring"].get("false_alarms") or {}).get("expected")
+        monitoring.append(tables.table(notes, caption="KPIs shown but not alerted on (watch: the interval contains the "
+                                                      "target; not judged: too few rows); neither counts toward retraining"))
+    expected = (m.get("false_alarms") or {}).get("expected")
     if expected:
-        display(Markdown("**Expected false alarms** of a drift-free run, without and with the run-level control:"))
-        display(pd.DataFrame(expected))
+        monitoring.append(tables.table(expected, caption="Expected false alarms of a drift-free run, without and with "
+                                                         "the run-level control"))
     if (folder / "decisions.csv").exists():
-        display(pd.read_csv(folder / "decisions.csv"))
+        monitoring.append(tables.table(pd.read_csv(folder / "decisions.csv"), caption="Retraining decisions per batch"))
+    monitoring += [sections.paragraph(t) for t in (s.get("sampling") or {}).get("statements") or []]
     docs = s["documents"]
-    display(Markdown(f"Documents: [model card]({docs['model_card']}), [CI workflow]({docs['ci_workflow']}), "
-                     f"[model package]({s['package']['path']}), [executed notebook]({STEP}.ipynb)"))
+    links = [("model card", docs["model_card"]), ("CI workflow", docs["ci_workflow"]),
+             ("model package", s["package"]["path"]), ("executed notebook", f"{STEP}.ipynb")]
+    return Section("step-5", "5. Deployment and monitoring", takeaway, facts,
+                   sections.images(folder, [("monitoring_timeline.png", "drift and KPIs per production batch")]), body,
+                   [sections.Details("Readiness: every test and its evidence", parts),
+                    sections.Details("Monitoring: alerts, notes, false alarms and retraining decisions", monitoring)],
+                   links)
