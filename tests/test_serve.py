@@ -83,7 +83,39 @@ def test_predictions_equal_predict_batch_through_json_and_csv(service, small):
         assert deployment.compare_predictions(expected, got, atol=1e-9)["differing_rows"] == 0
         assert body["warnings"] == v.warning_lines()
         stages = [part.split(";")[0].strip() for part in r.headers["server-timing"].split(",")]
-        assert stages[:4] == ["parse", "validate", "convert", "predict"] and stages[-1] == "respond"
+        assert stages == ["parse", "validate", "convert", "predict", "respond"]  # 120 rows: not batched
+
+
+def test_concurrent_single_rows_each_get_their_own_answer(service, small):
+    """Requests answered together in a batch get what each would get alone: predictions, warnings, errors."""
+    package = deployment.load_package(small[0])
+    rows = make_frame(48, seed=11).drop(columns="churn").astype({"charges": object})
+    rows.loc[5, "contract"], rows.loc[17, "charges"] = "lifetime", "lots"  # a counted warning, an error
+    answers, batched = {}, []
+
+    def client(k: int) -> None:
+        with httpx.Client(base_url=str(service.base_url), timeout=30) as c:
+            for i in range(k, len(rows), 8):
+                r = c.post("/predict", content=rows.iloc[[i]].to_json(orient="records"), headers=JSON)
+                answers[i] = r
+                batched.append("batch;desc=" in r.headers.get("server-timing", "batch;desc=1")
+                               and "batch;desc=1" not in r.headers.get("server-timing", ""))
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i, r in answers.items():
+        fixed, v = deployment.validate(rows.iloc[[i]], package)
+        if v.errors:
+            assert i == 17 and r.status_code == 422 and "column charges expects numbers" in r.json()["error"]
+            continue
+        expected = deployment.predict_frame(package, fixed)
+        assert r.status_code == 200 and r.json()["warnings"] == v.warning_lines(), i
+        assert deployment.compare_predictions(expected, pd.DataFrame(r.json()["predictions"]))["differing_rows"] == 0
+    assert len(answers) == 48 and any(batched)
+    assert "1 value(s): contract has categories unseen in training" in answers[5].json()["warnings"]
 
 
 def test_warnings_are_those_of_playbook_predict(service, small):

@@ -20,17 +20,20 @@ import ipaddress
 import json
 import logging
 import os
+import queue
 import signal
 import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from concurrent.futures import Future
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import uvicorn
 from fastapi import FastAPI, Request, Response
@@ -235,12 +238,16 @@ def parse_body(body: bytes, content_type: str, package: deployment.Package, max_
     if not body.strip():
         raise RequestError(400, "the request body is empty", "send at least one row")
     frame = _parse_json(body, max_rows) if kind in JSON_TYPES else _parse_csv(body, package)
-    if len(frame) > max_rows:
-        raise RequestError(413, f"the request has {len(frame):,} rows, more than the limit of {max_rows:,}",
-                           "split the rows over several requests, or start the service with a larger --max-rows")
+    _check_rows(len(frame), max_rows)
     if frame.empty:
         raise RequestError(400, "the request has no data rows", "send at least one row")
     return frame
+
+
+def _check_rows(rows: int, max_rows: int) -> None:
+    if rows > max_rows:
+        raise RequestError(413, f"the request has {rows:,} rows, more than the limit of {max_rows:,}",
+                           "split the rows over several requests, or start the service with a larger --max-rows")
 
 
 def _parse_json(body: bytes, max_rows: int) -> pd.DataFrame:
@@ -254,9 +261,7 @@ def _parse_json(body: bytes, max_rows: int) -> pd.DataFrame:
     if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
         raise RequestError(400, "the JSON body is not a list of records (objects)",
                            'send [{"column": value, ...}, ...]: one object per row')
-    if len(records) > max_rows:
-        raise RequestError(413, f"the request has {len(records):,} rows, more than the limit of {max_rows:,}",
-                           "split the rows over several requests, or start the service with a larger --max-rows")
+    _check_rows(len(records), max_rows)  # before a table is built of them
     for i, record in enumerate(records):
         for name, value in record.items():
             if not isinstance(value, _SCALARS):
@@ -279,18 +284,19 @@ def _parse_csv(body: bytes, package: deployment.Package) -> pd.DataFrame:
 
 
 @dataclass
-class Settings:
-    max_bytes: int = MAX_BYTES
-    max_rows: int = MAX_ROWS
-    log: RequestLog | None = None
+class Answer:
+    """One request's rows through the code of ``playbook predict``: fixed rows, findings, model input, predictions."""
+
+    fixed: pd.DataFrame
+    validation: deployment.Validation
+    X: pd.DataFrame
+    out: pd.DataFrame
+    times: dict[str, float]
 
 
-def predict_body(served: Served, body: bytes, content_type: str, settings: Settings) -> tuple[bytes, str]:
-    """The JSON answer to one ``/predict`` body, and its ``Server-Timing`` header (stages in ms)."""
-    package, times = served.package, {}
-    start = time.perf_counter()
-    frame = parse_body(body, content_type, package, settings.max_rows)
-    times["parse"], start = time.perf_counter() - start, time.perf_counter()
+def answer(package: deployment.Package, frame: pd.DataFrame) -> Answer:
+    """Validate (errors: a 422 naming the columns), convert and predict ``frame``, each stage timed."""
+    times, start = {}, time.perf_counter()
     fixed, v = deployment.validate(frame, package)
     if v.errors:
         try:
@@ -301,18 +307,120 @@ def predict_body(served: Served, body: bytes, content_type: str, settings: Setti
     X = deployment.model_input(fixed, package)
     times["convert"], start = time.perf_counter() - start, time.perf_counter()
     out = deployment.predict_frame(package, fixed, X)
-    times["predict"], start = time.perf_counter() - start, time.perf_counter()
+    times["predict"] = time.perf_counter() - start
+    return Answer(fixed, v, X, out, times)
+
+
+class Batcher:
+    """Small requests that arrive together share one pass through validation and the model.
+
+    A call costs the pipeline a fixed few milliseconds of pandas and scikit-learn overhead whatever its
+    rows, so single-row requests queued behind one another are answered as one batch (the adaptive
+    batching of model servers such as BentoML). One worker thread takes what is queued, groups it by
+    package and column list, answers each group at once and splits the answer by request. A group whose
+    validation finds anything (errors, or counted warnings that belong to particular rows) is answered
+    request by request instead, so every request gets exactly the answer it would get alone.
+    """
+
+    def __init__(self, max_rows: int = 64):
+        self.max_rows = max_rows
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        threading.Thread(target=self._work, name="batcher", daemon=True).start()
+
+    def answer(self, package: deployment.Package, frame: pd.DataFrame) -> Answer:
+        if len(frame) > self.max_rows:
+            return answer(package, frame)
+        job = (package, frame, Future(), time.perf_counter())
+        self._queue.put(job)
+        return job[2].result()
+
+    def _work(self) -> None:
+        while True:
+            jobs = [self._queue.get()]
+            while len(jobs) < 256:
+                try:
+                    jobs.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            groups: dict[tuple, list] = {}
+            for job in jobs:
+                groups.setdefault((id(job[0]), tuple(job[1].columns)), []).append(job)
+            for group in groups.values():
+                self._answer_group(group)
+
+    def _answer_group(self, group: list) -> None:
+        if len(group) > 1:
+            try:
+                parts = self._together(group)
+            except Exception:  # noqa: BLE001 - any trouble: each request alone, with its own error
+                parts = None
+            if parts is not None:
+                for (_, _, future, _), part in zip(group, parts, strict=True):
+                    future.set_result(part)
+                return
+        for package, frame, future, queued in group:
+            try:
+                result = answer(package, frame)
+                result.times = {"queue": time.perf_counter() - queued - sum(result.times.values()), **result.times}
+                future.set_result(result)
+            except Exception as exc:  # noqa: BLE001 - the request's own error goes back to it
+                future.set_exception(exc)
+
+    @staticmethod
+    def _together(group: list) -> list[Answer] | None:
+        package, started = group[0][0], time.perf_counter()
+        sizes = [len(job[1]) for job in group]
+        whole = pd.concat([job[1] for job in group], ignore_index=True)
+        fixed, v = deployment.validate(whole, package)
+        if v.errors or v.counts:
+            return None
+        validated = time.perf_counter()
+        X = deployment.model_input(fixed, package)
+        converted = time.perf_counter()
+        out = deployment.predict_frame(package, fixed, X)
+        done = time.perf_counter()
+        times = {"validate": validated - started, "convert": converted - validated, "predict": done - converted}
+        parts, at = [], 0
+        for (_, _, _, queued), n in zip(group, sizes, strict=True):
+            rows = slice(at, at + n)
+            part = out.iloc[rows].reset_index(drop=True)
+            if "row" in part.columns:
+                part["row"] = np.arange(n)  # row numbers count within each request
+            parts.append(Answer(fixed.iloc[rows].reset_index(drop=True), deployment.Validation(warnings=list(v.warnings)),
+                                X.iloc[rows].reset_index(drop=True), part,
+                                {"queue": started - queued, **times, "batch": float(len(group))}))
+            at += n
+        return parts
+
+
+@dataclass
+class Settings:
+    max_bytes: int = MAX_BYTES
+    max_rows: int = MAX_ROWS
+    log: RequestLog | None = None
+    batcher: Batcher | None = None
+
+
+def predict_body(served: Served, body: bytes, content_type: str, settings: Settings) -> tuple[bytes, str]:
+    """The JSON answer to one ``/predict`` body, and its ``Server-Timing`` header (stages in ms)."""
+    package, start = served.package, time.perf_counter()
+    frame = parse_body(body, content_type, package, settings.max_rows)
+    parsed = time.perf_counter() - start
+    result = settings.batcher.answer(package, frame) if settings.batcher else answer(package, frame)
+    start = time.perf_counter()
     if settings.log is not None:
         id_col = package.meta.get("id_column")
-        logged = X.join(fixed[[id_col]]) if id_col and id_col in fixed.columns else X
-        settings.log.append(logged, out, request_id=uuid.uuid4().hex, model_version=served.version)
-        times["log"], start = time.perf_counter() - start, time.perf_counter()
-    head = json.dumps({"model_version": served.version, "threshold": served.threshold, "rows": len(out),
-                       "warnings": v.warning_lines()})
+        fixed = result.fixed
+        logged = result.X.join(fixed[[id_col]]) if id_col and id_col in fixed.columns else result.X
+        settings.log.append(logged, result.out, request_id=uuid.uuid4().hex, model_version=served.version)
+    head = json.dumps({"model_version": served.version, "threshold": served.threshold, "rows": len(result.out),
+                       "warnings": result.validation.warning_lines()})
     # pandas' own JSON writer: one C pass over the table instead of a Python dict per row
-    answer = f'{head[:-1]}, "predictions": {out.to_json(orient="records")}}}'.encode()
-    times["respond"] = time.perf_counter() - start
-    return answer, ", ".join(f"{stage};dur={seconds * 1000:.3f}" for stage, seconds in times.items())
+    answer_bytes = f'{head[:-1]}, "predictions": {result.out.to_json(orient="records")}}}'.encode()
+    times = {"parse": parsed, **result.times, "respond": time.perf_counter() - start}
+    timing = ", ".join(f"{stage};dur={seconds * 1000:.3f}" if stage != "batch" else f"batch;desc={seconds:.0f}"
+                       for stage, seconds in times.items())
+    return answer_bytes, timing
 
 
 def request_schema(package: deployment.Package) -> dict[str, Any]:
@@ -451,7 +559,7 @@ def serve(target: str, *, host: str = "127.0.0.1", port: int = 8000, token_file:
     meta = holder.current.package.meta
     log = RequestLog(log_dir, batch_rows=log_batch_rows, interval_s=log_interval_s, max_files=log_max_files,
                      exclude=meta.get("sensitive_columns") or [], id_column=meta.get("id_column")) if log_dir else None
-    app = asgi_app(holder, Settings(max_bytes, max_rows, log), token)
+    app = asgi_app(holder, Settings(max_bytes, max_rows, log, Batcher()), token)
     print(f"Serving v{holder.current.version} of {holder.current.package.path} on http://{host}:{port} "
           f"(loaded in {time.perf_counter() - started:.2f} s; token {'required' if token else 'off'}; "
           f"SIGHUP or POST /reload swaps the model)", flush=True)
