@@ -21,6 +21,7 @@ from serving import ROOT, free_port, running_service, serve_command
 from test_deployment import CATEGORICAL, NUMERIC, SCHEMA, make_frame, make_run
 
 from helpers.core import artifacts
+from helpers.core.hashing import file_sha256
 from helpers.core.kpis import KpiContract
 from helpers.core.prepared import Prepared
 from helpers.core.system import SERVE_LOCK_FILE, extra_distributions, serve_lock_text
@@ -274,6 +275,8 @@ def test_reload_under_load_fails_no_request(service, small):
     assert service.get("/health").json()["model_version"] == 1
     assert len(statuses) > 20 and set(statuses) == {200}
     assert versions == {1, 7}
+    for entry in artifacts.read_json(folder / "package.json")["files"]:  # the served package stays as written
+        assert file_sha256(folder / entry["file"]) == entry["sha256"], entry["file"]
 
 
 def test_a_failed_reload_keeps_the_model_in_service(service, tmp_path):
@@ -372,6 +375,7 @@ def test_the_serve_lock_pins_the_serve_extra_and_nothing_of_jupyter():
     text = serve_lock_text()
     assert f"fastapi=={next(d.version for d in dists if d.metadata['Name'].lower() == 'fastapi')}" in text
     assert "# and the playbook itself, ml-project-playbook==" in text
+    assert serve_lock_text("no-such-distribution").startswith("# no-such-distribution is not installed here")
 
 
 def test_serve_does_not_import_the_notebook_machinery():

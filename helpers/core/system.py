@@ -176,13 +176,17 @@ def _normalised(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()  # PEP 503
 
 
-def serve_lock_text() -> str:
+def serve_lock_text(project: str = PROJECT_DISTRIBUTION) -> str:
     """The model package's lock for serving: the ``[serve]`` extra's installed closure, pinned; the playbook
     itself as a comment (it is on no index: the container recipe installs its wheel with ``--no-deps``)."""
-    dists, missing = extra_distributions("serve")
+    try:
+        dists, missing = extra_distributions("serve", project)
+        version = metadata.version(project)
+    except metadata.PackageNotFoundError:  # run from a source tree that pip never installed: no extra to read
+        return (f"# {project} is not installed here, so its [serve] extra could not be read and nothing is "
+                "pinned.\n# Make this lock where the playbook is installed: pip install -e '.[serve]'.\n")
     text = lock_text(dists, captured_by="step 5 for `playbook serve` (the [serve] extra)", file=SERVE_LOCK_FILE)
-    text += (f"# and the playbook itself, {PROJECT_DISTRIBUTION}=={metadata.version(PROJECT_DISTRIBUTION)}: "
-             "pip install --no-deps <its wheel>\n")
+    text += f"# and the playbook itself, {project}=={version}: pip install --no-deps <its wheel>\n"
     if missing:
         text += f"# not installed where this lock was made, so unpinned: {', '.join(missing)}\n" + \
                 "".join(f"{name}\n" for name in missing)

@@ -262,12 +262,14 @@ def _parse_json(body: bytes, max_rows: int) -> pd.DataFrame:
         raise RequestError(400, "the JSON body is not a list of records (objects)",
                            'send [{"column": value, ...}, ...]: one object per row')
     _check_rows(len(records), max_rows)  # before a table is built of them
-    for i, record in enumerate(records):
-        for name, value in record.items():
-            if not isinstance(value, _SCALARS):
-                raise RequestError(422, f"column {name} of record {i} holds a {type(value).__name__}, not a value",
-                                   f"send {name} as a number, a string, true/false or null")
-    return pd.DataFrame.from_records(records) if records else pd.DataFrame()
+    frame = pd.DataFrame.from_records(records) if records else pd.DataFrame()
+    for name in frame.select_dtypes(include="object").columns:  # only mixed columns can hold a list or object
+        nested = frame[name].map(lambda value: not isinstance(value, _SCALARS)).to_numpy(dtype=bool)
+        if nested.any():
+            i = int(nested.argmax())
+            raise RequestError(422, f"column {name} of record {i} holds a {type(frame[name].iloc[i]).__name__}, "
+                               "not a value", f"send {name} as a number, a string, true/false or null")
+    return frame
 
 
 def _parse_csv(body: bytes, package: deployment.Package) -> pd.DataFrame:
