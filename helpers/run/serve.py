@@ -552,12 +552,16 @@ def asgi_app(holder: ModelHolder, settings: Settings, token: str | None) -> ASGI
 
 def serve(target: str, *, host: str = "127.0.0.1", port: int = 8000, token_file: str | None = None,
           log_dir: str | None = None, log_batch_rows: int = 10_000, log_interval_s: float = 60.0,
-          log_max_files: int = 1_000, max_bytes: int = MAX_BYTES, max_rows: int = MAX_ROWS) -> int:
-    """``playbook serve``: check the bind, load the package, serve until interrupted."""
+          log_max_files: int = 1_000, max_bytes: int = MAX_BYTES, max_rows: int = MAX_ROWS,
+          resolve: Callable[[str], Path] = resolve_target) -> int:
+    """``playbook serve``: check the bind, load the package, serve until interrupted.
+
+    ``resolve`` turns the target (given here, to ``POST /reload``, re-read on SIGHUP) into a package folder.
+    """
     token = read_token(token_file)
     check_bind(host, token)
     started = time.perf_counter()
-    holder = ModelHolder(load_served(target))
+    holder = ModelHolder(load_served(target, resolve), resolve)
     meta = holder.current.package.meta
     log = RequestLog(log_dir, batch_rows=log_batch_rows, interval_s=log_interval_s, max_files=log_max_files,
                      exclude=meta.get("sensitive_columns") or [], id_column=meta.get("id_column")) if log_dir else None
