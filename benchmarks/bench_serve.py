@@ -91,13 +91,15 @@ def drive(port: int, bodies: list[bytes], *, clients: int, requests: int, second
     ms = np.array(latencies) * 1000
     result = {"requests": len(latencies), "errors": len(errors), "req_s": len(latencies) / wall,
               "p50": float(np.percentile(ms, 50)), "p95": float(np.percentile(ms, 95)),
-              "p99": float(np.percentile(ms, 99))}
+              "p99": float(np.percentile(ms, 99)), "first_error": errors[0] if errors else ""}
     result.update({s: statistics.median(x.get(s, 0.0) for x in stages) for s in STAGES} if stages else {})
     return result
 
 
 def median_of(runs: list[dict[str, float]]) -> dict[str, float]:
-    return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+    keys = dict.fromkeys(k for r in runs for k in r if k != "first_error")
+    out = {k: statistics.median(r.get(k, float("nan")) for r in runs) for k in keys}
+    return {**out, "first_error": next((r["first_error"] for r in runs if r.get("first_error")), "")}
 
 
 def reload_during(port: int, targets: list[str], times: int = 5, pause: float = 0.8):
@@ -160,6 +162,9 @@ def main(argv: list[str] | None = None) -> int:
         line = (f"{name:<34} {r['requests']:>8.0f} {r['errors']:>6.0f} {r['req_s']:>8.1f} {r['p50']:>7.1f} "
                 f"{r['p95']:>7.1f} {r['p99']:>7.1f}")
         print(line + "".join(f" {r.get(s, float('nan')):>8.2f}" for s in STAGES))
+    for name, r in rows.items():
+        if r.get("first_error"):
+            print(f"{name}: first error {r['first_error']}")
     print(f"1,000-row requests: {rows['2 clients, 1,000 rows']['rows_s']:,.0f} rows/s (target >= 20,000); "
           f"failed reloads: {rows['8 clients, 1 row, 5 reloads']['failed_reloads']}")
     return 0

@@ -263,7 +263,7 @@ def _parse_json(body: bytes, max_rows: int) -> pd.DataFrame:
                            'send [{"column": value, ...}, ...]: one object per row')
     _check_rows(len(records), max_rows)  # before a table is built of them
     frame = pd.DataFrame.from_records(records) if records else pd.DataFrame()
-    for name in frame.select_dtypes(include="object").columns:  # only mixed columns can hold a list or object
+    for name in [c for c, dtype in frame.dtypes.items() if dtype.kind == "O"]:  # only mixed columns hold lists
         nested = frame[name].map(lambda value: not isinstance(value, _SCALARS)).to_numpy(dtype=bool)
         if nested.any():
             i = int(nested.argmax())
