@@ -126,7 +126,7 @@ _STEP4 = [
 
 # --- step 5: deployment and monitoring -------------------------------------------------------
 _STEP5 = [
-    _p("monitor_data", "str", None, "new production data (CSV/Parquet) to monitor (None: simulate batches)", (S5,), nullable=True),
+    _p("monitor_data", "str", None, "new production data to monitor: CSV/Parquet, or the --log-dir of `playbook serve` (None: simulate batches)", (S5,), nullable=True),
     _p("n_batches", "int", 6, "simulated production batches", (S5,), minimum=1, maximum=100),
     _p("drift_magnitude", "float", 1.0, "strength of the simulated drift (0: none)", (S5,), minimum=0.0),
     _p("retrain_after_breaches", "int", 2, "retrain after this many consecutive KPI breaches", (S5,), minimum=1),

@@ -16,7 +16,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from packaging.requirements import Requirement
+
 LOCK_FILE = "requirements.lock.txt"
+SERVE_LOCK_FILE = "requirements-serve.lock.txt"  # what `playbook serve` needs, no more (the model package's)
+PROJECT_DISTRIBUTION = "ml-project-playbook"
 
 
 # --- memory ------------------------------------------------------------------------------------
@@ -106,7 +110,8 @@ def _direct_reference(info: Mapping[str, Any]) -> str:
     return url
 
 
-def lock_text(distributions: Iterable[metadata.Distribution] | None = None, *, captured_by: str = "this run") -> str:
+def lock_text(distributions: Iterable[metadata.Distribution] | None = None, *, captured_by: str = "this run",
+              file: str = LOCK_FILE) -> str:
     """A ``requirements.lock.txt`` that ``pip install -r`` accepts: every installed distribution, pinned.
 
     Read from importlib.metadata (what ``pip freeze`` reads, without a subprocess). Index packages
@@ -120,7 +125,7 @@ def lock_text(distributions: Iterable[metadata.Distribution] | None = None, *, c
         name = dist.metadata.get("Name")
         if not name:
             continue
-        key = re.sub(r"[-_.]+", "-", name).lower()  # PEP 503 normalised name
+        key = _normalised(name)
         info = _direct_url(dist)
         if key in lines and (lines[key][0] or not info):
             # seen twice, e.g. the source tree's .egg-info on sys.path next to the editable install's record:
@@ -136,8 +141,56 @@ def lock_text(distributions: Iterable[metadata.Distribution] | None = None, *, c
     local = [line for _, (_, line) in sorted(lines.items()) if line.startswith("#")]
     header = [f"# Installed packages captured by {captured_by}, {dt.date.today().isoformat()}, "
               f"Python {platform.python_version()} on {platform.system()} {platform.machine()}.",
-              f"# Recreate with: python -m pip install -r {LOCK_FILE}"]
+              f"# Recreate with: python -m pip install -r {file}"]
     return "\n".join(header + pinned + local) + "\n"
+
+
+def extra_distributions(extra: str, project: str = PROJECT_DISTRIBUTION) -> tuple[list[metadata.Distribution],
+                                                                                list[str]]:
+    """The installed distributions an extra of ``project`` needs (the extra's own requirements, not the
+    project's base ones, and theirs recursively, markers evaluated here), and the names not installed."""
+    own = [Requirement(r) for r in metadata.distribution(project).requires or []]
+    todo = [(r, extra) for r in own if r.marker is not None and r.marker.evaluate({"extra": extra})
+            and not r.marker.evaluate({"extra": ""})]
+    found: dict[str, metadata.Distribution] = {}
+    missing: list[str] = []
+    while todo:
+        req, active = todo.pop()
+        if req.marker is not None and not req.marker.evaluate({"extra": active}):
+            continue
+        key = _normalised(req.name)
+        if key in found or key in missing or key == _normalised(project):
+            continue
+        try:
+            dist = metadata.distribution(req.name)
+        except metadata.PackageNotFoundError:
+            missing.append(key)
+            continue
+        found[key] = dist
+        for wanted in ("", *req.extras):
+            todo += [(Requirement(r), wanted) for r in dist.requires or []]
+    return list(found.values()), sorted(missing)
+
+
+def _normalised(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()  # PEP 503
+
+
+def serve_lock_text(project: str = PROJECT_DISTRIBUTION) -> str:
+    """The model package's lock for serving: the ``[serve]`` extra's installed closure, pinned; the playbook
+    itself as a comment (it is on no index: the container recipe installs its wheel with ``--no-deps``)."""
+    try:
+        dists, missing = extra_distributions("serve", project)
+        version = metadata.version(project)
+    except metadata.PackageNotFoundError:  # run from a source tree that pip never installed: no extra to read
+        return (f"# {project} is not installed here, so its [serve] extra could not be read and nothing is "
+                "pinned.\n# Make this lock where the playbook is installed: pip install -e '.[serve]'.\n")
+    text = lock_text(dists, captured_by="step 5 for `playbook serve` (the [serve] extra)", file=SERVE_LOCK_FILE)
+    text += f"# and the playbook itself, {project}=={version}: pip install --no-deps <its wheel>\n"
+    if missing:
+        text += f"# not installed where this lock was made, so unpinned: {', '.join(missing)}\n" + \
+                "".join(f"{name}\n" for name in missing)
+    return text
 
 
 # --- cores --------------------------------------------------------------------------------------

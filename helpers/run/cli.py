@@ -1,4 +1,4 @@
-"""The ``playbook`` command: run, params, report, init, predict, gate, track, runs, compare.
+"""The ``playbook`` command: run, params, report, init, predict, serve, gate, track, runs, compare.
 
 Exit codes: 0 success, 1 a step crashed, 2 bad input (one clear message, no
 traceback), 130 interrupted.
@@ -61,6 +61,25 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--output", required=True, help="CSV file to write the predictions to")
     predict.add_argument("--chunk-size", type=int, default=100_000)
     predict.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+
+    serve = sub.add_parser("serve", help="serve a model package over HTTP (POST /predict, /metadata, /reload, "
+                                         "/health)", description="The API token comes from $PLAYBOOK_SERVE_TOKEN, "
+                           "$PLAYBOOK_SERVE_TOKEN_FILE or --token-file, never from the command line (ps shows it).")
+    what = serve.add_mutually_exclusive_group(required=True)
+    what.add_argument("--package", help="model package folder, RUN_DIR/models/vN (step 5 writes it)")
+    what.add_argument("--run", help="run folder: serve its champion's package")
+    what.add_argument("--model", help="registered model, models:/<project>@champion: the version step 5 promoted "
+                                      "(SIGHUP follows the alias)")
+    serve.add_argument("--tracking", help="MLflow store of --model (default: runs/mlflow.db)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (beyond loopback only with a token)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--token-file", help="file holding the API token")
+    serve.add_argument("--log-dir", help="append each request's inputs and predictions to Parquet files here")
+    serve.add_argument("--log-batch-rows", type=int, default=10_000, help="rows per request-log file")
+    serve.add_argument("--log-interval", type=float, default=60.0, help="seconds after which buffered rows are written")
+    serve.add_argument("--log-max-files", type=int, default=1_000, help="request-log files kept (oldest removed)")
+    serve.add_argument("--max-bytes", type=int, default=8 * 1024 * 1024, help="largest request body (413 above)")
+    serve.add_argument("--max-rows", type=int, default=100_000, help="most rows per request (413 above)")
 
     gate = sub.add_parser("gate", help="KPI quality gate: exit 0 none failed (watch warns), 1 one failed, "
                                        "2 none measured")
@@ -236,6 +255,23 @@ def cmd_predict(args) -> int:
     return deployment.predict_cli(args.run, args.input, args.output, args.chunk_size, overwrite=args.overwrite)
 
 
+def cmd_serve(args) -> int:
+    for name in ("port", "log_batch_rows", "log_max_files", "max_bytes", "max_rows"):
+        if getattr(args, name) < 1:
+            raise PlaybookError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}.",
+                                "give a positive number.")
+    try:  # local: FastAPI and uvicorn (the [serve] extra): only this command needs them
+        from helpers.run import serve
+    except ModuleNotFoundError as exc:
+        raise PlaybookError(f"`playbook serve` needs {exc.name}, which is not installed.",
+                            "pip install 'ml-project-playbook[serve]'.") from None
+    if args.tracking is not None and args.model is None:
+        raise PlaybookError("--tracking names the store of a registered model.", "use it with --model models:/<name>@champion.")
+    return serve.serve(args.package or args.run or args.model, tracking_uri=args.tracking, host=args.host, port=args.port, token_file=args.token_file,
+                       log_dir=args.log_dir, log_batch_rows=args.log_batch_rows, log_interval_s=args.log_interval,
+                       log_max_files=args.log_max_files, max_bytes=args.max_bytes, max_rows=args.max_rows)
+
+
 def cmd_gate(args) -> int:
     from helpers.steps.operations import deployment
 
@@ -278,7 +314,8 @@ def cmd_compare(args) -> int:
 
 
 COMMANDS = {"run": cmd_run, "params": cmd_params, "report": cmd_report, "init": cmd_init,
-            "predict": cmd_predict, "gate": cmd_gate, "track": cmd_track, "runs": cmd_runs, "compare": cmd_compare}
+            "predict": cmd_predict, "serve": cmd_serve, "gate": cmd_gate, "track": cmd_track, "runs": cmd_runs,
+            "compare": cmd_compare}
 
 
 def main(argv: list[str] | None = None) -> int:

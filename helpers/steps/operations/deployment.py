@@ -37,10 +37,12 @@ from helpers.core.paths import STEP_NOTEBOOKS
 from helpers.core.prepared import load_prepared
 from helpers.core.sampling import subsample
 from helpers.core.schema import load_schema
-from helpers.core.system import LOCK_FILE, lock_text
+from helpers.core.system import LOCK_FILE, SERVE_LOCK_FILE, lock_text, serve_lock_text
 
 STEP = STEP_NOTEBOOKS[4]
-PACKAGE_FILES = ("model.skops", "model_meta.json", "schema.json", "cleaning.json", LOCK_FILE)
+PACKAGE_FILES = ("model.skops", "model_meta.json", "schema.json", "cleaning.json", LOCK_FILE, SERVE_LOCK_FILE,
+                 "Dockerfile")
+CONTAINER_MODEL_DIR, CONTAINER_PORT = "/srv/model", 8000
 SKEW_CHECK_ROWS = 20_000  # held-out rows the training/serving comparison replays from the raw snapshot
 
 
@@ -120,16 +122,35 @@ def write_package(run: Run, *, schema: Mapping[str, Any] | None = None,
             shutil.copyfile(lock, tmp)
     else:
         artifacts.write_text(folder / LOCK_FILE, lock_text(captured_by="step 5"))
+    artifacts.write_text(folder / SERVE_LOCK_FILE, serve_lock_text())
+    artifacts.write_text(folder / "Dockerfile", dockerfile_text(folder))
     files = [{"file": name, "bytes": (folder / name).stat().st_size, "sha256": file_sha256(folder / name),
               "source": _source(name, lock.exists())} for name in PACKAGE_FILES if (folder / name).exists()]
     artifacts.write_json(folder / "package.json", {"files": files})
     return folder
 
 
+def serve_command(package: str, *, host: str = "127.0.0.1", port: int = CONTAINER_PORT) -> list[str]:
+    """The command that serves a package folder: the container recipe's start command."""
+    return ["playbook", "serve", "--package", package, "--host", host, "--port", str(port)]
+
+
+def dockerfile_text(folder: Path) -> str:
+    """The package's container recipe: the serving lock, the playbook's wheel, the package, ``serve_command``."""
+    meta = artifacts.read_json(folder / "model_meta.json")
+    files = [n for n in ("model.skops", "model_meta.json", "schema.json", "cleaning.json") if (folder / n).exists()]
+    command = json.dumps(serve_command(CONTAINER_MODEL_DIR, host="0.0.0.0", port=CONTAINER_PORT))
+    return render("Dockerfile.j2", version=meta.get("version", 1), image=f"playbook-model:v{meta.get('version', 1)}",
+                  python_version=f"{sys.version_info.major}.{sys.version_info.minor}", lock_file=SERVE_LOCK_FILE,
+                  files=files, model_dir=CONTAINER_MODEL_DIR, port=CONTAINER_PORT, command=command)
+
+
 def _source(name: str, step3_lock: bool) -> str:
     return {"model.skops": "step 4 (skops model file)", "model_meta.json": "step 4 (features, classes, threshold, KPIs)",
             "schema.json": "step 2 (input schema)", "cleaning.json": "step 2 (data fixes)",
-            LOCK_FILE: "step 3 (environment lock)" if step3_lock else "step 5 (captured environment)"}[name]
+            LOCK_FILE: "step 3 (environment lock)" if step3_lock else "step 5 (captured environment)",
+            SERVE_LOCK_FILE: "step 5 (what `playbook serve` needs, pinned)",
+            "Dockerfile": "step 5 (container recipe: `playbook serve`)"}[name]
 
 
 def package_contents(folder: Path) -> pd.DataFrame:
@@ -196,9 +217,12 @@ class Validation:
 
     def table(self) -> pd.DataFrame:
         rows = [{"severity": "error", "finding": e} for e in self.errors]
-        rows += [{"severity": "warning", "finding": w} for w in self.warnings]
-        rows += [{"severity": "warning", "finding": f"{n} value(s): {k}"} for k, n in self.counts.items()]
+        rows += [{"severity": "warning", "finding": w} for w in self.warning_lines()]
         return pd.DataFrame(rows, columns=["severity", "finding"])
+
+    def warning_lines(self) -> list[str]:
+        """The warnings as ``playbook predict`` prints them (counted findings as "N value(s): ...")."""
+        return self.warnings + [f"{n} value(s): {k}" for k, n in self.counts.items()]
 
     def raise_errors(self) -> None:
         if self.errors:
@@ -283,15 +307,19 @@ def model_input(frame: pd.DataFrame, package: Package) -> pd.DataFrame:
     return as_model_input(frame, meta.get("numeric", []), meta.get("categorical", []), columns=package.features)
 
 
-def predict_arrays(package: Package, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
+def predict_arrays(package: Package, frame: pd.DataFrame,
+                   X: pd.DataFrame | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """Labels (thresholded when binary) and probabilities: positive class (binary), all classes, or None.
+
+    ``X``: ``model_input(frame, package)`` when the caller has already converted the rows (the service
+    times conversion and prediction apart).
 
     A model holding its decision threshold (step 4 saves binary models so) decides itself: the labels are
     ``model.predict()``'s, as for anyone who loads the file. Packages of earlier runs hold the threshold
     in ``model_meta.json`` only: it is applied to the probabilities here.
     """
     meta, model = package.meta, package.model
-    X = model_input(frame, package)
+    X = model_input(frame, package) if X is None else X
     if meta.get("problem_type") == "classification" and hasattr(model, "predict_proba"):
         proba = model.predict_proba(X)
         classes = list(model.classes_)
@@ -305,8 +333,9 @@ def predict_arrays(package: Package, frame: pd.DataFrame) -> tuple[np.ndarray, n
     return model.predict(X), None
 
 
-def predict_frame(package: Package, frame: pd.DataFrame) -> pd.DataFrame:
-    """Predictions for validated, fixed rows: key column, label (thresholded), probabilities."""
+def predict_frame(package: Package, frame: pd.DataFrame, X: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Predictions for validated, fixed rows: key column, label (thresholded), probabilities (``X``: as in
+    ``predict_arrays``)."""
     meta = package.meta
     id_col = meta.get("id_column")
     out = pd.DataFrame(index=frame.index)
@@ -314,7 +343,7 @@ def predict_frame(package: Package, frame: pd.DataFrame) -> pd.DataFrame:
         out[id_col] = frame[id_col].to_numpy()
     else:
         out["row"] = np.arange(len(frame))
-    labels, proba = predict_arrays(package, frame)
+    labels, proba = predict_arrays(package, frame, X)
     out["cluster" if meta.get("problem_type") == "clustering" else "prediction"] = labels
     if proba is not None and proba.ndim == 1:
         out[f"proba_{meta['positive_label']}"] = proba
@@ -354,6 +383,12 @@ def predict_batch(package: Package, frame: pd.DataFrame) -> tuple[pd.DataFrame, 
     return predict_frame(package, fixed), v
 
 
+def csv_dtypes(package: Package) -> dict[str, type]:
+    """How CSV input is read (``playbook predict`` and ``playbook serve``): categorical and identifier columns
+    as text; object, not str: pandas' arrow-backed strings cost a conversion per value here."""
+    return {c: object for c in [*package.meta.get("categorical", []), package.meta.get("id_column")] if c}
+
+
 def read_chunks(path: Path, package: Package, chunk_size: int) -> Iterator[pd.DataFrame]:
     """The input in chunks of at most ``chunk_size`` rows (CSV or Parquet), bounded memory."""
     suffix = path.suffix.lower()
@@ -366,11 +401,9 @@ def read_chunks(path: Path, package: Package, chunk_size: int) -> Iterator[pd.Da
     if suffix not in (".csv", ".txt", ".tsv"):
         raise PlaybookError(f"Cannot read {path.name}: the input must be .csv or .parquet.",
                             "convert the file to CSV or Parquet.")
-    # object, not str: pandas' arrow-backed strings cost a conversion per value here
-    text_cols = {c: object for c in [*package.meta.get("categorical", []), package.meta.get("id_column")] if c}
     try:
-        yield from pd.read_csv(path, chunksize=chunk_size, dtype=text_cols, sep="\t" if suffix == ".tsv" else ",",
-                               low_memory=False)
+        yield from pd.read_csv(path, chunksize=chunk_size, dtype=csv_dtypes(package),
+                               sep="\t" if suffix == ".tsv" else ",", low_memory=False)
     except pd.errors.EmptyDataError:
         raise PlaybookError(f"{path} is empty.", "give a file with a header row and data rows.") from None
 
@@ -410,7 +443,7 @@ def predict_file(package: Package, input_path: str | os.PathLike, output_path: s
             raise PlaybookError(f"{src} has no data rows.", "give a file with at least one row.")
     seconds = time.perf_counter() - started
     return {"rows": rows, "seconds": seconds, "rows_per_s": rows / seconds if seconds else float("inf"),
-            "output": str(dst), "warnings": total.warnings + [f"{n} value(s): {k}" for k, n in total.counts.items()]}
+            "output": str(dst), "warnings": total.warning_lines()}
 
 
 def predict_cli(run_dir: str, input_path: str, output_path: str, chunk_size: int = 100_000,

@@ -45,7 +45,7 @@ from helpers.core.sampling import subsample
 from helpers.core.sections import Fact, Section
 from helpers.core.split import time_values
 from helpers.core.system import LOCK_FILE
-from helpers.steps.operations import deployment, readiness
+from helpers.steps.operations import deployment, readiness, requestlog
 
 PSI_BANDS = (0.1, 0.25)  # below 0.1 stable, 0.1-0.25 moderate, above 0.25 significant
 MISSING = "<missing>"
@@ -759,10 +759,17 @@ def production_batches(params, prepared, *, feature: str | None, positive_label:
     """Real ``monitor_data`` cut into periods (each at most ``MONITOR_BATCH_ROWS``, seeded), or the simulation from
     the test side; and its source. ``schedule.attrs["sampled"]``: the ``deployment.Sampled`` of the batches' rows."""
     if params.get("monitor_data"):
-        frame = load_source(params["monitor_data"])
+        source = params["monitor_data"]
+        if requestlog.is_log(source):  # the --log-dir of `playbook serve`: served rows in time order, labels joined
+            frame = requestlog.read_log(source, id_column=prepared.id_column, target=prepared.target)
+            time_column = requestlog.TIME_COLUMN
+        else:
+            frame = load_source(source)
         batches = batches_from_data(frame, time_column=time_column if time_column in frame.columns else None,
                                     n_batches=params["n_batches"], max_rows=MONITOR_BATCH_ROWS,
                                     seed=params.get("seed", 0))
+        if time_column == requestlog.TIME_COLUMN:  # the log's clock ordered the periods; it is no model input
+            batches = [b.drop(columns=time_column) for b in batches]
         schedule = pd.DataFrame({"batch": [int(b["batch"].iloc[0]) for b in batches],
                                  "rows": [len(b) for b in batches],
                                  "labelled": [bool(prepared.target and prepared.target in b.columns
