@@ -74,10 +74,25 @@ def row_keys(frame: pd.DataFrame, *, id_column: str | None = None, group_column:
     return pd.Series(keys, index=frame.index, name="row_key")
 
 
-def _keyed_hash(keys: pd.Series, seed: int) -> pd.Series:
+def keyed_hash(keys: pd.Series, seed: int) -> np.ndarray:
+    """The seeded 64-bit hash (uint64) of each key, hashed once per distinct key."""
+    codes, uniques = pd.factorize(keys, use_na_sentinel=False)
     salt = f"{seed}:".encode()
-    return pd.Series([int.from_bytes(hashlib.sha256(salt + str(k).encode()).digest()[:8], "big") for k in keys.tolist()],
-                     index=keys.index, name=keys.name)
+    table = np.fromiter((int.from_bytes(hashlib.sha256(salt + str(k).encode()).digest()[:8], "big") for k in uniques),
+                        dtype=np.uint64, count=len(uniques))
+    return table[codes]
+
+
+def split_hashes(frame: pd.DataFrame, *, seed: int, id_column: str | None = None, group_column: str | None = None,
+                 exclude: tuple[str, ...] = ()) -> np.ndarray:
+    """The split's hash of every row's key: the one key function of the in-memory and the DuckDB path.
+
+    Vectorised per column (``row_keys``), so the DuckDB path applies it to each Arrow batch it
+    streams; it is not SQL because the key normalises values the way Python prints them
+    (``repr(float)``), which DuckDB's casts do not reproduce exactly.
+    """
+    keys = row_keys(frame, id_column=id_column, group_column=group_column, exclude=exclude)
+    return keyed_hash(keys, seed)
 
 
 def strata(y: pd.Series | None, problem_type: str, n_bins: int = 5) -> pd.Series:
@@ -103,21 +118,33 @@ def assign_test(frame: pd.DataFrame, *, target: str | None, problem_type: str, t
         return _time_split(frame, keys, time_column, test_size)
     y = frame[target] if target else None
     labels = strata(y, problem_type) if y is not None else pd.Series("all", index=frame.index)
-    # a key's stratum is the first one seen for it, so a key never straddles the split
-    key_table = pd.DataFrame({"key": keys, "stratum": labels, "n": 1})
-    per_key = key_table.groupby("key", sort=False).agg(stratum=("stratum", "first"), n=("n", "size"))
-    per_key["hash"] = _keyed_hash(per_key.index.to_series(), seed)
-    test_keys: set = set()
+    hashes = pd.Series(keyed_hash(keys, seed), index=frame.index)
+    test = test_hashes(per_key_table(hashes, labels), test_size)
+    mask = hashes.isin(test).rename("is_test")
+    _check_sides(mask, len(frame), keys.nunique())
+    return mask
+
+
+def per_key_table(hashes: pd.Series, labels: pd.Series) -> pd.DataFrame:
+    """One row per key hash: its stratum (the first one seen, so a key never straddles the split) and rows."""
+    key_table = pd.DataFrame({"hash": hashes.to_numpy(), "stratum": labels.to_numpy(), "n": 1})
+    return key_table.groupby("hash", sort=False).agg(stratum=("stratum", "first"), n=("n", "size")).reset_index()
+
+
+def test_hashes(per_key: pd.DataFrame, test_size: float) -> np.ndarray:
+    """The key hashes of the test side: within each stratum, the lowest hashes until ``test_size`` of its rows."""
+    chosen = []
     for _, block in per_key.groupby("stratum", sort=True):
         block = block.sort_values("hash")
         wanted = round(test_size * block["n"].sum())
-        taken = block["n"].cumsum()
-        test_keys.update(block.index[taken <= wanted])
-    mask = keys.isin(test_keys).rename("is_test")
+        chosen.append(block["hash"].to_numpy()[(block["n"].cumsum() <= wanted).to_numpy()])
+    return np.concatenate(chosen) if chosen else np.array([], dtype=np.uint64)
+
+
+def _check_sides(mask: pd.Series, rows: int, keys: int) -> None:
     if mask.all() or not mask.any():
-        raise PlaybookError(f"The split put {'every' if mask.all() else 'no'} row on the test side ({len(frame)} rows, {keys.nunique()} keys).",
+        raise PlaybookError(f"The split put {'every' if mask.all() else 'no'} row on the test side ({rows} rows, {keys} keys).",
                             "use more rows, more groups, or a different test_size.")
-    return mask
 
 
 def parse_times(series: pd.Series) -> pd.Series:
