@@ -1,0 +1,281 @@
+"""Data larger than memory: the data engine (pandas or DuckDB), its connection, the snapshot and the split.
+
+``max_memory`` (bytes, ``0.5GB``; None: half the memory available when first resolved) decides
+``data_engine``: a CSV or Parquet source (file, glob, folder of Parquet) whose estimated
+in-memory size exceeds it is read through DuckDB. Both are resolved once and recorded in the
+manifest and ``project.yaml``, so a re-run takes the same path on any machine.
+
+On the DuckDB path nothing loads the whole table into pandas: DuckDB writes the raw snapshot
+(``COPY ... TO ... (FORMAT parquet)``); the split streams Arrow batches of the key columns
+through ``split.split_hashes`` (the in-memory path's key function) and chooses the test side
+with ``split.test_hashes`` on the per-key table (one row per key, three narrow columns); DuckDB
+then writes each side as Parquet. DuckDB gets an explicit ``memory_limit``, spills into the run
+folder, and never installs or auto-loads an extension (offline).
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from helpers.core import split
+from helpers.core.errors import PlaybookError
+from helpers.core.system import available_memory_bytes
+
+ENGINES = ("pandas", "duckdb")
+PARQUET_SUFFIXES = (".parquet", ".pq")
+CSV_SUFFIXES = (".csv", ".tsv", ".txt")
+# a table in pandas takes a few times its Parquet (uncompressed) or CSV bytes: object strings, copies while reading
+PANDAS_OVERHEAD = 3.0
+DUCKDB_SHARE = 0.6  # of max_memory for DuckDB's own memory_limit: the rest is Python, Arrow batches and samples
+BATCH_ROWS = 200_000
+ROW_COLUMN = "_row"  # the raw row number of each row (the in-memory path's index)
+_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
+
+
+# --- max_memory and data_engine --------------------------------------------------------------
+
+
+def parse_bytes(text: str | int | float) -> int:
+    """Bytes of a size such as ``0.5GB``, ``512MB``, ``2GiB`` or ``1000000``."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        return int(text)
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(text))
+    unit = match and match.group(2).lower()
+    if not match or unit not in _UNITS or float(match.group(1)) <= 0:
+        raise PlaybookError(f"max_memory {text!r} is not a size.", "use e.g. 0.5GB, 512MB or 8GiB (or None: automatic).")
+    return int(float(match.group(1)) * _UNITS[unit])
+
+
+def format_bytes(n: int) -> str:
+    """A size as max_memory accepts it (``0.5GB``)."""
+    return f"{n / 1e9:.3g}GB"
+
+
+def default_max_memory() -> int:
+    """Half the memory available to this process now (4 GB when unknown)."""
+    available = available_memory_bytes()
+    return int(available // 2) if available else 4 * 10**9
+
+
+def source_files(dataset: str) -> list[Path]:
+    """The files of a file, glob or folder source (Parquet files of a folder); empty for built-ins and databases."""
+    if dataset.startswith("builtin:") or ("://" in dataset and not dataset.startswith("file://")):
+        return []
+    text = os.path.expanduser(dataset.removeprefix("file://"))
+    path = Path(text)
+    if path.is_dir():
+        return sorted(p for p in path.rglob("*") if p.suffix.lower() in PARQUET_SUFFIXES)
+    if glob.has_magic(text):
+        return sorted(Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file())
+    return [path] if path.exists() else []
+
+
+def source_kind(files: list[Path]) -> str | None:
+    """``parquet`` or ``csv`` when every file is one of them, else None (a source DuckDB does not read here)."""
+    kinds = {"parquet" if p.suffix.lower() in PARQUET_SUFFIXES else "csv" if p.suffix.lower() in CSV_SUFFIXES else None
+             for p in files}
+    return kinds.pop() if len(kinds) == 1 else None
+
+
+def estimated_pandas_bytes(files: list[Path]) -> int:
+    """The estimated memory of the source as a pandas table (Parquet: its uncompressed size from the metadata)."""
+    total = 0
+    for path in files:
+        if path.suffix.lower() in PARQUET_SUFFIXES:
+            meta = pq.ParquetFile(path).metadata
+            total += sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+        else:
+            total += path.stat().st_size
+    return int(total * PANDAS_OVERHEAD)
+
+
+def resolve_engine(values: Mapping[str, Any]) -> dict[str, Any]:
+    """``max_memory`` and ``data_engine`` as this run uses them: the values set, else resolved (once) for the source.
+
+    A glob or folder source, or one estimated larger than ``max_memory``, is read by DuckDB;
+    built-ins and databases by pandas.
+    """
+    max_memory = values.get("max_memory")
+    limit = parse_bytes(max_memory) if max_memory is not None else default_max_memory()
+    engine = values.get("data_engine")
+    files = source_files(values["dataset"])
+    kind = source_kind(files)
+    if engine is None:
+        many = len(files) > 1 or Path(os.path.expanduser(values["dataset"])).is_dir()
+        engine = "duckdb" if kind and (many or estimated_pandas_bytes(files) > limit) else "pandas"
+    if engine == "duckdb" and not kind:
+        raise PlaybookError(f"data_engine duckdb reads CSV and Parquet sources; {values['dataset']!r} is neither.",
+                            "point dataset at CSV or Parquet files (a file, a glob or a folder), or use data_engine pandas.")
+    return {"max_memory": format_bytes(limit) if max_memory is None else max_memory, "data_engine": engine}
+
+
+# --- the DuckDB connection --------------------------------------------------------------------
+
+
+def connect(spill_dir: str | os.PathLike, max_memory: str | int, threads: int | None = None):
+    """A DuckDB connection with an explicit memory limit and spill folder, that never installs extensions."""
+    import duckdb  # local: only the out-of-core path needs it, and it is a large library
+
+    spill = Path(spill_dir)
+    spill.mkdir(parents=True, exist_ok=True)
+    config = {"memory_limit": f"{max(int(parse_bytes(max_memory) * DUCKDB_SHARE) // 2**20, 64)}MiB",
+              "temp_directory": str(spill), "autoinstall_known_extensions": "false",
+              "autoload_known_extensions": "false", "preserve_insertion_order": "true"}
+    if threads:
+        config["threads"] = str(threads)
+    return duckdb.connect(":memory:", config=config)
+
+
+def quote(name: str) -> str:
+    """A column name as a SQL identifier."""
+    return '"' + str(name).replace('"', '""') + '"'
+
+
+def literal(text: str) -> str:
+    return "'" + str(text).replace("'", "''") + "'"
+
+
+def source_sql(values: Mapping[str, Any]) -> str:
+    """The ``FROM`` expression that reads the source (every file of a glob or folder as one table)."""
+    files = source_files(values["dataset"])
+    if not files:
+        raise PlaybookError(f"The data source {values['dataset']!r} matches no file.",
+                            "check the dataset path, glob or folder (relative paths are relative to where you run playbook).")
+    listed = "[" + ", ".join(literal(p) for p in files) + "]"
+    if source_kind(files) == "parquet":
+        return f"read_parquet({listed}, union_by_name=true)"
+    options = [f"encoding={literal(values.get('encoding') or 'utf-8')}"]
+    if values.get("sep"):
+        options.append(f"delim={literal(values['sep'])}")
+    return f"read_csv({listed}, header=true, {', '.join(options)})"
+
+
+def sample(con, values: Mapping[str, Any], rows: int = 10_000) -> pd.DataFrame:
+    """The first ``rows`` rows of the source with its schema (what the pre-flight checks read)."""
+    try:
+        return con.sql(f"SELECT * FROM {source_sql(values)} LIMIT {int(rows)}").to_arrow_table().to_pandas()
+    except PlaybookError:
+        raise
+    except Exception as exc:  # DuckDB raises several types for unreadable files
+        raise PlaybookError(f"Cannot read {values['dataset']!r}: {exc}.", "check the files (CSV or Parquet) and sep.") from None
+
+
+def count_rows(con, table_sql: str) -> int:
+    return int(con.execute(f"SELECT count(*) FROM {table_sql}").fetchall()[0][0])
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The sha256 of a file's bytes, read in blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(2**20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_snapshot(con, values: Mapping[str, Any], path: str | os.PathLike) -> dict[str, Any]:
+    """DuckDB copies the source to the raw Parquet snapshot (never through pandas); its rows, columns and sha256."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    con.sql(f"COPY (SELECT * FROM {source_sql(values)}) TO {literal(partial)} (FORMAT parquet)")
+    os.replace(partial, path)  # atomic: a half-written snapshot never looks finished
+    meta = pq.ParquetFile(path).metadata
+    return {"rows": int(meta.num_rows), "columns": int(meta.num_columns), "sha256": file_sha256(path),
+            "sha256_of": "the Parquet snapshot file"}
+
+
+# --- the split on the DuckDB path -----------------------------------------------------------------
+
+
+def parquet_sql(path: str | os.PathLike) -> str:
+    return f"read_parquet({literal(path)})"
+
+
+def _batch_keys(batch: pd.DataFrame, params: Mapping[str, Any], target: str | None, problem_type: str,
+                labels: pd.Series | None) -> tuple[np.ndarray, np.ndarray]:
+    hashes = split.split_hashes(batch, seed=params["seed"], id_column=params.get("id_column"),
+                                group_column=params.get("group_column"), exclude=(target,) if target else ())
+    if labels is not None:
+        return hashes, labels.to_numpy(dtype=object).astype(str)
+    y = batch[target] if target else None
+    strata = split.strata(y, problem_type) if y is not None else pd.Series("all", index=batch.index)
+    return hashes, strata.to_numpy(dtype=object).astype(str)
+
+
+def split_snapshot(con, raw_path: str | os.PathLike, folder: str | os.PathLike, params: Mapping[str, Any],
+                   problem_type: str) -> dict[str, Any]:
+    """Write ``train.parquet`` and ``test.parquet`` (raw rows, with their raw row number ``_row``) into ``folder``.
+
+    The same rows on each side as ``split.assign_test`` on the whole table in pandas.
+    """
+    if params.get("time_column"):
+        raise PlaybookError("A time-ordered split (time_column) is not available on the DuckDB path yet.",
+                            "use data_engine pandas (a larger max_memory), or leave time_column unset.")
+    if not 0 < params["test_size"] < 1:
+        raise PlaybookError(f"test_size is {params['test_size']}; it must be between 0 and 1 (exclusive).", "use e.g. 0.2.")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    raw = parquet_sql(raw_path)
+    target = params.get("target") if problem_type != "clustering" else None
+    columns = [c for c in con.sql(f"SELECT * FROM {raw} LIMIT 0").columns]
+    key_cols = [c for c in (params.get("group_column"), params.get("id_column")) if c][:1] or \
+        [c for c in columns if c != target]
+    # regression strata are quantile bins of the whole target: one column, computed once
+    labels = None
+    if target and problem_type == "regression":
+        y = con.sql(f"SELECT {quote(target)} FROM {raw}").to_arrow_table().to_pandas().iloc[:, 0]
+        labels = split.strata(y, problem_type)
+    wanted = key_cols + ([target] if target and target not in key_cols else [])
+    keys_path = folder / "split_keys.parquet"
+    reader = con.sql(f"SELECT {', '.join(map(quote, wanted))} FROM {raw}").to_arrow_reader(BATCH_ROWS)
+    writer, start = None, 0
+    try:
+        for batch in reader:
+            frame = batch.to_pandas()
+            part = labels.iloc[start:start + len(frame)] if labels is not None else None
+            hashes, strata = _batch_keys(frame, params, target, problem_type, part)
+            table = pa.table({"row": np.arange(start, start + len(frame), dtype=np.int64), "hash": hashes,
+                              "stratum": strata})
+            writer = writer or pq.ParquetWriter(keys_path, table.schema)
+            writer.write_table(table)
+            start += len(frame)
+    finally:
+        if writer is not None:
+            writer.close()
+    per_key = con.sql(f"SELECT hash, arg_min(stratum, row) AS stratum, count(*) AS n FROM {parquet_sql(keys_path)} "
+                      "GROUP BY hash").to_arrow_table().to_pandas()
+    test = pa.table({"hash": split.test_hashes(per_key, params["test_size"]).astype(np.uint64)})
+    keys_total = len(per_key)
+    del per_key
+    con.register("split_test_hashes", test)
+    sides = {}
+    for side, condition in (("test", "IN"), ("train", "NOT IN")):
+        out = folder / f"{side}.parquet"
+        con.sql(f"COPY (SELECT r.* EXCLUDE (file_row_number), r.file_row_number AS {ROW_COLUMN} "
+                f"FROM read_parquet({literal(raw_path)}, file_row_number=true) r "
+                f"JOIN {parquet_sql(keys_path)} k ON r.file_row_number = k.row "
+                f"WHERE k.hash {condition} (SELECT hash FROM split_test_hashes) ORDER BY {ROW_COLUMN}) "
+                f"TO {literal(out)} (FORMAT parquet)")
+        sides[side] = out
+    con.unregister("split_test_hashes")
+    keys_path.unlink()
+    train_rows, test_rows = (pq.ParquetFile(sides[s]).metadata.num_rows for s in ("train", "test"))
+    if not train_rows or not test_rows:
+        raise PlaybookError(f"The split put {'every' if not train_rows else 'no'} row on the test side "
+                            f"({train_rows + test_rows} rows, {keys_total} keys).",
+                            "use more rows, more groups, or a different test_size.")
+    return {"train": str(sides["train"]), "test": str(sides["test"]), "train_rows": int(train_rows),
+            "test_rows": int(test_rows), "keys": int(keys_total)}
