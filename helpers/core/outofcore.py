@@ -205,14 +205,14 @@ def parquet_sql(path: str | os.PathLike) -> str:
 
 
 def _batch_keys(batch: pd.DataFrame, params: Mapping[str, Any], target: str | None, problem_type: str,
-                labels: pd.Series | None) -> tuple[np.ndarray, np.ndarray]:
+                labels: pd.Series | None) -> tuple[np.ndarray, pa.Array]:
     hashes = split.split_hashes(batch, seed=params["seed"], id_column=params.get("id_column"),
                                 group_column=params.get("group_column"), exclude=(target,) if target else ())
-    if labels is not None:
-        return hashes, labels.to_numpy(dtype=object).astype(str)
-    y = batch[target] if target else None
-    strata = split.strata(y, problem_type) if y is not None else pd.Series("all", index=batch.index)
-    return hashes, strata.to_numpy(dtype=object).astype(str)
+    if labels is None:
+        y = batch[target] if target else None
+        labels = split.strata(y, problem_type) if y is not None else pd.Series("all", index=batch.index)
+    # a missing target is a missing stratum (null), as in pandas: such rows join no stratum's test share
+    return hashes, pa.array(labels.to_numpy(dtype=object), type=pa.string(), from_pandas=True)
 
 
 def split_snapshot(con, raw_path: str | os.PathLike, folder: str | os.PathLike, params: Mapping[str, Any],
@@ -255,7 +255,7 @@ def split_snapshot(con, raw_path: str | os.PathLike, folder: str | os.PathLike, 
     finally:
         if writer is not None:
             writer.close()
-    per_key = con.sql(f"SELECT hash, arg_min(stratum, row) AS stratum, count(*) AS n FROM {parquet_sql(keys_path)} "
+    per_key = con.sql(f"SELECT hash, arg_min(stratum, row) FILTER (WHERE stratum IS NOT NULL) AS stratum, count(*) AS n FROM {parquet_sql(keys_path)} "
                       "GROUP BY hash").to_arrow_table().to_pandas()
     test = pa.table({"hash": split.test_hashes(per_key, params["test_size"]).astype(np.uint64)})
     keys_total = len(per_key)

@@ -1,0 +1,160 @@
+"""Data larger than memory: the data engine, DuckDB's split, profile and checks equal the in-memory path's."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from helpers.core import datasets, outofcore, split
+from helpers.core.errors import PlaybookError
+from helpers.steps.foundation import quality, sql_quality
+
+PARAMS = {"seed": 42, "test_size": 0.2, "target": "churn", "id_column": "customer_id", "group_column": None,
+          "time_column": None, "sensitive_columns": ["gender", "senior_citizen"], "keep_columns": [],
+          "rare_category_share": 0.01, "max_memory": "0.5GB"}
+
+
+def faulty_churn(rows: int = 6000) -> pd.DataFrame:
+    """The churn table (missing values, duplicates, outliers, a constant column) plus more known faults."""
+    frame = datasets.make_churn(rows, seed=5)
+    rng = np.random.default_rng(0)
+    frame["store_code"] = "S" + pd.Series(rng.integers(0, 400, len(frame))).astype(str)  # a high-cardinality category
+    frame["flag"] = np.where(np.arange(len(frame)) < 20, "rare", "common")  # near-constant
+    frame.loc[frame.index[:5], "region"] = "  n/a "  # blanks count as missing
+    clash = frame.index[frame["customer_id"].duplicated(keep=False)][:1]
+    frame.loc[clash, "support_calls"] = 99  # an id on two rows that differ elsewhere
+    return frame
+
+
+def in_memory(raw: pd.DataFrame, params: dict, problem_type: str = "classification") -> tuple[pd.DataFrame, list]:
+    """The in-memory path on the same rows: the split, then the profile and whole-row checks of the training side."""
+    mask = split.assign_test(raw, target=params["target"], problem_type=problem_type, test_size=params["test_size"],
+                             seed=params["seed"], id_column=params.get("id_column"))
+    train = raw[~mask]
+    table_profile = quality.profile(train)
+    kinds = dict(zip(table_profile["column"], table_profile["semantic_type"], strict=True))
+    return table_profile, quality.whole_row_issues(train, params, kinds, quality.identifiers(train))
+
+
+@pytest.fixture(scope="module")
+def faulty(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("faulty")
+    faulty_churn().to_parquet(folder / "source.parquet")
+    values = {**PARAMS, "dataset": str(folder / "source.parquet")}
+    return values, sql_quality.foundation(values, folder / "run", "classification"), folder
+
+
+def test_parse_bytes_reads_units_and_rejects_nonsense():
+    assert outofcore.parse_bytes("0.5GB") == 500_000_000
+    assert outofcore.parse_bytes("512MiB") == 512 * 2**20
+    assert outofcore.parse_bytes(1000) == 1000
+    with pytest.raises(PlaybookError, match="max_memory 'lots' is not a size"):
+        outofcore.parse_bytes("lots")
+
+
+def test_engine_follows_max_memory_and_the_source(tmp_path):
+    datasets.make_churn(3000).to_parquet(tmp_path / "a.parquet")
+    one = {"dataset": str(tmp_path / "a.parquet")}
+    assert outofcore.resolve_engine({**one, "max_memory": "10GB"}) == {"max_memory": "10GB", "data_engine": "pandas"}
+    assert outofcore.resolve_engine({**one, "max_memory": "100kB"})["data_engine"] == "duckdb"
+    auto = outofcore.resolve_engine(one)
+    assert auto["data_engine"] == "pandas" and outofcore.parse_bytes(auto["max_memory"]) > 10**6  # resolved, recorded
+    datasets.make_churn(100).to_parquet(tmp_path / "b.parquet")
+    assert outofcore.resolve_engine({"dataset": str(tmp_path)})["data_engine"] == "duckdb"  # a folder of Parquet
+    assert outofcore.resolve_engine({"dataset": str(tmp_path / "*.parquet")})["data_engine"] == "duckdb"
+    with pytest.raises(PlaybookError, match="reads CSV and Parquet sources"):
+        outofcore.resolve_engine({"dataset": "builtin:churn", "data_engine": "duckdb"})
+
+
+def test_duckdb_has_a_memory_limit_a_spill_folder_and_installs_nothing(tmp_path):
+    con = outofcore.connect(tmp_path / "spill", "1GB")
+    settings = dict(con.execute("SELECT name, value FROM duckdb_settings() WHERE name IN ('memory_limit', "
+                                "'temp_directory', 'autoinstall_known_extensions', 'autoload_known_extensions')").fetchall())
+    assert settings["temp_directory"] == str(tmp_path / "spill")
+    assert settings["autoinstall_known_extensions"] == "false" == settings["autoload_known_extensions"]
+    assert settings["memory_limit"].endswith(("MiB", "GiB")) and float(settings["memory_limit"].split()[0]) < 1000
+
+
+@pytest.mark.parametrize("id_column", ["customer_id", None])
+def test_duckdb_split_assigns_the_same_rows_as_pandas(tmp_path, id_column):
+    source = tmp_path / "source.csv"
+    datasets.make_churn(4000, seed=3).to_csv(source, index=False)  # a CSV source: DuckDB reads it, not pandas
+    values = {**PARAMS, "id_column": id_column, "dataset": str(source)}
+    con = outofcore.connect(tmp_path / "spill", "0.5GB")
+    outofcore.write_snapshot(con, values, tmp_path / "raw.parquet")
+    sides = outofcore.split_snapshot(con, tmp_path / "raw.parquet", tmp_path, values, "classification")
+    raw = pd.read_parquet(tmp_path / "raw.parquet")
+    mask = split.assign_test(raw, target="churn", problem_type="classification", test_size=0.2, seed=42,
+                             id_column=id_column)
+    test = pd.read_parquet(sides["test"])
+    assert test[outofcore.ROW_COLUMN].tolist() == raw.index[mask].tolist()
+    train = pd.read_parquet(sides["train"]).set_index(outofcore.ROW_COLUMN)
+    pd.testing.assert_frame_equal(train, raw[~mask], check_names=False, check_index_type=False)
+
+
+def test_duckdb_split_of_a_regression_target_equals_pandas(tmp_path):
+    frame = datasets.make_churn(3000, seed=4)
+    frame.to_parquet(tmp_path / "raw.parquet")
+    values = {**PARAMS, "target": "monthly_charges", "id_column": None}
+    con = outofcore.connect(tmp_path / "spill", "0.5GB")
+    sides = outofcore.split_snapshot(con, tmp_path / "raw.parquet", tmp_path, values, "regression")
+    mask = split.assign_test(frame, target="monthly_charges", problem_type="regression", test_size=0.2, seed=42)
+    assert pd.read_parquet(sides["test"])[outofcore.ROW_COLUMN].tolist() == frame.index[mask].tolist()
+
+
+def test_duckdb_finds_the_same_issues_and_profile_as_pandas(faulty):
+    values, result, folder = faulty
+    table_profile, issues = in_memory(pd.read_parquet(folder / "run" / "raw.parquet"), values)
+    pd.testing.assert_frame_equal(quality.issues_table(result["issues"]), quality.issues_table(issues))
+    found = {(i["check"], i["column"]) for i in result["issues"]}
+    assert {("conflicting ids", "customer_id"), ("high-cardinality category", "store_code"),
+            ("near-constant column", "flag"), ("missing values", "region"), ("constant column", "country"),
+            ("duplicate rows", None), ("outliers", "monthly_charges")} <= found
+    pd.testing.assert_frame_equal(result["profile"], table_profile, check_dtype=False, rtol=1e-9)
+
+
+def test_duckdb_path_writes_the_snapshot_and_sides_as_parquet(faulty):
+    values, result, folder = faulty
+    assert result["snapshot"]["rows"] == len(faulty_churn())
+    assert result["split"]["train_rows"] + result["split"]["test_rows"] == result["snapshot"]["rows"]
+    assert result["class_balance"] == pd.read_parquet(result["split"]["train"])["churn"].value_counts(
+        normalize=True).round(4).to_dict()
+    assert (folder / "run" / "duckdb-spill").is_dir()
+
+
+# --- a table larger than max_memory ---------------------------------------------------------------
+
+BIG_ROWS = 2_000_000
+CHILD = """
+import json, resource, sys, time
+from helpers.steps.foundation import sql_quality
+values = json.loads(sys.argv[1])
+started = time.perf_counter()
+result = sql_quality.foundation(values, sys.argv[2], "classification")
+print(json.dumps({"seconds": time.perf_counter() - started, "issues": result["issues"],
+                  "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}, default=str))
+"""
+
+
+@pytest.fixture(scope="session")
+def big_parquet(tmp_path_factory):
+    """A 2,000,000-row churn table (plus its duplicates), generated in chunks with unique ids, once per session."""
+    return datasets.write_churn_parquet(tmp_path_factory.mktemp("big") / "churn.parquet", BIG_ROWS)
+
+
+@pytest.mark.slow
+def test_two_million_rows_profiled_under_1gb_with_the_in_memory_findings(big_parquet, tmp_path):
+    values = {**PARAMS, "dataset": str(big_parquet), "max_memory": "0.5GB"}
+    done = subprocess.run([sys.executable, "-c", CHILD, json.dumps(values), str(tmp_path / "run")],
+                          capture_output=True, text=True, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    child = json.loads(done.stdout.strip().splitlines()[-1])
+    assert child["peak_rss"] < 1024**3, f"peak RSS {child['peak_rss'] / 2**20:.0f} MiB"
+    _, issues = in_memory(pd.read_parquet(tmp_path / "run" / "raw.parquet"), values)
+    expected = json.loads(json.dumps(issues, default=str))
+    assert quality.issues_table(child["issues"]).equals(quality.issues_table(expected))
