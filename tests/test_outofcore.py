@@ -158,3 +158,56 @@ def test_two_million_rows_profiled_under_1gb_with_the_in_memory_findings(big_par
     _, issues = in_memory(pd.read_parquet(tmp_path / "run" / "raw.parquet"), values)
     expected = json.loads(json.dumps(issues, default=str))
     assert quality.issues_table(child["issues"]).equals(quality.issues_table(expected))
+
+
+# --- the runner: resolved once, recorded, pre-flight on a sample --------------------------------------
+
+
+@pytest.mark.parametrize(("case", "args", "fragment"), [
+    ("max_memory not a size", ["-p", "max_memory", "lots"], "max_memory 'lots' is not a size"),
+    ("unknown engine", ["-p", "data_engine", "spark"], "not one of"),
+    ("duckdb on a built-in", ["-p", "data_engine", "duckdb"], "reads CSV and Parquet sources"),
+    ("glob matching nothing", ["-p", "dataset", "{tmp}/none-*.parquet"], "does not exist"),
+    ("target absent (read from the sample)", ["-p", "dataset", "{tmp}/t.parquet", "-p", "data_engine", "duckdb",
+                                              "-p", "target", "nope"], "Target column 'nope' is not in the data"),
+])
+def test_duckdb_path_errors_are_rejected_before_any_kernel(case, args, fragment, tmp_path, capsys):
+    from helpers.run import cli
+
+    datasets.make_churn(200).to_parquet(tmp_path / "t.parquet")
+    out = tmp_path / "run"
+    code = cli.main(["run", "--steps", "1,2", "--no-html", "--out", str(out), *[a.format(tmp=tmp_path) for a in args]])
+    err = capsys.readouterr().err
+    assert code == 2 and fragment in err and "Traceback" not in err, err
+    assert not out.exists()
+
+
+def test_preflight_of_the_duckdb_path_reads_a_sample_only(tmp_path):
+    from helpers.run import runner
+
+    datasets.write_churn_parquet(tmp_path / "big.parquet", 30_000, chunk_rows=10_000)
+    values = {**PARAMS, "dataset": str(tmp_path / "big.parquet"), "data_engine": "duckdb", "problem_type": "auto",
+              "query": None}
+    assert runner.preflight(values, ["01_vision_and_goals"]) is None  # nothing loaded to hand over
+    assert len(outofcore.checked_sample(values)) == 10_000
+
+
+@pytest.mark.slow
+def test_a_run_records_the_resolved_engine_and_duckdb_writes_the_snapshot(tmp_path):
+    import yaml
+
+    from helpers.core.artifacts import Run
+    from tests.conftest import run_cli
+
+    datasets.make_churn(2000).to_parquet(tmp_path / "churn.parquet")
+    out = tmp_path / "run"
+    done = run_cli("run", "--steps", "1", "--no-html", "--out", str(out), "-p", "dataset", str(tmp_path / "churn.parquet"),
+                   "-p", "target", "churn", "-p", "max_memory", "50kB")
+    assert done.returncode == 0, done.stdout + done.stderr
+    manifest = Run(out).read_manifest()
+    assert manifest["parameters"]["data_engine"] == "duckdb" and manifest["parameters"]["max_memory"] == "50kB"
+    assert manifest["dataset"]["engine"] == "duckdb" and manifest["dataset"]["rows"] == 2000 + 30  # + duplicates
+    saved = yaml.safe_load((out / "project.yaml").read_text())
+    assert saved["data_engine"] == "duckdb"  # a re-run of project.yaml takes the same path on any machine
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "artifacts" / "raw.parquet"),
+                                  pd.read_parquet(tmp_path / "churn.parquet"))

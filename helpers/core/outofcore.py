@@ -15,10 +15,12 @@ folder, and never installs or auto-loads an extension (offline).
 
 from __future__ import annotations
 
+import datetime as dt
 import glob
 import hashlib
 import os
-import re
+import tempfile
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -29,8 +31,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from helpers.core import split
+from helpers.core.datasets import check_loaded
 from helpers.core.errors import PlaybookError
-from helpers.core.system import available_memory_bytes
+from helpers.core.system import default_max_memory, format_bytes, parse_bytes
 
 ENGINES = ("pandas", "duckdb")
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -40,33 +43,9 @@ PANDAS_OVERHEAD = 3.0
 DUCKDB_SHARE = 0.6  # of max_memory for DuckDB's own memory_limit: the rest is Python, Arrow batches and samples
 BATCH_ROWS = 200_000
 ROW_COLUMN = "_row"  # the raw row number of each row (the in-memory path's index)
-_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
-          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
 
 
 # --- max_memory and data_engine --------------------------------------------------------------
-
-
-def parse_bytes(text: str | int | float) -> int:
-    """Bytes of a size such as ``0.5GB``, ``512MB``, ``2GiB`` or ``1000000``."""
-    if isinstance(text, (int, float)) and not isinstance(text, bool):
-        return int(text)
-    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(text))
-    unit = match and match.group(2).lower()
-    if not match or unit not in _UNITS or float(match.group(1)) <= 0:
-        raise PlaybookError(f"max_memory {text!r} is not a size.", "use e.g. 0.5GB, 512MB or 8GiB (or None: automatic).")
-    return int(float(match.group(1)) * _UNITS[unit])
-
-
-def format_bytes(n: int) -> str:
-    """A size as max_memory accepts it (``0.5GB``)."""
-    return f"{n / 1e9:.3g}GB"
-
-
-def default_max_memory() -> int:
-    """Half the memory available to this process now (4 GB when unknown)."""
-    available = available_memory_bytes()
-    return int(available // 2) if available else 4 * 10**9
 
 
 def source_files(dataset: str) -> list[Path]:
@@ -279,3 +258,28 @@ def split_snapshot(con, raw_path: str | os.PathLike, folder: str | os.PathLike, 
                             "use more rows, more groups, or a different test_size.")
     return {"train": str(sides["train"]), "test": str(sides["test"]), "train_rows": int(train_rows),
             "test_rows": int(test_rows), "keys": int(keys_total)}
+
+
+def checked_sample(values: Mapping[str, Any], rows: int = 10_000) -> pd.DataFrame:
+    """The pre-flight read of the DuckDB path: the schema and the first ``rows`` rows, structurally checked."""
+    with tempfile.TemporaryDirectory(prefix="playbook-preflight-") as spill:
+        con = connect(spill, values.get("max_memory") or default_max_memory())
+        try:
+            return check_loaded(sample(con, values, rows), values["dataset"])
+        finally:
+            con.close()
+
+
+def write_run_snapshot(run, values: Mapping[str, Any]) -> dict[str, Any]:
+    """The run's raw snapshot written by DuckDB (spilling into the run folder), and its provenance in the manifest."""
+    started = time.perf_counter()
+    con = connect(run.artifacts / "duckdb-spill", values.get("max_memory") or default_max_memory())
+    try:
+        facts = write_snapshot(con, values, run.raw_snapshot_path)
+    finally:
+        con.close()
+    provenance = {"source": values["dataset"], **facts, "load_seconds": round(time.perf_counter() - started, 3),
+                  "loaded_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "query": values.get("query"),
+                  "engine": "duckdb"}
+    run.update_manifest(dataset=provenance)
+    return provenance
