@@ -211,3 +211,38 @@ def test_a_run_records_the_resolved_engine_and_duckdb_writes_the_snapshot(tmp_pa
     assert saved["data_engine"] == "duckdb"  # a re-run of project.yaml takes the same path on any machine
     pd.testing.assert_frame_equal(pd.read_parquet(out / "artifacts" / "raw.parquet"),
                                   pd.read_parquet(tmp_path / "churn.parquet"))
+
+
+# --- the hand-over backed by Parquet files -----------------------------------------------------------
+
+
+def test_a_parquet_sample_is_the_in_memory_subsample(tmp_path):
+    from helpers.core import sampling
+    from helpers.core.prepared import sample_parquet
+
+    frame = datasets.make_churn(5000, seed=2)
+    frame.index = frame.index * 3 + 7  # raw row numbers, not positions
+    frame.to_parquet(tmp_path / "train.parquet", row_group_size=700)
+    drawn = sample_parquet(tmp_path / "train.parquet", 1200, 42, "churn", stratify=True)
+    expected, _ = sampling.subsample(frame, frame["churn"], 1200, 42, stratify=True)
+    pd.testing.assert_frame_equal(drawn, expected)
+    assert abs(drawn["churn"].eq("yes").mean() - frame["churn"].eq("yes").mean()) < 0.002  # stratified
+
+
+def test_load_prepared_samples_the_training_side_and_scores_the_test_side_in_chunks(tmp_path):
+    from helpers.core.artifacts import Run
+    from helpers.core.prepared import Prepared, load_prepared, save_prepared
+
+    frame = datasets.make_churn(3200, seed=1).dropna(subset=["monthly_charges", "tenure_months"])
+    run = Run(tmp_path)
+    run.write_manifest({"steps": []})
+    save_prepared(run, Prepared(train=frame.iloc[:2400], test=frame.iloc[2400:2900], target="churn",
+                                problem_type="classification", numeric=["monthly_charges", "tenure_months"],
+                                categorical=["contract"]))
+    prepared = load_prepared(run, train_rows=500, seed=3)
+    assert len(prepared.train) == 500 and prepared.sampled and prepared.files["train_rows"] == 2400
+    assert not load_prepared(run).sampled
+    chunks = list(prepared.test_chunks(chunk_rows=250))  # read from test.parquet
+    assert [len(X) for X, _ in chunks] == [250, 250]
+    pd.testing.assert_frame_equal(pd.concat([X for X, _ in chunks]), prepared.X("test"))
+    assert pd.concat([y for _, y in chunks]).tolist() == prepared.y("test").tolist()
