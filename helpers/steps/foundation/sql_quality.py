@@ -11,6 +11,7 @@ looks at most at the first 100,000 values for its spelling and date tests).
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -47,23 +48,31 @@ def _numbers(col: str, kind: str, commas: bool) -> str:
     return f"TRY_CAST({text} AS DOUBLE)"
 
 
-def column_counts(con, table: str, col: str, kind: str) -> dict[str, Any]:
+def value_totals(con, table: str, types: Mapping[str, str]) -> dict[str, tuple[int, int, int]]:
+    """Rows, non-missing values and blank text values of every column, in one scan."""
+    words = ", ".join(literal(b) for b in sorted(quality.BLANKS))
+    parts = []
+    for col, kind in types.items():
+        blank = (f"count(*) FILTER (WHERE lower(trim({quote(col)}, {_WHITESPACE})) IN ({words}))" if kind == "VARCHAR"
+                 else "0")
+        parts += [f"count({quote(col)})", blank]
+    row = con.execute(f"SELECT count(*), {', '.join(parts)} FROM {table}").fetchall()[0]
+    return {col: (int(row[0]), int(row[1 + 2 * i]), int(row[2 + 2 * i])) for i, col in enumerate(types)}
+
+
+def column_counts(con, table: str, col: str, totals: tuple[int, int, int]) -> dict[str, Any]:
     """Rows, missing (blank text included), distinct values and the three most frequent values of one column.
 
     ``table`` holds the row number ``_row``: ties of the top values are shown in the order of their first
-    row, as ``value_counts`` does.
+    row, as ``value_counts`` does. ``totals``: the column's ``value_totals``.
     """
-    blank = ""
-    if kind == "VARCHAR":
-        words = ", ".join(literal(b) for b in sorted(quality.BLANKS))
-        blank = f", count(*) FILTER (WHERE lower(trim({quote(col)}, {_WHITESPACE})) IN ({words}))"
-    totals = con.execute(f"SELECT count(*), count({quote(col)}){blank} FROM {table}").fetchall()[0]
-    counts = con.sql(f"SELECT {quote(col)} AS value, count(*) AS n FROM {table} WHERE {quote(col)} IS NOT NULL "
-                     f"GROUP BY ALL ORDER BY n DESC, min({ROW_COLUMN})").to_arrow_table()
-    distinct = counts.num_rows
-    top = counts.slice(0, 3).to_pandas()
+    # one pass: the distinct values grouped once, their number counted over the groups, the top three kept
+    top = con.sql(f"SELECT value, n, count(*) OVER () AS distinct_values FROM (SELECT {quote(col)} AS value, "
+                  f"count(*) AS n, min({ROW_COLUMN}) AS first FROM {table} WHERE {quote(col)} IS NOT NULL GROUP BY ALL) "
+                  "ORDER BY n DESC, first LIMIT 3").to_arrow_table().to_pandas()
+    distinct = int(top["distinct_values"].iloc[0]) if len(top) else 0
     return {"rows": int(totals[0]), "values": int(totals[1]), "nulls": int(totals[0] - totals[1]),
-            "blanks": int(totals[2]) if blank else 0, "distinct": int(distinct),
+            "blanks": int(totals[2]), "distinct": int(distinct),
             "top": list(zip(top["value"], top["n"].astype(int), strict=True))}
 
 
@@ -123,7 +132,10 @@ def profile(con, path: str) -> tuple[pd.DataFrame, dict[str, Any]]:
     table = table_sql(path)
     types = column_types(con, table)
     head = first_rows(con, table)
-    counts = {col: column_counts(con, f"read_parquet({literal(path)})", col, kind) for col, kind in types.items()}
+    ordered = f"read_parquet({literal(path)})"
+    totals = value_totals(con, ordered, types)
+    counts = {col: column_counts(con, ordered, col, totals[col]) for col in types}
+    numbers = {}
     ids = set(identifiers(con, table, types, counts, head))
     rows = []
     for col, kind in types.items():
@@ -137,11 +149,12 @@ def profile(con, path: str) -> tuple[pd.DataFrame, dict[str, Any]]:
                "min": None, "max": None, "mean": None, "std": None, "median": None, "outlier_share": 0.0,
                "constant": c["distinct"] <= 1, "near_constant": c["distinct"] > 1 and top_share >= quality.NEAR_CONSTANT_SHARE}
         if semantic == "numeric":
-            summary = numeric_summary(con, table, col, kind)
+            summary = numbers[col] = numeric_summary(con, table, col, kind)
             if summary:
                 row.update({k: summary[k] for k in ("min", "max", "mean", "std", "median", "outlier_share")})
         rows.append(row)
-    return pd.DataFrame(rows), {"table": table, "types": types, "counts": counts, "ids": sorted(ids), "head": head}
+    return pd.DataFrame(rows), {"table": table, "types": types, "counts": counts, "ids": sorted(ids), "head": head,
+                                 "numbers": numbers}
 
 
 def duplicate_counts(con, table: str, id_column: str | None) -> tuple[int, int]:
@@ -188,7 +201,9 @@ def whole_row_issues(con, params: Mapping[str, Any], table_profile: pd.DataFrame
     for col in candidates:
         if kinds[col] != "numeric":
             continue
-        summary = numeric_summary(con, table, col, types[col], commas=False)  # check_outliers parses without commas
+        # check_outliers parses text without removing commas; a numeric column's summary is the profile's
+        summary = facts["numbers"][col] if types[col] in _NUMERIC and col in facts["numbers"] else \
+            numeric_summary(con, table, col, types[col], commas=False)
         if summary and summary["outlier_share"]:
             issues += quality.outlier_issue(col, summary["outlier_share"], summary["count"], summary["q1"],
                                             summary["q3"], summary["max"], summary["median"])
@@ -212,12 +227,24 @@ def foundation(values: Mapping[str, Any], folder: str | os.PathLike, problem_typ
     """
     folder = Path(folder)
     con = outofcore.connect(folder / "duckdb-spill", values.get("max_memory") or outofcore.default_max_memory())
+    seconds, started = {}, time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal started
+        seconds[name] = round(time.perf_counter() - started, 2)
+        started = time.perf_counter()
+
     try:
         snapshot = outofcore.write_snapshot(con, values, folder / "raw.parquet")
+        lap("snapshot")
         sides = outofcore.split_snapshot(con, folder / "raw.parquet", folder, values, problem_type)
+        lap("split")
         table_profile, facts = profile(con, sides["train"])
+        lap("profile")
         issues = whole_row_issues(con, values, table_profile, facts)
         balance = class_balance(con, facts["table"], values.get("target") if problem_type == "classification" else None)
+        lap("checks")
     finally:
         con.close()
-    return {"snapshot": snapshot, "split": sides, "profile": table_profile, "issues": issues, "class_balance": balance}
+    return {"snapshot": snapshot, "split": sides, "profile": table_profile, "issues": issues, "class_balance": balance,
+            "seconds": seconds}
