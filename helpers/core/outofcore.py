@@ -93,7 +93,10 @@ def resolve_engine(values: Mapping[str, Any]) -> dict[str, Any]:
     kind = source_kind(files)
     if engine is None:
         many = len(files) > 1 or Path(os.path.expanduser(values["dataset"])).is_dir()
-        engine = "duckdb" if kind and (many or estimated_pandas_bytes(files) > limit) else "pandas"
+        try:
+            engine = "duckdb" if kind and (many or estimated_pandas_bytes(files) > limit) else "pandas"
+        except (OSError, pa.ArrowException):  # an unreadable file: the loader names the problem (pre-flight)
+            engine = "pandas"
     if engine == "duckdb" and not kind:
         raise PlaybookError(f"data_engine duckdb reads CSV and Parquet sources; {values['dataset']!r} is neither.",
                             "point dataset at CSV or Parquet files (a file, a glob or a folder), or use data_engine pandas.")

@@ -44,7 +44,7 @@ def _normalised_column(values: pd.Series) -> np.ndarray:
     if pd.api.types.is_bool_dtype(dtype) or (pd.api.types.is_string_dtype(dtype) and (
             not pd.api.types.is_object_dtype(dtype) or pd.api.types.infer_dtype(values, skipna=True) == "string")):
         codes, uniques = pd.factorize(values, use_na_sentinel=True)
-        table = np.array([_normalise(v) for v in uniques] + [""], dtype=object)  # code -1 (missing) -> ""
+        table = np.array([_normalise(v) for v in uniques.tolist()] + [""], dtype=object)  # code -1 (missing) -> ""
         return table[codes]
     if pd.api.types.is_numeric_dtype(dtype):
         numbers = values.to_numpy(dtype=float, na_value=np.nan)  # what float(value) gives
@@ -78,7 +78,7 @@ def keyed_hash(keys: pd.Series, seed: int) -> np.ndarray:
     """The seeded 64-bit hash (uint64) of each key, hashed once per distinct key."""
     codes, uniques = pd.factorize(keys, use_na_sentinel=False)
     salt = f"{seed}:".encode()
-    table = np.fromiter((int.from_bytes(hashlib.sha256(salt + str(k).encode()).digest()[:8], "big") for k in uniques),
+    table = np.fromiter((int.from_bytes(hashlib.sha256(salt + str(k).encode()).digest()[:8], "big") for k in uniques.tolist()),
                         dtype=np.uint64, count=len(uniques))
     return table[codes]
 
@@ -132,13 +132,24 @@ def per_key_table(hashes: pd.Series, labels: pd.Series) -> pd.DataFrame:
 
 
 def test_hashes(per_key: pd.DataFrame, test_size: float) -> np.ndarray:
-    """The key hashes of the test side: within each stratum, the lowest hashes until ``test_size`` of its rows."""
-    chosen = []
-    for _, block in per_key.groupby("stratum", sort=True):
-        block = block.sort_values("hash")
-        wanted = round(test_size * block["n"].sum())
-        chosen.append(block["hash"].to_numpy()[(block["n"].cumsum() <= wanted).to_numpy()])
-    return np.concatenate(chosen) if chosen else np.array([], dtype=np.uint64)
+    """The key hashes of the test side: within each stratum, the lowest hashes until ``test_size`` of its rows.
+
+    Keys without a stratum (a missing target) stay on the training side. Sorted arrays, not a
+    group-by per stratum: the DuckDB path hands over one row per key of tables larger than memory.
+    """
+    known = per_key["stratum"].notna().to_numpy()
+    codes = pd.factorize(per_key["stratum"].to_numpy()[known])[0]
+    hashes = per_key["hash"].to_numpy(dtype=np.uint64)[known]
+    sizes = per_key["n"].to_numpy(dtype=np.int64)[known]
+    order = np.lexsort((hashes, codes))  # by stratum, then by hash within it
+    codes, hashes, sizes = codes[order], hashes[order], sizes[order]
+    starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]]) if len(codes) else np.array([], dtype=int)
+    totals = np.add.reduceat(sizes, starts) if len(codes) else np.array([], dtype=np.int64)
+    wanted = np.array([round(test_size * int(t)) for t in totals], dtype=np.int64)  # Python's round, as before
+    running = np.cumsum(sizes)
+    before = np.r_[0, running[:-1]][starts] if len(codes) else np.array([], dtype=np.int64)
+    group = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(codes)]))
+    return hashes[(running - before[group]) <= wanted[group]]
 
 
 def _check_sides(mask: pd.Series, rows: int, keys: int) -> None:
