@@ -246,3 +246,11 @@ def test_load_prepared_samples_the_training_side_and_scores_the_test_side_in_chu
     assert [len(X) for X, _ in chunks] == [250, 250]
     pd.testing.assert_frame_equal(pd.concat([X for X, _ in chunks]), prepared.X("test"))
     assert pd.concat([y for _, y in chunks]).tolist() == prepared.y("test").tolist()
+
+
+def test_duckdb_split_refuses_a_side_left_empty(tmp_path):
+    pd.DataFrame({"g": ["a"] * 30, "x": range(30), "churn": ["no", "yes"] * 15}).to_parquet(tmp_path / "raw.parquet")
+    values = {**PARAMS, "id_column": None, "group_column": "g"}
+    con = outofcore.connect(tmp_path / "spill", "0.5GB")
+    with pytest.raises(PlaybookError, match=r"put no row on the test side \(30 rows, 1 keys\)"):
+        outofcore.split_snapshot(con, tmp_path / "raw.parquet", tmp_path, values, "classification")

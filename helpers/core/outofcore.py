@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from helpers.core import split
@@ -40,7 +41,7 @@ PARQUET_SUFFIXES = (".parquet", ".pq")
 CSV_SUFFIXES = (".csv", ".tsv", ".txt")
 # a table in pandas takes a few times its Parquet (uncompressed) or CSV bytes: object strings, copies while reading
 PANDAS_OVERHEAD = 3.0
-DUCKDB_SHARE = 0.6  # of max_memory for DuckDB's own memory_limit: the rest is Python, Arrow batches and samples
+DUCKDB_SHARE = 0.5  # of max_memory for DuckDB's own memory_limit: the rest is Python, Arrow batches and samples
 BATCH_ROWS = 200_000
 ROW_COLUMN = "_row"  # the raw row number of each row (the in-memory path's index)
 
@@ -237,11 +238,16 @@ def split_snapshot(con, raw_path: str | os.PathLike, folder: str | os.PathLike, 
     finally:
         if writer is not None:
             writer.close()
-    per_key = con.sql(f"SELECT hash, arg_min(stratum, row) FILTER (WHERE stratum IS NOT NULL) AS stratum, count(*) AS n FROM {parquet_sql(keys_path)} "
-                      "GROUP BY hash").to_arrow_table().to_pandas()
-    test = pa.table({"hash": split.test_hashes(per_key, params["test_size"]).astype(np.uint64)})
-    keys_total = len(per_key)
+    # one row per key, grouped by stratum and sorted by hash in SQL; keys without a stratum stay in training
+    per_key = con.sql(f"SELECT hash, stratum, n FROM (SELECT hash, arg_min(stratum, row) FILTER "
+                      f"(WHERE stratum IS NOT NULL) AS stratum, count(*) AS n FROM {parquet_sql(keys_path)} "
+                      "GROUP BY hash) WHERE stratum IS NOT NULL ORDER BY stratum, hash").to_arrow_table()
+    codes = pc.dictionary_encode(per_key.column("stratum").combine_chunks()).indices.to_numpy()
+    hashes = per_key.column("hash").combine_chunks().to_numpy()
+    sizes = per_key.column("n").combine_chunks().to_numpy()
     del per_key
+    test = pa.table({"hash": split.chosen_hashes(hashes, codes, sizes, params["test_size"], presorted=True)})
+    del hashes, codes, sizes
     con.register("split_test_hashes", test)
     sides = {}
     for side, condition in (("test", "IN"), ("train", "NOT IN")):
@@ -253,14 +259,16 @@ def split_snapshot(con, raw_path: str | os.PathLike, folder: str | os.PathLike, 
                 f"TO {literal(out)} (FORMAT parquet)")
         sides[side] = out
     con.unregister("split_test_hashes")
-    keys_path.unlink()
     train_rows, test_rows = (pq.ParquetFile(sides[s]).metadata.num_rows for s in ("train", "test"))
+    keys_total = con.execute(f"SELECT count(DISTINCT hash) FROM {parquet_sql(keys_path)}").fetchall()[0][0] \
+        if not train_rows or not test_rows else None
+    keys_path.unlink()
     if not train_rows or not test_rows:
         raise PlaybookError(f"The split put {'every' if not train_rows else 'no'} row on the test side "
                             f"({train_rows + test_rows} rows, {keys_total} keys).",
                             "use more rows, more groups, or a different test_size.")
     return {"train": str(sides["train"]), "test": str(sides["test"]), "train_rows": int(train_rows),
-            "test_rows": int(test_rows), "keys": int(keys_total)}
+            "test_rows": int(test_rows)}
 
 
 def checked_sample(values: Mapping[str, Any], rows: int = 10_000) -> pd.DataFrame:

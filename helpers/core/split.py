@@ -134,22 +134,33 @@ def per_key_table(hashes: pd.Series, labels: pd.Series) -> pd.DataFrame:
 def test_hashes(per_key: pd.DataFrame, test_size: float) -> np.ndarray:
     """The key hashes of the test side: within each stratum, the lowest hashes until ``test_size`` of its rows.
 
-    Keys without a stratum (a missing target) stay on the training side. Sorted arrays, not a
-    group-by per stratum: the DuckDB path hands over one row per key of tables larger than memory.
+    Keys without a stratum (a missing target) stay on the training side.
     """
     known = per_key["stratum"].notna().to_numpy()
     codes = pd.factorize(per_key["stratum"].to_numpy()[known])[0]
-    hashes = per_key["hash"].to_numpy(dtype=np.uint64)[known]
-    sizes = per_key["n"].to_numpy(dtype=np.int64)[known]
-    order = np.lexsort((hashes, codes))  # by stratum, then by hash within it
-    codes, hashes, sizes = codes[order], hashes[order], sizes[order]
-    starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]]) if len(codes) else np.array([], dtype=int)
-    totals = np.add.reduceat(sizes, starts) if len(codes) else np.array([], dtype=np.int64)
+    return chosen_hashes(per_key["hash"].to_numpy(dtype=np.uint64)[known], codes,
+                         per_key["n"].to_numpy(dtype=np.int64)[known], test_size)
+
+
+def chosen_hashes(hashes: np.ndarray, codes: np.ndarray, sizes: np.ndarray, test_size: float, *,
+                  presorted: bool = False) -> np.ndarray:
+    """``test_hashes`` on arrays (one entry per key: hash, stratum code, rows), by sorted arrays, not a group-by.
+
+    ``presorted``: the keys already come grouped by stratum and by hash within it (the DuckDB path
+    sorts its per-key table in SQL, so nothing of the size of the table is sorted in memory).
+    """
+    if not presorted:
+        order = np.lexsort((hashes, codes))  # by stratum, then by hash within it
+        codes, hashes, sizes = codes[order], hashes[order], sizes[order]
+    if not len(codes):
+        return hashes[:0]
+    starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
+    totals = np.add.reduceat(sizes, starts)
     wanted = np.array([round(test_size * int(t)) for t in totals], dtype=np.int64)  # Python's round, as before
     running = np.cumsum(sizes)
-    before = np.r_[0, running[:-1]][starts] if len(codes) else np.array([], dtype=np.int64)
-    group = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(codes)]))
-    return hashes[(running - before[group]) <= wanted[group]]
+    before = np.r_[0, running[:-1]][starts]
+    lengths = np.diff(np.r_[starts, len(codes)])
+    return hashes[(running - np.repeat(before, lengths)) <= np.repeat(wanted, lengths)]
 
 
 def _check_sides(mask: pd.Series, rows: int, keys: int) -> None:
