@@ -223,7 +223,8 @@ def split_snapshot(con, raw_path: str | os.PathLike, folder: str | os.PathLike, 
         labels = split.strata(y, problem_type)
     wanted = key_cols + ([target] if target and target not in key_cols else [])
     keys_path = folder / "split_keys.parquet"
-    reader = con.sql(f"SELECT {', '.join(map(quote, wanted))} FROM {raw}").to_arrow_reader(BATCH_ROWS)
+    # the snapshot's key columns batch by batch, in file order (its row numbers): pyarrow streams them
+    reader = pq.ParquetFile(raw_path).iter_batches(batch_size=BATCH_ROWS, columns=wanted)
     writer, start = None, 0
     try:
         for batch in reader:
