@@ -118,3 +118,14 @@ def test_snapshot_is_read_once_and_provenance_recorded(tmp_path):
     csv.write_text("x,t\n1,z\n")  # the source changes underneath: the run keeps its snapshot
     again, _ = datasets.load_snapshot(run, params)
     pd.testing.assert_frame_equal(again, frame)
+
+
+def test_churn_in_chunks_keeps_ids_unique_across_chunks(tmp_path):
+    path = datasets.write_churn_parquet(tmp_path / "churn.parquet", 5000, chunk_rows=1200, seed=3)
+    table = pd.read_parquet(path)
+    assert len(table) > 5000  # every chunk adds its own duplicate rows
+    # an id repeats only on an exact copy of its row: chunks never restart the ids
+    assert table["customer_id"].duplicated().sum() == table.duplicated().sum() > 0
+    assert table["customer_id"].nunique() == 5000
+    first, second = list(datasets.churn_chunks(2400, chunk_rows=1200, seed=3))
+    assert not set(first["customer_id"]) & set(second["customer_id"])

@@ -14,11 +14,14 @@ import io
 import os
 import sqlite3
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from helpers.core.artifacts import interactive_run_dir, write_parquet
 from helpers.core.errors import PlaybookError
@@ -80,8 +83,8 @@ def preset_for(dataset: str) -> dict[str, Any]:
 # --- the churn generator ---------------------------------------------------------------
 
 
-def make_churn(n_rows: int = 5000, seed: int = 7) -> pd.DataFrame:
-    """A realistic customer-churn table, deterministic for a given seed.
+def make_churn(n_rows: int = 5000, seed: int = 7, first_id: int = 0) -> pd.DataFrame:
+    """A realistic customer-churn table, deterministic for a given seed (ids from ``C{100000 + first_id}``).
 
     Signal: churn is likelier for short tenure, month-to-month contracts, fibre
     internet, high charges and many support calls, and less likely with automatic
@@ -127,7 +130,7 @@ def make_churn(n_rows: int = 5000, seed: int = 7) -> pd.DataFrame:
 
     total = (monthly * tenure).round(2)
     frame = pd.DataFrame({
-        "customer_id": [f"C{100000 + i}" for i in range(n)],
+        "customer_id": [f"C{100000 + first_id + i}" for i in range(n)],
         "gender": gender,
         "senior_citizen": senior,
         "has_partner": partner.astype(object),
@@ -144,6 +147,31 @@ def make_churn(n_rows: int = 5000, seed: int = 7) -> pd.DataFrame:
         "churn": np.where(churned, "yes", "no"),
     })
     return _inject_churn_faults(frame, rng)
+
+
+def churn_chunks(n_rows: int, chunk_rows: int = 500_000, seed: int = 7) -> Iterator[pd.DataFrame]:
+    """``make_churn`` in chunks of at most ``chunk_rows`` rows, for tables larger than memory.
+
+    Each chunk has its own seed and continues the ids of the previous one, so ids are unique
+    across chunks (the injected duplicates repeat an id of their own chunk only).
+    """
+    for start in range(0, n_rows, chunk_rows):
+        yield make_churn(min(chunk_rows, n_rows - start), seed=seed + start // chunk_rows, first_id=start)
+
+
+def write_churn_parquet(path: str | os.PathLike, n_rows: int, chunk_rows: int = 500_000, seed: int = 7) -> Path:
+    """A generated churn table of about ``n_rows`` rows (plus its duplicates) as one Parquet file, chunk by chunk."""
+    path = Path(path)
+    writer = None
+    try:
+        for chunk in churn_chunks(n_rows, chunk_rows, seed):
+            table = pa.Table.from_pandas(chunk, preserve_index=False)
+            writer = writer or pq.ParquetWriter(path, table.schema)
+            writer.write_table(table.cast(writer.schema))
+    finally:
+        if writer is not None:
+            writer.close()
+    return path
 
 
 def _inject_churn_faults(frame: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:

@@ -79,13 +79,18 @@ def identifier_columns(frame: pd.DataFrame, exclude: Sequence[str] = ()) -> list
         s = frame[col].dropna()
         if pd.api.types.is_float_dtype(s) or pd.api.types.is_bool_dtype(s):
             continue
-        distinct = s.nunique() / max(len(s), 1)
-        named = any(tok in str(col).lower() for tok in ("id", "uuid", "key", "number", "code"))
-        if distinct >= 0.999 or (named and distinct >= 0.9):
-            if pd.api.types.is_integer_dtype(s) and not named and not _is_row_counter(s):
-                continue
+        if looks_like_identifier(col, s.nunique(), len(s), pd.api.types.is_integer_dtype(s), lambda s=s: _is_row_counter(s)):
             found.append(col)
     return found
+
+
+def looks_like_identifier(col: str, distinct: int, values: int, integer: bool, is_counter) -> bool:
+    """The identifier rule on a (non-float, non-boolean) column's counts; ``is_counter()``: its values count 1, 2, 3..."""
+    share = distinct / max(values, 1)
+    named = any(tok in str(col).lower() for tok in ("id", "uuid", "key", "number", "code"))
+    if share >= 0.999 or (named and share >= 0.9):
+        return not integer or named or bool(is_counter())
+    return False
 
 
 def _is_row_counter(s: pd.Series) -> bool:

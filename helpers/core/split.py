@@ -44,7 +44,7 @@ def _normalised_column(values: pd.Series) -> np.ndarray:
     if pd.api.types.is_bool_dtype(dtype) or (pd.api.types.is_string_dtype(dtype) and (
             not pd.api.types.is_object_dtype(dtype) or pd.api.types.infer_dtype(values, skipna=True) == "string")):
         codes, uniques = pd.factorize(values, use_na_sentinel=True)
-        table = np.array([_normalise(v) for v in uniques] + [""], dtype=object)  # code -1 (missing) -> ""
+        table = np.array([_normalise(v) for v in uniques.tolist()] + [""], dtype=object)  # code -1 (missing) -> ""
         return table[codes]
     if pd.api.types.is_numeric_dtype(dtype):
         numbers = values.to_numpy(dtype=float, na_value=np.nan)  # what float(value) gives
@@ -74,10 +74,25 @@ def row_keys(frame: pd.DataFrame, *, id_column: str | None = None, group_column:
     return pd.Series(keys, index=frame.index, name="row_key")
 
 
-def _keyed_hash(keys: pd.Series, seed: int) -> pd.Series:
+def keyed_hash(keys: pd.Series, seed: int) -> np.ndarray:
+    """The seeded 64-bit hash (uint64) of each key, hashed once per distinct key."""
+    codes, uniques = pd.factorize(keys, use_na_sentinel=False)
     salt = f"{seed}:".encode()
-    return pd.Series([int.from_bytes(hashlib.sha256(salt + str(k).encode()).digest()[:8], "big") for k in keys.tolist()],
-                     index=keys.index, name=keys.name)
+    table = np.fromiter((int.from_bytes(hashlib.sha256(salt + str(k).encode()).digest()[:8], "big") for k in uniques.tolist()),
+                        dtype=np.uint64, count=len(uniques))
+    return table[codes]
+
+
+def split_hashes(frame: pd.DataFrame, *, seed: int, id_column: str | None = None, group_column: str | None = None,
+                 exclude: tuple[str, ...] = ()) -> np.ndarray:
+    """The split's hash of every row's key: the one key function of the in-memory and the DuckDB path.
+
+    Vectorised per column (``row_keys``), so the DuckDB path applies it to each Arrow batch it
+    streams; it is not SQL because the key normalises values the way Python prints them
+    (``repr(float)``), which DuckDB's casts do not reproduce exactly.
+    """
+    keys = row_keys(frame, id_column=id_column, group_column=group_column, exclude=exclude)
+    return keyed_hash(keys, seed)
 
 
 def strata(y: pd.Series | None, problem_type: str, n_bins: int = 5) -> pd.Series:
@@ -103,21 +118,55 @@ def assign_test(frame: pd.DataFrame, *, target: str | None, problem_type: str, t
         return _time_split(frame, keys, time_column, test_size)
     y = frame[target] if target else None
     labels = strata(y, problem_type) if y is not None else pd.Series("all", index=frame.index)
-    # a key's stratum is the first one seen for it, so a key never straddles the split
-    key_table = pd.DataFrame({"key": keys, "stratum": labels, "n": 1})
-    per_key = key_table.groupby("key", sort=False).agg(stratum=("stratum", "first"), n=("n", "size"))
-    per_key["hash"] = _keyed_hash(per_key.index.to_series(), seed)
-    test_keys: set = set()
-    for _, block in per_key.groupby("stratum", sort=True):
-        block = block.sort_values("hash")
-        wanted = round(test_size * block["n"].sum())
-        taken = block["n"].cumsum()
-        test_keys.update(block.index[taken <= wanted])
-    mask = keys.isin(test_keys).rename("is_test")
-    if mask.all() or not mask.any():
-        raise PlaybookError(f"The split put {'every' if mask.all() else 'no'} row on the test side ({len(frame)} rows, {keys.nunique()} keys).",
-                            "use more rows, more groups, or a different test_size.")
+    hashes = pd.Series(keyed_hash(keys, seed), index=frame.index)
+    test = test_hashes(per_key_table(hashes, labels), test_size)
+    mask = hashes.isin(test).rename("is_test")
+    _check_sides(mask, len(frame), keys.nunique())
     return mask
+
+
+def per_key_table(hashes: pd.Series, labels: pd.Series) -> pd.DataFrame:
+    """One row per key hash: its stratum (the first one seen, so a key never straddles the split) and rows."""
+    key_table = pd.DataFrame({"hash": hashes.to_numpy(), "stratum": labels.to_numpy(), "n": 1})
+    return key_table.groupby("hash", sort=False).agg(stratum=("stratum", "first"), n=("n", "size")).reset_index()
+
+
+def test_hashes(per_key: pd.DataFrame, test_size: float) -> np.ndarray:
+    """The key hashes of the test side: within each stratum, the lowest hashes until ``test_size`` of its rows.
+
+    Keys without a stratum (a missing target) stay on the training side.
+    """
+    known = per_key["stratum"].notna().to_numpy()
+    codes = pd.factorize(per_key["stratum"].to_numpy()[known])[0]
+    return chosen_hashes(per_key["hash"].to_numpy(dtype=np.uint64)[known], codes,
+                         per_key["n"].to_numpy(dtype=np.int64)[known], test_size)
+
+
+def chosen_hashes(hashes: np.ndarray, codes: np.ndarray, sizes: np.ndarray, test_size: float, *,
+                  presorted: bool = False) -> np.ndarray:
+    """``test_hashes`` on arrays (one entry per key: hash, stratum code, rows), by sorted arrays, not a group-by.
+
+    ``presorted``: the keys already come grouped by stratum and by hash within it (the DuckDB path
+    sorts its per-key table in SQL, so nothing of the size of the table is sorted in memory).
+    """
+    if not presorted:
+        order = np.lexsort((hashes, codes))  # by stratum, then by hash within it
+        codes, hashes, sizes = codes[order], hashes[order], sizes[order]
+    if not len(codes):
+        return hashes[:0]
+    starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
+    totals = np.add.reduceat(sizes, starts)
+    wanted = np.array([round(test_size * int(t)) for t in totals], dtype=np.int64)  # Python's round, as before
+    running = np.cumsum(sizes)
+    before = np.r_[0, running[:-1]][starts]
+    lengths = np.diff(np.r_[starts, len(codes)])
+    return hashes[(running - np.repeat(before, lengths)) <= np.repeat(wanted, lengths)]
+
+
+def _check_sides(mask: pd.Series, rows: int, keys: int) -> None:
+    if mask.all() or not mask.any():
+        raise PlaybookError(f"The split put {'every' if mask.all() else 'no'} row on the test side ({rows} rows, {keys} keys).",
+                            "use more rows, more groups, or a different test_size.")
 
 
 def parse_times(series: pd.Series) -> pd.Series:

@@ -18,6 +18,8 @@ from typing import Any
 
 from packaging.requirements import Requirement
 
+from helpers.core.errors import PlaybookError
+
 LOCK_FILE = "requirements.lock.txt"
 SERVE_LOCK_FILE = "requirements-serve.lock.txt"  # what `playbook serve` needs, no more (the model package's)
 PROJECT_DISTRIBUTION = "ml-project-playbook"
@@ -78,6 +80,32 @@ def available_memory_bytes(meminfo_path: str | os.PathLike = "/proc/meminfo",
                            cgroup_root: str | os.PathLike = "/sys/fs/cgroup") -> int | None:
     """Memory available to this process in bytes (container limit respected), or None when unknown."""
     return memory_info(meminfo_path, cgroup_root)["available_bytes"]
+
+
+_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
+
+
+def parse_bytes(text: str | int | float) -> int:
+    """Bytes of a size such as ``0.5GB``, ``512MB``, ``2GiB`` or ``1000000``."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        return int(text)
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(text))
+    unit = match and match.group(2).lower()
+    if not match or unit not in _UNITS or float(match.group(1)) <= 0:
+        raise PlaybookError(f"max_memory {text!r} is not a size.", "use e.g. 0.5GB, 512MB or 8GiB (or None: automatic).")
+    return int(float(match.group(1)) * _UNITS[unit])
+
+
+def format_bytes(n: int) -> str:
+    """A size as max_memory accepts it (``0.5GB``)."""
+    return f"{n / 1e9:.3g}GB"
+
+
+def default_max_memory() -> int:
+    """Half the memory available to this process now (4 GB when unknown)."""
+    available = available_memory_bytes()
+    return int(available // 2) if available else 4 * 10**9
 
 
 # --- lock file ---------------------------------------------------------------------------------

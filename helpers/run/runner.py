@@ -32,7 +32,7 @@ import papermill as pm
 import yaml
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
-from helpers.core import artifacts, compute, config, datasets, kpis, paths, problem
+from helpers.core import artifacts, compute, config, datasets, kpis, outofcore, paths, problem
 from helpers.core.datasets import BUILTIN_PREFIX, is_database_url, preset_for, write_snapshot
 from helpers.core.errors import PlaybookError
 from helpers.run import engine, progress, report, resume, tracking
@@ -64,19 +64,21 @@ def preflight(values: Mapping[str, Any], steps: Sequence[str] = ()) -> tuple[Any
         preset_for(dataset)
     elif not is_database_url(dataset):
         path = Path(os.path.expanduser(dataset))
-        if not path.exists():
+        if not path.exists() and not outofcore.source_files(dataset):  # a glob names no one file
             raise PlaybookError(f"The data file {dataset!r} does not exist.",
                                 "check the dataset path (relative paths are relative to where you run playbook).")
     if not any(s in config.DATA_STEPS for s in steps):
         return None
-
-    frame, seconds = datasets.load_checked(values)
+    if values.get("data_engine") == "duckdb":  # larger than memory: the schema and a sample only
+        frame, seconds = outofcore.checked_sample(values), None
+    else:
+        frame, seconds = datasets.load_checked(values)
     if len(frame) < data.MIN_ROWS:  # before the target checks: too few rows explains everything else
         raise PlaybookError(f"The data has only {len(frame)} row(s); a train/test split needs at least {data.MIN_ROWS}.",
                             "point dataset at a table with more rows.")
     problem_type, _ = problem.frame_problem(frame, values.get("target"), values.get("problem_type") or "auto")
     data.check_table(frame, values, problem_type)
-    return frame, seconds
+    return (frame, seconds) if seconds is not None else None
 
 
 def prepare_out_dir(out: str | os.PathLike | None, project: str) -> Path:
@@ -181,6 +183,8 @@ def run_playbook(values: Mapping[str, Any], *, steps: Sequence[str], out: str | 
         pool = kernels[1]
         if not pool.waiting:
             pool.prestart(warm_modules(steps[0]))  # the first step's kernel starts while the data is checked
+        # max_memory and data_engine resolved once, here: the manifest and project.yaml record them
+        values = {**values, **outofcore.resolve_engine(values)}
         loaded = preflight(values, steps)
         check_helpers_importable()
         folder = notebooks_folder(notebooks, steps)
@@ -194,6 +198,8 @@ def run_playbook(values: Mapping[str, Any], *, steps: Sequence[str], out: str | 
             del loaded
             gc.collect()
             release_free_memory()
+        elif values["data_engine"] == "duckdb" and any(s in config.DATA_STEPS for s in steps):
+            outofcore.write_run_snapshot(run, values)  # DuckDB copies the source: nothing loads it into pandas
         echo(f"Run folder: {run.path}")
         return execute_steps(run, values, steps, folder, html=html, timeout=timeout, echo=echo, kernels=kernels)
 

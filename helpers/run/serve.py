@@ -43,7 +43,7 @@ from starlette.concurrency import run_in_threadpool
 from helpers.core.artifacts import MANIFEST, Run
 from helpers.core.errors import PlaybookError
 from helpers.core.features import decision_threshold
-from helpers.run import tracking  # light: mlflow itself is imported only to resolve a registered model
+from helpers.run import tracking
 from helpers.steps.operations import deployment
 from helpers.steps.operations.requestlog import RequestLog
 

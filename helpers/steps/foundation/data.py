@@ -204,15 +204,7 @@ def find_issues(train_raw: pd.DataFrame, params: Mapping[str, Any], profile: pd.
     candidates = candidate_features(train_raw, params)
     ids = quality.identifiers(train_raw)  # once: two checks need them
     numeric_text, spellings = quality.check_numeric_text(train_raw, ids), quality.check_spellings(train_raw)
-    issues = quality.check_missing(train_raw, target)
-    issues += numeric_text
-    issues += spellings
-    issues += quality.check_duplicates(train_raw, params.get("id_column"))
-    issues += quality.check_constant(train_raw[candidates])
-    issues += [i for i in quality.check_identifiers(train_raw, params.get("id_column"), ids)
-               if i["column"] == params.get("id_column") or i["column"] in candidates]
-    issues += quality.check_high_cardinality(train_raw, {c: kinds[c] for c in candidates}, params["rare_category_share"])
-    issues += quality.check_outliers(train_raw, {c: kinds[c] for c in candidates})
+    issues = quality.whole_row_issues(train_raw, params, kinds, ids) + numeric_text + spellings
     fixed = apply_cleaning(train_raw, provisional_cleaning(train_raw, params, numeric_text, spellings))
     issues += quality.check_conflicting_labels(fixed, target, [c for c in candidates if kinds[c] != "identifier"])
     issues += quality.check_leakage(leaks)

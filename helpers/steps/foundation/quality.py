@@ -9,13 +9,13 @@ on large tables.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from helpers.core import leakage
+from helpers.core import features, leakage
 from helpers.core.cleaning import is_number, normalise_text
 from helpers.core.problem import identifier_columns
 from helpers.core.split import parse_times
@@ -205,19 +205,23 @@ def check_missing(frame: pd.DataFrame, target: str | None = None) -> list[dict]:
             blanks = uniques[uniques.astype(str).str.strip().str.lower().isin(BLANKS)]
             if len(blanks):
                 missing |= series.isin(blanks)
-        share = float(missing.mean())
-        if share == 0:
-            continue
-        evidence = f"{int(missing.sum())} of {len(series)} values missing ({share:.1%})"
-        if col == target:
-            out.append(issue("missing values", col, "high", evidence + " in the target",
-                             "rows without a target cannot train or evaluate: they are dropped"))
-            continue
-        severity = "high" if share >= 0.5 else "medium" if share >= 0.05 else "low"
-        fix = ("mostly empty: drop the column or find the data" if share >= 0.5 else
-               "imputed inside the model pipeline (fitted on training folds only)")
-        out.append(issue("missing values", col, severity, evidence, fix))
+        out += missing_issue(col, int(missing.sum()), len(series), target)
     return out
+
+
+def missing_issue(col: str, missing: int, rows: int, target: str | None = None) -> list[dict]:
+    """The missing-values finding of one column with ``missing`` of ``rows`` values missing (none when 0)."""
+    share = missing / rows if rows else 0.0
+    if share == 0:
+        return []
+    evidence = f"{missing} of {rows} values missing ({share:.1%})"
+    if col == target:
+        return [issue("missing values", col, "high", evidence + " in the target",
+                      "rows without a target cannot train or evaluate: they are dropped")]
+    severity = "high" if share >= 0.5 else "medium" if share >= 0.05 else "low"
+    fix = ("mostly empty: drop the column or find the data" if share >= 0.5 else
+           "imputed inside the model pipeline (fitted on training folds only)")
+    return [issue("missing values", col, severity, evidence, fix)]
 
 
 def check_numeric_text(frame: pd.DataFrame, ids: Sequence[str] | None = None) -> list[dict]:
@@ -275,20 +279,24 @@ def check_spellings(frame: pd.DataFrame, skip: Sequence[str] = ()) -> list[dict]
 
 def check_duplicates(frame: pd.DataFrame, id_column: str | None = None) -> list[dict]:
     """Exact duplicate rows; rows sharing an id but differing elsewhere."""
+    clashes = 0
+    if id_column and id_column in frame.columns:
+        clashes = int(frame.drop_duplicates()[id_column].duplicated().sum())
+    return duplicate_issues(int(frame.duplicated().sum()), len(frame), id_column, clashes)
+
+
+def duplicate_issues(dupes: int, rows: int, id_column: str | None = None, clashes: int = 0) -> list[dict]:
+    """The findings of ``dupes`` exact duplicate rows of ``rows`` and ``clashes`` ids on differing rows."""
     out = []
-    dupes = int(frame.duplicated().sum())
     if dupes:
-        share = dupes / len(frame)
+        share = dupes / rows
         out.append(issue("duplicate rows", None, "high" if share >= 0.2 else "medium",
                          f"{dupes} rows ({share:.1%}) are exact copies of an earlier row",
                          "duplicates removed (they would over-weight rows and leak across CV folds)"))
-    if id_column and id_column in frame.columns:
-        distinct_rows = frame.drop_duplicates()
-        clashes = int(distinct_rows[id_column].duplicated().sum())
-        if clashes:
-            out.append(issue("conflicting ids", id_column, "medium",
-                             f"{clashes} ids appear on rows that differ in other columns",
-                             "check the extract: one id should describe one entity"))
+    if clashes:
+        out.append(issue("conflicting ids", id_column, "medium",
+                         f"{clashes} ids appear on rows that differ in other columns",
+                         "check the extract: one id should describe one entity"))
     return out
 
 
@@ -298,32 +306,37 @@ def check_constant(frame: pd.DataFrame) -> list[dict]:
     for col in frame.columns:
         values = frame[col].dropna()
         counts = values.value_counts()
-        if len(counts) <= 1:
-            shown = repr(values.iloc[0]) if len(values) else "missing"
-            out.append(issue("constant column", col, "medium", f"every row holds {shown}",
-                             "dropped: a column that never changes cannot inform a model"))
-        else:
-            top = float((counts / counts.sum()).iloc[0])
-            if top >= NEAR_CONSTANT_SHARE:
-                out.append(issue("near-constant column", col, "low", f"one value on {top:.1%} of rows",
-                                 "kept; consider dropping it or checking that the rare values are right"))
+        top = float((counts / counts.sum()).iloc[0]) if len(counts) else 1.0
+        out += constant_issue(col, len(counts), top, repr(values.iloc[0]) if len(values) else "missing")
     return out
+
+
+def constant_issue(col: str, distinct: int, top_share: float, shown: str) -> list[dict]:
+    """The constant (one value, ``shown``) or near-constant (top value's share) finding of one column."""
+    if distinct <= 1:
+        return [issue("constant column", col, "medium", f"every row holds {shown}",
+                      "dropped: a column that never changes cannot inform a model")]
+    if top_share >= NEAR_CONSTANT_SHARE:
+        return [issue("near-constant column", col, "low", f"one value on {top_share:.1%} of rows",
+                      "kept; consider dropping it or checking that the rare values are right")]
+    return []
 
 
 def check_identifiers(frame: pd.DataFrame, id_column: str | None = None,
                       ids: Sequence[str] | None = None) -> list[dict]:
     """Identifier-like columns: unique codes or counters that a model would memorise (``ids``: ``identifiers(frame)``)."""
-    out = []
-    for col in identifiers(frame) if ids is None else ids:
-        distinct = frame[col].nunique()
-        evidence = f"{distinct} distinct values on {len(frame)} rows"
-        if col == id_column:
-            out.append(issue("identifier column", col, "low", evidence + " (the declared id_column)",
-                             "kept as the row key, never a feature"))
-        else:
-            out.append(issue("identifier column", col, "medium", evidence,
-                             "dropped from the features (set id_column to keep it as the row key)"))
-    return out
+    return [identifier_issue(col, frame[col].nunique(), len(frame), id_column)
+            for col in (identifiers(frame) if ids is None else ids)]
+
+
+def identifier_issue(col: str, distinct: int, rows: int, id_column: str | None = None) -> dict:
+    """The finding of an identifier-like column with ``distinct`` values on ``rows`` rows."""
+    evidence = f"{distinct} distinct values on {rows} rows"
+    if col == id_column:
+        return issue("identifier column", col, "low", evidence + " (the declared id_column)",
+                     "kept as the row key, never a feature")
+    return issue("identifier column", col, "medium", evidence,
+                 "dropped from the features (set id_column to keep it as the row key)")
 
 
 def check_high_cardinality(frame: pd.DataFrame, kinds: dict[str, str], rare_share: float = 0.01) -> list[dict]:
@@ -332,11 +345,16 @@ def check_high_cardinality(frame: pd.DataFrame, kinds: dict[str, str], rare_shar
     for col, kind in kinds.items():
         if kind != "categorical" or col not in frame.columns:
             continue
-        distinct = frame[col].nunique()
-        if distinct > HIGH_CARDINALITY:
-            out.append(issue("high-cardinality category", col, "low", f"{distinct} distinct values",
-                             f"categories rarer than {rare_share:.0%} of rows are grouped as 'infrequent' by the encoder"))
+        out += cardinality_issue(col, frame[col].nunique(), rare_share)
     return out
+
+
+def cardinality_issue(col: str, distinct: int, rare_share: float = 0.01) -> list[dict]:
+    """The high-cardinality finding of a categorical column with ``distinct`` values (none when few)."""
+    if distinct <= HIGH_CARDINALITY:
+        return []
+    return [issue("high-cardinality category", col, "low", f"{distinct} distinct values",
+                  f"categories rarer than {rare_share:.0%} of rows are grouped as 'infrequent' by the encoder")]
 
 
 def check_outliers(frame: pd.DataFrame, kinds: dict[str, str]) -> list[dict]:
@@ -347,17 +365,24 @@ def check_outliers(frame: pd.DataFrame, kinds: dict[str, str]) -> list[dict]:
             continue
         values = pd.to_numeric(frame[col], errors="coerce").dropna()
         share = outlier_share(values)
-        if share == 0:
-            continue
-        q1, q3 = values.quantile([0.25, 0.75])
-        ratio = values.max() / values.median() if values.median() > 0 else float("nan")
-        # a few values about 10x the rest is the signature of a units error, not of a skewed column
-        hint = f"; the maximum is {ratio:.0f}x the median (a units error?)" if ratio >= 10 and share < 0.01 else ""
-        out.append(issue("outliers", col, "medium" if share >= 0.05 else "low",
-                         f"{int(round(share * len(values)))} values ({share:.1%}) outside [{q1 - OUTLIER_FENCE * (q3 - q1):.4g}, "
-                         f"{q3 + OUTLIER_FENCE * (q3 - q1):.4g}]{hint}",
-                         "kept (they may be real); check the source, or use scaler=robust"))
+        if share:
+            q1, q3 = values.quantile([0.25, 0.75])
+            out += outlier_issue(col, share, len(values), q1, q3, values.max(), values.median())
     return out
+
+
+def outlier_issue(col: str, share: float, values: int, q1: float, q3: float, maximum: float,
+                  median: float) -> list[dict]:
+    """The outlier finding of a numeric column: ``share`` of its ``values`` beyond the fences of ``q1``/``q3``."""
+    if share == 0:
+        return []
+    ratio = maximum / median if median > 0 else float("nan")
+    # a few values about 10x the rest is the signature of a units error, not of a skewed column
+    hint = f"; the maximum is {ratio:.0f}x the median (a units error?)" if ratio >= 10 and share < 0.01 else ""
+    return [issue("outliers", col, "medium" if share >= 0.05 else "low",
+                  f"{int(round(share * values))} values ({share:.1%}) outside [{q1 - OUTLIER_FENCE * (q3 - q1):.4g}, "
+                  f"{q3 + OUTLIER_FENCE * (q3 - q1):.4g}]{hint}",
+                  "kept (they may be real); check the source, or use scaler=robust")]
 
 
 def check_conflicting_labels(frame: pd.DataFrame, target: str | None, features: Sequence[str]) -> list[dict]:
@@ -388,3 +413,15 @@ def check_leakage(suspects: pd.DataFrame) -> list[dict]:
                   "kept by keep_columns (known at prediction time, you said): check when it is recorded")
             for f in leakage.findings(suspects, "kept")]
     return out
+
+
+def whole_row_issues(frame: pd.DataFrame, params: Mapping[str, Any], kinds: Mapping[str, str],
+                     ids: Sequence[str]) -> list[dict]:
+    """The checks that need every row and no model: missing values, duplicates and conflicting ids, constant
+    columns, identifiers, high-cardinality categories, outliers (``sql_quality.whole_row_issues`` is their DuckDB twin)."""
+    target, id_column = params.get("target"), params.get("id_column")
+    candidates = features.feature_columns(frame, params)
+    issues = check_missing(frame, target) + check_duplicates(frame, id_column) + check_constant(frame[candidates])
+    issues += [i for i in check_identifiers(frame, id_column, ids) if i["column"] == id_column or i["column"] in candidates]
+    issues += check_high_cardinality(frame, {c: kinds[c] for c in candidates}, params["rare_category_share"])
+    return issues + check_outliers(frame, {c: kinds[c] for c in candidates})
