@@ -231,3 +231,9 @@ def test_step_2_date_check_reads_mixed_formats():
     dates = pd.Series(["2024-01-05", "2024-01-05 10:00", "05/01/2024"] * 10)
     assert quality._looks_like_dates(dates)
     assert not quality._looks_like_dates(pd.Series(["a-1", "b/2", "c:3"] * 10))
+
+
+def test_the_default_max_memory_is_half_the_machine_not_what_is_free_now():
+    from helpers.core import system
+
+    assert system.default_max_memory() == system.memory_info()["total_bytes"] // 2

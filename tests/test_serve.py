@@ -437,7 +437,7 @@ def test_the_registry_alias_is_served_and_followed_on_reload(demo_run):
     row = pd.read_parquet(demo_run.artifacts / "02_data_foundation" / "test.parquet").head(3).drop(columns="churn")
     with running_service(command, port), httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
         meta = client.get("/metadata").json()
-        assert meta["version"] == artifacts.read_json(package / "model_meta.json")["version"]
+        assert meta["model_version"] == artifacts.read_json(package / "model_meta.json")["version"]
         served = client.post("/predict", content=row.to_json(orient="records"),
                              headers={"content-type": "application/json"})
         assert served.status_code == 200 and len(served.json()["predictions"]) == 3

@@ -85,7 +85,7 @@ _DATA = [
     _p("sensitive_columns", "list", None, "columns for per-group evaluation, never features (None: dataset preset)", DATA_STEPS, nullable=True),
     _p("keep_columns", "list", [], "columns known at prediction time: never set aside as leakage suspects", DATA_STEPS),
     _p("test_size", "float", 0.2, "share of rows held out for the final evaluation", DATA_STEPS, minimum=0.0, maximum=1.0, exclusive=True),
-    _p("max_memory", "str", None, "memory the table may take in pandas, e.g. 0.5GB (None: half the memory available, resolved once); larger CSV/Parquet sources are read by DuckDB", DATA_STEPS, nullable=True),
+    _p("max_memory", "str", None, "memory the table may take in pandas, e.g. 0.5GB (None: half the machine's memory, resolved once); larger CSV/Parquet sources are read by DuckDB", DATA_STEPS, nullable=True),
     _p("data_engine", "str", None, "pandas (in memory) or duckdb (larger than memory: profiled whole, sampled for modelling); None: from max_memory, resolved once", DATA_STEPS, nullable=True, choices=("pandas", "duckdb")),
     _p("feasibility_rows", "int", 20000, "training rows (stratified sample) for step 1's baselines and the leakage and bias models", DATA_STEPS, minimum=500),
 ]

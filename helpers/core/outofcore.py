@@ -1,6 +1,6 @@
 """Data larger than memory: the data engine (pandas or DuckDB), its connection, the snapshot and the split.
 
-``max_memory`` (bytes, ``0.5GB``; None: half the memory available when first resolved) decides
+``max_memory`` (bytes, ``0.5GB``; None: half the machine's memory, resolved once) decides
 ``data_engine``: a CSV or Parquet source (file, glob, folder of Parquet) whose estimated
 in-memory size exceeds it is read through DuckDB. Both are resolved once and recorded in the
 manifest and ``project.yaml``, so a re-run takes the same path on any machine.

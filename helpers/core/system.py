@@ -103,9 +103,13 @@ def format_bytes(n: int) -> str:
 
 
 def default_max_memory() -> int:
-    """Half the memory available to this process now (4 GB when unknown)."""
-    available = available_memory_bytes()
-    return int(available // 2) if available else 4 * 10**9
+    """Half of this machine's memory (its container limit respected; 4 GB when unknown).
+
+    Of the total, not of what is free now: the default must resolve to the same value on every run
+    of one machine (two runs of the same project take the same data path and record the same value).
+    """
+    total = memory_info()["total_bytes"]
+    return int(total // 2) if total else 4 * 10**9
 
 
 # --- lock file ---------------------------------------------------------------------------------
