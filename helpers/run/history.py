@@ -429,17 +429,28 @@ def previous_run(run_dir: str | os.PathLike) -> RunRecord | None:
     return max(earlier, key=lambda r: (r.created_at, r.name)) if earlier else None
 
 
+SINCE_LAST_RUN = "Since the last run of this project"
+
+
 def since_last_run(run_dir: str | os.PathLike, *, n_boot: int = N_BOOT) -> str | None:
     """A short Markdown section: what changed since the last run of this project (None: no earlier run)."""
+    change = last_run_change(run_dir, n_boot=n_boot)
+    if change is None:
+        return None
+    opening, body = change
+    return f"### {SINCE_LAST_RUN}\n\n{opening}\n" + (f"\n{body}\n" if body else "")
+
+
+def last_run_change(run_dir: str | os.PathLike, *, n_boot: int = N_BOOT) -> tuple[str, str] | None:
+    """What changed since the last run of this project: its opening sentence and the Markdown lines after it."""
     before = previous_run(run_dir)
     if before is None:
         return None
     try:
         c = compare_runs([before.run.path, run_dir], n_boot=n_boot)
     except PlaybookError as exc:  # e.g. the problem type changed: say so instead of comparing
-        return f"### Since the last run of this project\n\nThe last run, `{before.name}`, is not comparable: {exc}\n"
-    lines = ["### Since the last run of this project", "",
-             f"Compared with `{before.name}` ({before.created_at.replace('T', ' ')}):", ""]
+        return f"The last run, `{before.name}`, is not comparable: {exc}", ""
+    lines = []
     changed = c.parameters["parameter"].tolist()
     lines.append(f"- **Parameters:** {', '.join(f'`{p}`' for p in changed) if changed else 'unchanged'}.")
     data = c.data.set_index("data")
@@ -453,4 +464,4 @@ def since_last_run(run_dir: str | os.PathLike, *, n_boot: int = N_BOOT) -> str |
         lines.append(f"- **{row['KPI']}:** {row['base']} -> {row['this run']} ({row['difference']}); "
                      f"larger than chance: {row['larger than chance']}.")
     lines += ["", *c.notes] if c.notes else []
-    return "\n".join(lines) + "\n"
+    return f"Compared with `{before.name}` ({before.created_at.replace('T', ' ')}):", "\n".join(lines)

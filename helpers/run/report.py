@@ -167,15 +167,12 @@ def run_section(run: artifacts.Run) -> Section:
 # takes the run and returns a Section (``sections.markdown_section`` wraps Markdown text) or None when it
 # has nothing to say. The table of contents lists what they return.
 def since_last_run_section(run: artifacts.Run) -> Section | None:
-    """What changed since the last run of this project in the same runs folder (``history.since_last_run``)."""
-    text = history.since_last_run(run.path)
-    if text is None:
+    """What changed since the last run of this project in the same runs folder (``history.last_run_change``)."""
+    change = history.last_run_change(run.path)
+    if change is None:
         return None
-    lines = text.splitlines()[1:]  # the section carries the title itself
-    takeaway = next((line for line in lines if line.strip()), "")
-    body = "\n".join(lines[lines.index(takeaway) + 1:]) if takeaway else ""
-    return sections.markdown_section("since-last-run", "Since the last run of this project",
-                                     takeaway.replace("`", ""), body)
+    opening, body = change
+    return sections.markdown_section("since-last-run", history.SINCE_LAST_RUN, opening.replace("`", ""), body)
 
 
 EXTRA_SECTIONS: list[Callable[[artifacts.Run], Section | None]] = [since_last_run_section]
