@@ -62,13 +62,20 @@ def format_bytes(b: float | None) -> str:
     return f"{b:.3g} TiB"
 
 
-def format_metric(value: Any) -> str:
-    """A score to 3 decimals (what a KPI's target is written in); tiny values never in e-notation."""
+def _as_number(value: Any) -> float | str:
+    """The value as a float, or the text shown instead: a dash when missing, its own text when not a number."""
     if _missing(value):
         return "–"
     if isinstance(value, bool) or not isinstance(value, numbers.Number):
         return str(value)
-    value = float(value)
+    return float(value)
+
+
+def format_metric(value: Any) -> str:
+    """A score to 3 decimals (what a KPI's target is written in); tiny values never in e-notation."""
+    value = _as_number(value)
+    if isinstance(value, str):
+        return value
     if not math.isfinite(value):
         return str(value)
     text = f"{value:,.3f}"
@@ -93,11 +100,9 @@ def format_count(value: Any) -> str:
 
 def format_number(value: Any) -> str:
     """A number of no declared meaning: 3 significant digits, whole numbers as counts."""
-    if _missing(value):
-        return "–"
-    if isinstance(value, bool) or not isinstance(value, numbers.Number):
-        return str(value)
-    value = float(value)
+    value = _as_number(value)
+    if isinstance(value, str):
+        return value
     if value.is_integer() and abs(value) < 1e15:
         return f"{int(value):,}"
     return f"{value:,.3g}" if abs(value) >= 1e-3 or value == 0 else f"{value:.1e}"
