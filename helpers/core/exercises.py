@@ -110,7 +110,7 @@ def number_forms(value: float) -> tuple[str, ...]:
         return ()
     value = float(value)
     if value.is_integer() and abs(value) >= 10:
-        return (f"{int(value)}", f"{int(value):,}")
+        return tuple(dict.fromkeys((f"{int(value)}", f"{int(value):,}")))
     return tuple(dict.fromkeys(f"{value:.{d}f}" for d in (3, 4)))
 
 
