@@ -607,3 +607,11 @@ def test_summary_records_every_sampled_decision():
     assert [d["sampled"] for d in record["decisions"]] == [True, False]
     table = mon.sampling_table(samples)
     assert list(table["rows"]) == [20_000, 1_000] and list(table["of"]) == [800_000, 1_000]
+
+
+def test_drift_alert_reasons_write_p_values_as_a_reader_takes_them():
+    drift = pd.DataFrame([{"feature": "x", "psi": 0.41, "band": "significant", "test": "KS", "p_value": 3e-9,
+                           "q_value": 0.0123, "alert": True, "batch": 2}])
+    kpi = _kpi_rows(["pass"])
+    reason = mon.alerts_table(kpi, drift).loc[0, "reason"]
+    assert reason == "PSI 0.41 (significant); KS p < 0.001, q = 0.012 across the run"

@@ -30,6 +30,7 @@ def test_labels_are_for_people():
 def test_numbers_are_rounded_to_what_they_mean():
     assert tables.format_metric(0.816244) == "0.816" and tables.format_metric(5.078468e-03) == "0.005"
     assert tables.format_metric(1.1e-16) == "0.000" and tables.format_metric(-1e-9) == "0.000"
+    assert tables.format_p(3e-9) == "< 0.001" and tables.format_p(0.0123) == "0.012" and tables.format_p(None) == "–"
     assert tables.format_seconds(0.0123) == "12.3 ms" and tables.format_seconds(90) == "90 s"
     assert tables.format_seconds(3 * 3600) == "3 h" and tables.format_seconds(None) == "n/a"
     assert tables.format_share(0.0152) == "1.5%" and tables.format_count(4060) == "4,060"

@@ -108,6 +108,14 @@ def format_number(value: Any) -> str:
     return f"{value:,.3g}" if abs(value) >= 1e-3 or value == 0 else f"{value:.1e}"
 
 
+def format_p(value: Any) -> str:
+    """A p- or q-value as a reader takes it: "< 0.001" below that, else 3 decimals (never e-notation)."""
+    value = _as_number(value)
+    if isinstance(value, str):
+        return value
+    return "< 0.001" if value < 1e-3 else f"{value:.3f}"
+
+
 VERDICT_MARKS = {"pass": ("✓", "pass"), "watch": ("!", "watch"), "fail": ("✗", "fail"), None: ("–", "not judged")}
 _TRUE = {"true", "yes", "1", "passed", "pass"}
 _FALSE = {"false", "no", "0", "failed", "fail"}

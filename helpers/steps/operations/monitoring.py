@@ -570,12 +570,16 @@ def alerts_table(kpi: pd.DataFrame, drift: pd.DataFrame) -> pd.DataFrame:
     Drift alerts are the rows ``control_false_alarms`` decided; a KPI alerts only when its verdict
     is "fail" (watch and too-few-rows verdicts are in ``kpi_notes``).
     """
+    def _p(value: float) -> str:  # "p < 0.001" or "p = 0.012"
+        text = tables.format_p(value)
+        return text if text.startswith("<") else f"= {text}"
+
     rows = []
     for r in drift[drift["alert"].astype(bool)].itertuples():
         kind = "prediction drift" if r.feature == PREDICTIONS else "drift"
         rows.append({"batch": r.batch, "feature": r.feature, "kind": kind,
-                     "reason": f"PSI {r.psi:.2f} ({r.band}); {r.test} p = {r.p_value:.2g}, "
-                               f"q = {r.q_value:.2g} across the run"})
+                     "reason": f"PSI {r.psi:.2f} ({r.band}); {r.test} p {_p(r.p_value)}, "
+                               f"q {_p(r.q_value)} across the run"})
     for r in kpi[kpi["verdict"] == "fail"].itertuples():
         rows.append({"batch": r.batch, "feature": r.metric, "kind": "KPI breach",
                      "reason": f"{r.metric} {r.achieved:.3f} vs target {r.target:g} ({r.direction} is better): "
