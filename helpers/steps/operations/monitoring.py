@@ -564,22 +564,24 @@ def timeline(results: Sequence[dict[str, Any]]) -> tuple[pd.DataFrame, pd.DataFr
 ALERT_COLUMNS = ["batch", "feature", "kind", "reason"]
 
 
+def _p_phrase(name: str, value: float) -> str:
+    """``p < 0.001`` or ``p = 0.012``: what a reader takes in, never e-notation."""
+    text = tables.format_p(value)
+    return f"{name} {text}" if text.startswith("<") else f"{name} = {text}"
+
+
 def alerts_table(kpi: pd.DataFrame, drift: pd.DataFrame) -> pd.DataFrame:
     """One row per alert: batch, feature (or metric), kind, reason.
 
     Drift alerts are the rows ``control_false_alarms`` decided; a KPI alerts only when its verdict
     is "fail" (watch and too-few-rows verdicts are in ``kpi_notes``).
     """
-    def _p(value: float) -> str:  # "p < 0.001" or "p = 0.012"
-        text = tables.format_p(value)
-        return text if text.startswith("<") else f"= {text}"
-
     rows = []
     for r in drift[drift["alert"].astype(bool)].itertuples():
         kind = "prediction drift" if r.feature == PREDICTIONS else "drift"
         rows.append({"batch": r.batch, "feature": r.feature, "kind": kind,
-                     "reason": f"PSI {r.psi:.2f} ({r.band}); {r.test} p {_p(r.p_value)}, "
-                               f"q {_p(r.q_value)} across the run"})
+                     "reason": f"PSI {r.psi:.2f} ({r.band}); {r.test} {_p_phrase('p', r.p_value)}, "
+                               f"{_p_phrase('q', r.q_value)} across the run"})
     for r in kpi[kpi["verdict"] == "fail"].itertuples():
         rows.append({"batch": r.batch, "feature": r.metric, "kind": "KPI breach",
                      "reason": f"{r.metric} {r.achieved:.3f} vs target {r.target:g} ({r.direction} is better): "
@@ -994,7 +996,7 @@ def scenario_update(scenarios: dict[tuple[str, float], dict], metric: str | None
         last = rows.iloc[-1]
         fired = [d for d in s["decisions"] if d["retrain"]]
         text = (f"Shift on {feature} x{magnitude:g}: last batch PSI {last['psi']:.2f} ({last['band']}), "
-                f"{last['test']} p = {last['p_value']:.2g}; {len(s['alerts'])} alert(s). ")
+                f"{last['test']} {_p_phrase('p', last['p_value'])}; {len(s['alerts'])} alert(s). ")
         k = s["kpi"][s["kpi"]["metric"] == metric] if metric else s["kpi"].iloc[0:0]
         if len(k):
             text += f"{metric}: {k['achieved'].iloc[0]:.3f} -> {k['achieved'].iloc[-1]:.3f}. "
