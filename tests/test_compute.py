@@ -14,6 +14,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -75,6 +76,14 @@ def executed_per_worker(address: str) -> dict[str, int]:
 
     with Client(address, timeout=30) as client:
         return client.run(lambda dask_worker: dask_worker.state.executed_count)
+
+
+def executed_by_name(address: str) -> dict[str, int]:
+    """Fits executed so far by each live worker, by its --name."""
+    from distributed import Client
+
+    with Client(address, timeout=30) as client:
+        return dict(client.run(lambda dask_worker: (dask_worker.name, dask_worker.state.executed_count)).values())
 
 
 def papermill_step4(run_dir: Path, *extra: str, **popen) -> subprocess.Popen:
@@ -178,3 +187,25 @@ def test_step_3_measures_every_point_on_the_cluster_workers(dask_cluster):
     assert m.attrs["engine"] == {"kind": "dask", "address": address, "workers": 2, "threads": 2}
     after = executed_per_worker(address)
     assert sum(after.values()) - sum(before.get(w, 0) for w in after) >= 4  # the points ran there
+
+
+@pytest.mark.slow
+def test_a_worker_killed_during_step_4_has_its_tasks_retried_on_the_other(demo_run, tmp_path):
+    """Kill one of two workers once it has run a few fits: step 4 completes with the local results."""
+    run_dir = copy_of(demo_run, tmp_path)
+    with local_dask_cluster(2) as (address, workers):
+        proc = papermill_step4(run_dir, "-p", "compute", address)
+        try:
+            deadline = time.monotonic() + 600
+            while (before := executed_by_name(address)).get("w2", 0) < 3:  # w2 is mid-run: fits done and queued
+                assert proc.poll() is None and time.monotonic() < deadline, "step 4 ended before the kill"
+                time.sleep(0.5)
+            workers[1].kill()
+            output, _ = proc.communicate(timeout=900)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert proc.returncode == 0, output[-3000:]
+        after = executed_by_name(address)
+        assert list(after) == ["w1"] and after["w1"] > before["w1"]  # the survivor took over
+    same_results(demo_run.path, run_dir)

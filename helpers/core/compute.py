@@ -6,7 +6,9 @@ started by the step's kernel: anyone can try the cluster path) or a scheduler ad
 (``tcp://host:8786``). On a cluster, scikit-learn's model-selection calls (cross-validation,
 tuning, learning and validation curves, permutation importance) run on its workers through
 joblib's Dask backend (``joblib.parallel_config(backend="dask")``), which sends each large
-argument (the training rows) to the workers once per call, not once per task. The estimators
+argument (the training rows) to the workers once per call, not once per task; ours
+(``_dask_backend``) sends it to every worker, so a worker that dies mid-run takes no data with it
+and its tasks are retried on the others. The estimators
 themselves stay single-threaded there: a worker is one core.
 
 Same seed, same results: every estimator and splitter is seeded, so where a fit runs changes
@@ -152,6 +154,8 @@ def fits_on(value: str | None) -> Iterator[None]:
         return
     from joblib import parallel_config
 
-    with parallel_config(backend="dask", client=c):  # type: ignore[call-arg]
+    from helpers.core import _dask_backend  # local: imports dask, only clusters need it
+
+    with parallel_config(backend=_dask_backend.NAME, client=c):  # type: ignore[call-arg]
         yield
 
