@@ -81,10 +81,12 @@ def test_same_summaries_apart_from_timings(demo_run, second_run, step):
 def test_step3_results_that_do_not_come_from_a_clock(demo_run, second_run):
     a, b = (r.read_summary("03_tools_and_stack") for r in (demo_run, second_run))
     assert {k: a[k] for k in STEP3_STABLE} == {k: b[k] for k in STEP3_STABLE}
-    # The families are measured in one fixed order until the time budget is spent: how many fit into it is a
-    # clock result (fewer on a loaded machine), which ones come first is not.
-    first, second = sorted((list(a["curves"]), list(b["curves"])), key=len)
-    assert first and second[:len(first)] == first
+    # How many families fit into step 3's time budget is a clock result (2 of 4 on a machine at load 20, in
+    # parallel lanes whose order varies): both runs measured some, and only registry candidates.
+    from helpers.core import families
+
+    candidates = {f.name for f in families.families_for("classification")}
+    assert a["curves"] and b["curves"] and set(a["curves"]) | set(b["curves"]) <= candidates
     assert a["environment"]["packages"] == b["environment"]["packages"]
 
 
