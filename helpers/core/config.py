@@ -366,7 +366,9 @@ def check_consistency(values: Mapping[str, Any]) -> None:
     if values.get("max_memory") is not None:
         parse_bytes(values["max_memory"])
     if values.get("teaching_faults"):
-        from helpers.core import faults  # local: faults imports pandas, which `playbook params` does not need
+        from helpers.core import (
+            faults,  # local: faults imports pandas, which `playbook params` does not need
+        )
 
         faults.check_applicable(values["teaching_faults"], ptype, target)
         faults.check_engine(values["teaching_faults"], values.get("data_engine"))

@@ -14,8 +14,9 @@ text column with 2 to 20 values. A table without one (the scikit-learn tables ar
 gets one made for the purpose: ``spelling`` then adds ``<numeric column>_band`` (its tertiles as
 "low", "medium", "high": the same information as the column it bands, so it adds no signal) and
 misspells that. ``leak``, ``constant`` and ``identifier`` add a column of their own. Each fault
-draws from its own generator, seeded by the run's seed and the fault's name, so a fault changes the
-same rows whichever other faults are listed.
+draws from its own generator, seeded by the run's seed and the fault's name (``fault_rng``), and the
+faults are applied in one fixed order (``APPLY_ORDER``: columns first, then rows), whatever the order
+of the list.
 
 ``make_churn`` (the demo's built-in faults) uses the same row picking, spelling variants and
 duplicate rows (``pick_rows``, ``vary_spellings``, ``append_duplicates``).

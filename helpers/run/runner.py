@@ -32,7 +32,17 @@ import papermill as pm
 import yaml
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
-from helpers.core import artifacts, compute, config, datasets, faults, kpis, outofcore, paths, problem
+from helpers.core import (
+    artifacts,
+    compute,
+    config,
+    datasets,
+    faults,
+    kpis,
+    outofcore,
+    paths,
+    problem,
+)
 from helpers.core.datasets import BUILTIN_PREFIX, is_database_url, preset_for, write_snapshot
 from helpers.core.errors import PlaybookError
 from helpers.run import engine, progress, report, resume, tracking
