@@ -84,6 +84,7 @@ _DATA = [
     _p("time_column", "str", None, "time column: gives a time-ordered split (None: dataset preset)", DATA_STEPS, nullable=True),
     _p("sensitive_columns", "list", None, "columns for per-group evaluation, never features (None: dataset preset)", DATA_STEPS, nullable=True),
     _p("keep_columns", "list", [], "columns known at prediction time: never set aside as leakage suspects", DATA_STEPS),
+    _p("teaching_faults", "list", [], "faults injected as the data is loaded, for teaching (marked as injected): leak, duplicates, spelling, missing, numbers_as_text, constant, identifier, imbalance, outliers", DATA_STEPS),
     _p("test_size", "float", 0.2, "share of rows held out for the final evaluation", DATA_STEPS, minimum=0.0, maximum=1.0, exclusive=True),
     _p("max_memory", "str", None, "memory the table may take in pandas, e.g. 0.5GB (None: half the machine's memory, resolved once); larger CSV/Parquet sources are read by DuckDB", DATA_STEPS, nullable=True),
     _p("data_engine", "str", None, "pandas (in memory) or duckdb (larger than memory: profiled whole, sampled for modelling); None: from max_memory, resolved once", DATA_STEPS, nullable=True, choices=("pandas", "duckdb")),
@@ -364,6 +365,13 @@ def check_consistency(values: Mapping[str, Any]) -> None:
     tracking_setting(values.get("tracking"))
     if values.get("max_memory") is not None:
         parse_bytes(values["max_memory"])
+    if values.get("teaching_faults"):
+        from helpers.core import (
+            faults,  # local: faults imports pandas, which `playbook params` does not need
+        )
+
+        faults.check_applicable(values["teaching_faults"], ptype, target)
+        faults.check_engine(values["teaching_faults"], values.get("data_engine"))
 
 
 def tracking_setting(value: str | None) -> tuple[str, str | None]:

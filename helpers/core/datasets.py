@@ -23,9 +23,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from helpers.core import faults
 from helpers.core.artifacts import interactive_run_dir, write_parquet
 from helpers.core.errors import PlaybookError
 from helpers.core.hashing import frame_sha256
+from helpers.core.messages import say
 
 BUILTIN_PREFIX = "builtin:"
 
@@ -175,10 +177,11 @@ def write_churn_parquet(path: str | os.PathLike, n_rows: int, chunk_rows: int = 
 
 
 def _inject_churn_faults(frame: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+    """The demo's own faults (``make_churn``); rows, spellings and duplicates are picked as the teaching faults pick them."""
     n = len(frame)
 
     def pick(share: float) -> np.ndarray:
-        return rng.choice(n, size=max(1, int(share * n)), replace=False)
+        return faults.pick_rows(n, share, rng)
 
     frame.loc[pick(0.03), "monthly_charges"] = np.nan
     frame.loc[pick(0.02), "tenure_months"] = np.nan
@@ -187,19 +190,11 @@ def _inject_churn_faults(frame: pd.DataFrame, rng: np.random.Generator) -> pd.Da
     frame.loc[outliers, "monthly_charges"] = frame.loc[outliers, "monthly_charges"] * 10
     new_customers = pick(0.01)
     frame.loc[new_customers, "total_charges"] = " "
-    spellings = {"Month-to-month": ["month-to-month", "Month-to-month ", "Month to month"],
-                 "One year": ["one year", "One Year "], "Two year": ["two year", " Two year"]}
-    for canonical, variants in spellings.items():
-        rows = np.flatnonzero((frame["contract"] == canonical).to_numpy())
-        chosen = rng.choice(rows, size=int(0.06 * len(rows)), replace=False)
-        frame.loc[chosen, "contract"] = rng.choice(variants, size=len(chosen))
-    for canonical, variants in {"Yes": ["yes", "Y", "yes "], "No": ["no", "N", " No"]}.items():
-        rows = np.flatnonzero((frame["has_partner"] == canonical).to_numpy())
-        chosen = rng.choice(rows, size=int(0.08 * len(rows)), replace=False)
-        frame.loc[chosen, "has_partner"] = rng.choice(variants, size=len(chosen))
-    duplicates = frame.iloc[pick(0.015)]
-    combined = pd.concat([frame, duplicates], ignore_index=True)
-    return combined.iloc[rng.permutation(len(combined))].reset_index(drop=True)
+    faults.vary_spellings(frame, "contract", {"Month-to-month": ["month-to-month", "Month-to-month ", "Month to month"],
+                                              "One year": ["one year", "One Year "],
+                                              "Two year": ["two year", " Two year"]}, 0.06, rng)
+    faults.vary_spellings(frame, "has_partner", {"Yes": ["yes", "Y", "yes "], "No": ["no", "N", " No"]}, 0.08, rng)
+    return faults.append_duplicates(frame, pick(0.015), rng)
 
 
 def _sklearn_builtin(name: str) -> pd.DataFrame:
@@ -340,31 +335,63 @@ def _is_scratch(run) -> bool:
 def load_snapshot(run, params) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The raw table of this run: read the snapshot, or load the source once and write it.
 
-    Returns the frame and its provenance (source, sha256, rows, columns, load time).
+    Returns the frame and its provenance (source, sha256, rows, columns, load time). A teaching
+    run's table carries its fault record (``faults.record_of``) and the notice is printed.
     """
     if run.raw_snapshot_path.exists():
         frame = pd.read_parquet(run.raw_snapshot_path)
         manifest = run.read_manifest()
         provenance = manifest.get("dataset") or {}
-        if provenance.get("source") not in (None, params["dataset"]) and _is_scratch(run):
+        record = manifest.get(faults.RECORD_ATTR)
+        changed = _snapshot_differs(provenance, record, params)
+        if changed and _is_scratch(run):
             run.raw_snapshot_path.unlink()  # the interactive scratch folder may be overwritten
             return load_snapshot(run, params)
-        if provenance.get("source") not in (None, params["dataset"]):
-            raise PlaybookError(
-                f"Run folder {run.path} holds a snapshot of {provenance.get('source')!r}, not {params['dataset']!r}.",
-                "use a new run folder (run_dir) for a different data set.")
-        return frame, provenance
-    frame, seconds = load_checked(params)
-    return frame, write_snapshot(run, params, frame, seconds)
+        if changed:
+            raise PlaybookError(f"Run folder {run.path} holds a snapshot of {changed}, not the one these parameters ask for.",
+                                "use a new run folder (run_dir) for a different data set or teaching_faults.")
+        if record:
+            frame.attrs[faults.RECORD_ATTR] = record
+    else:
+        frame, seconds = load_checked(params)
+        provenance = write_snapshot(run, params, frame, seconds)
+    if faults.record_of(frame):
+        say(faults.notice(faults.record_of(frame)))
+    return frame, provenance
+
+
+def _snapshot_differs(provenance: dict[str, Any], record: dict[str, Any] | None, params) -> str | None:
+    """What the run's snapshot holds when it is not what ``params`` ask for (None: the same)."""
+    if provenance.get("source") not in (None, params["dataset"]):
+        return repr(provenance.get("source"))
+    requested = sorted(faults.check_names(params.get("teaching_faults")))
+    recorded = sorted((record or {}).get("faults") or [])
+    if requested != recorded or (requested and record.get("seed") != params.get("seed")):
+        return f"{params['dataset']!r} with teaching_faults {recorded} (seed {(record or {}).get('seed')})"
+    return None
 
 
 def load_checked(params) -> tuple[pd.DataFrame, float]:
-    """Load the source named by ``params`` and run the structural checks; also the load time."""
+    """Load the source named by ``params``, run the structural checks and inject the ``teaching_faults``;
+    also the load time (the faults' time not counted)."""
     started = time.perf_counter()
     frame = load_source(params["dataset"], encoding=params.get("encoding", "utf-8"),
                         sep=params.get("sep"), query=params.get("query"))
     frame = check_loaded(frame, params["dataset"])
-    return frame, time.perf_counter() - started
+    seconds = time.perf_counter() - started
+    return with_teaching_faults(frame, params), seconds
+
+
+def with_teaching_faults(frame: pd.DataFrame, params) -> pd.DataFrame:
+    """The loaded table with ``params``' teaching faults (``faults.inject``; its record in ``frame.attrs``)."""
+    names = params.get("teaching_faults") or []
+    if not names:
+        return frame
+    exclude = [params.get(k) for k in ("id_column", "group_column", "time_column")]
+    exclude += list(params.get("sensitive_columns") or []) + list(params.get("keep_columns") or [])
+    faulted, _ = faults.inject(frame, names, target=params.get("target"), problem_type=params.get("problem_type"),
+                               seed=params["seed"], exclude=[c for c in exclude if c])
+    return faulted
 
 
 def write_snapshot(run, params, frame: pd.DataFrame, seconds: float) -> dict[str, Any]:
@@ -381,5 +408,5 @@ def write_snapshot(run, params, frame: pd.DataFrame, seconds: float) -> dict[str
                   "columns": int(frame.shape[1]), "load_seconds": round(seconds, 3),
                   "loaded_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                   "query": params.get("query")}
-    run.update_manifest(dataset=provenance)
+    run.update_manifest(dataset=provenance, teaching_faults=faults.record_of(frame))
     return provenance

@@ -18,7 +18,7 @@ import pandas as pd
 from IPython.display import HTML, Markdown, display
 from markupsafe import Markup
 
-from helpers.core import artifacts, kpis, paths, sections, tables
+from helpers.core import artifacts, faults, kpis, paths, sections, tables
 from helpers.core.errors import PlaybookError
 from helpers.core.sections import Section
 from helpers.run import history, registry
@@ -119,6 +119,7 @@ def first_screen_html(run: artifacts.Run, toc: list[tuple[str, str]] | None = No
                 f"{tables.format_count(dataset.get('columns'))} columns)",
         "target": f"{step1['target']} ({step1.get('problem_type')})" if step1.get("target") else None,
         "created": (manifest.get("created_at") or "")[:16].replace("T", " "),
+        "teaching": faults.notice(manifest.get("teaching_faults")),
         "toc": toc or [],
         "verdict": vision.get("go_no_go"),
         "kpi_svg": scoreboard.svg(rows), "kpi_summary": kpi_summary(rows),

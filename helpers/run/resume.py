@@ -24,7 +24,7 @@ from helpers.core.hashing import file_sha256
 from helpers.run.kernels import KERNEL_ENV
 
 REUSABLE = ("succeeded", "reused")
-DATA_PARAMETERS = ("dataset", "encoding", "sep", "query")
+DATA_PARAMETERS = ("dataset", "encoding", "sep", "query", "teaching_faults")
 _TEMP_NAME = re.compile(r"^\..+\.tmp(\.[A-Za-z0-9]+)?$")  # artifacts.atomic_path's temporary files
 _PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 ORCHESTRATION = "run"  # the helpers.run layer: it decides which notebooks run, not what they compute
@@ -92,7 +92,7 @@ def reuse_decision(run: artifacts.Run, entry: Mapping[str, Any] | None,
 
 def check_same_data(saved: Mapping[str, Any], values: Mapping[str, Any]) -> None:
     """A resumed run keeps its data source: its raw snapshot is what every step read."""
-    changed = [k for k in DATA_PARAMETERS if saved.get(k) != values.get(k)]
+    changed = [k for k in DATA_PARAMETERS if (saved.get(k) or None) != (values.get(k) or None)]  # [] = unset
     if changed:
         raise PlaybookError(f"--resume cannot change the data source ({', '.join(changed)}): the run's raw snapshot "
                             "is what its steps read.", "start a new run for different data.")

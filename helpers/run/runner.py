@@ -32,7 +32,17 @@ import papermill as pm
 import yaml
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
-from helpers.core import artifacts, compute, config, datasets, kpis, outofcore, paths, problem
+from helpers.core import (
+    artifacts,
+    compute,
+    config,
+    datasets,
+    faults,
+    kpis,
+    outofcore,
+    paths,
+    problem,
+)
 from helpers.core.datasets import BUILTIN_PREFIX, is_database_url, preset_for, write_snapshot
 from helpers.core.errors import PlaybookError
 from helpers.run import engine, progress, report, resume, tracking
@@ -70,6 +80,7 @@ def preflight(values: Mapping[str, Any], steps: Sequence[str] = ()) -> tuple[Any
     if not any(s in config.DATA_STEPS for s in steps):
         return None
     if values.get("data_engine") == "duckdb":  # larger than memory: the schema and a sample only
+        faults.check_engine(values.get("teaching_faults"), "duckdb")  # resolved from max_memory after the merge
         frame, seconds = outofcore.checked_sample(values), None
     else:
         frame, seconds = datasets.load_checked(values)

@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from helpers.core import features, sections, split, tables
+from helpers.core import faults, features, sections, split, tables
 from helpers.core.artifacts import Run
 from helpers.core.cleaning import (
     apply_cleaning,
@@ -198,7 +198,7 @@ def leakage_table(train_raw: pd.DataFrame, params: Mapping[str, Any], problem_ty
 
 def find_issues(train_raw: pd.DataFrame, params: Mapping[str, Any], profile: pd.DataFrame,
                 leaks: pd.DataFrame) -> list[dict[str, Any]]:
-    """Every quality check on the training side, in one list."""
+    """Every quality check on the training side, in one list (those a teaching fault caused marked ``injected``)."""
     target = params.get("target")
     kinds = dict(zip(profile["column"], profile["semantic_type"], strict=True))
     candidates = candidate_features(train_raw, params)
@@ -208,7 +208,7 @@ def find_issues(train_raw: pd.DataFrame, params: Mapping[str, Any], profile: pd.
     fixed = apply_cleaning(train_raw, provisional_cleaning(train_raw, params, numeric_text, spellings))
     issues += quality.check_conflicting_labels(fixed, target, [c for c in candidates if kinds[c] != "identifier"])
     issues += quality.check_leakage(leaks)
-    return issues
+    return faults.mark_issues(issues, faults.record_of(train_raw))  # a teaching run's injected faults say so
 
 
 DECISION_COLUMNS = ["action", "column", "reason", "rows_affected"]

@@ -38,8 +38,11 @@ def issue(check: str, column: str | None, severity: str, evidence: str, fix: str
 
 
 def issues_table(issues: Sequence[dict[str, Any]]) -> pd.DataFrame:
-    """Issues as a table, most severe first."""
-    table = pd.DataFrame(list(issues), columns=ISSUE_COLUMNS)
+    """Issues as a table, most severe first (with ``injected`` and ``fault`` columns in a teaching run)."""
+    marked = any(i.get("injected") for i in issues)
+    table = pd.DataFrame(list(issues), columns=ISSUE_COLUMNS + (["injected", "fault"] if marked else []))
+    if marked:
+        table["injected"] = table["injected"].eq(True)
     order = table["severity"].map({s: i for i, s in enumerate(SEVERITIES)})
     table = table.assign(_o=order).sort_values(["_o", "check"], kind="stable").drop(columns="_o").reset_index(drop=True)
     return table.astype(object).where(table.notna(), None)  # a table-wide issue has column None, not NaN

@@ -23,6 +23,7 @@ import pandas as pd
 from scipy import special, stats
 
 from helpers.core import artifacts, modelio, sections, tables
+from helpers.core.cleaning import is_number
 from helpers.core.datasets import load_source
 from helpers.core.errors import PlaybookError
 from helpers.core.inspection import permutation_importance_table
@@ -509,7 +510,7 @@ def prediction_shares(labels: np.ndarray, proba: np.ndarray | None) -> np.ndarra
 def prediction_detector(reference_pred: np.ndarray, *, alpha: float = 0.01, seed: int = 0) -> DriftDetector:
     """A drift detector of the model's outputs (scores or labels), fitted on the reference predictions."""
     frame = pd.DataFrame({PREDICTIONS: np.asarray(reference_pred)})
-    numeric = [PREDICTIONS] if np.issubdtype(frame[PREDICTIONS].dtype, np.number) else []
+    numeric = [PREDICTIONS] if is_number(frame[PREDICTIONS]) else []  # labels are text (pandas' str dtype)
     return DriftDetector(numeric, [c for c in [PREDICTIONS] if c not in numeric], alpha=alpha, seed=seed).fit(frame)
 
 
