@@ -21,9 +21,8 @@ from sklearn.dummy import DummyClassifier, DummyRegressor
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import make_pipeline
 
-from helpers.core import exercises
+from helpers.core import exercises, leakage, sections, tables
 from helpers.core import kpis as kpi_mod
-from helpers.core import leakage, sections, tables
 from helpers.core.baselines import (
     class_codes,
     class_predictions,
