@@ -357,7 +357,7 @@ def test_check_fails_every_exercise_of_the_untouched_student_copy_with_feedback(
 @pytest.mark.slow
 def test_no_output_above_an_exercise_of_the_executed_student_copy_gives_its_answer(student_check, facilitator_check):
     key = {(r.notebook, r.id): r.giveaways for r in teaching.grade_folder(facilitator_check[1])}
-    assert key and all(isinstance(v, list) for v in key.values())
+    assert any(key.values()), "the facilitator check carried no giveaways: was PLAYBOOK_EXERCISE_KEY=1 set?"
     found = []
     for step, path in teaching.step_notebooks(student_check[1]).items():
         nb = teaching.read_notebook(path)

@@ -871,7 +871,7 @@ def check_exercise_2(answer: Any, summary: Mapping[str, Any]) -> exercises.Feedb
     answer = float(answer)
     if abs(answer - expected) <= tolerance:
         side = "beats" if expected > 0 else "trails"
-        return exercises.correct(ex, f"the quick model {side} the {rule} by {abs(expected):.3f} on {metrics[0]}: "
+        return exercises.correct(ex, f"The quick model {side} the {rule} by {abs(expected):.3f} on {metrics[0]}: "
                                      "the verdict weighs such gains on every KPI, against their noise.", expected=expected)
     if abs(answer + expected) <= tolerance:
         return exercises.wrong(ex, "Right size, wrong sign: that is the rule's score minus the model's.",
