@@ -141,11 +141,7 @@ def cmd_run(args) -> int:
         layers.append(config.load_project_file(args.file))
     if args.yaml:
         layers.append(config.parse_yaml_mapping(args.yaml, where="-y"))
-    text_layer: dict[str, str] = {}
-    for name, value in args.param:
-        config.check_name(name)
-        text_layer[name] = value
-    values = config.merge(*layers, text_layer=text_layer)
+    values = config.merge(*layers, text_layer=_text_layer(args.param))
     command = "playbook " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     compute.check_reachable(values.get("compute"))  # an unreachable scheduler: exit 2 before any kernel starts
     if args.resume:
@@ -164,6 +160,15 @@ def cmd_run(args) -> int:
 
         return runner.run_playbook(values, steps=steps, out=out, command=command, html=not args.no_html,
                                    timeout=args.timeout, notebooks=args.notebooks, kernels=run_kernels)
+
+
+def _text_layer(params: Sequence[Sequence[str]]) -> dict[str, str]:
+    """``-p NAME VALUE`` pairs, each name checked (papermill writes names into code verbatim)."""
+    from helpers.core import config
+
+    for name, _ in params:
+        config.check_name(name)
+    return {name: value for name, value in params}
 
 
 def parse_steps(spec: str | None, available: Sequence[str] | None = None) -> list[str]:
@@ -265,19 +270,18 @@ def cmd_init(args) -> int:
         from helpers.run import teaching
 
         make = teaching.student_copy if args.student else teaching.facilitator_copy
-        copies = {nb.name: make(teaching.read_notebook(nb), nb.stem) for nb in sources}
+        copies = {nb.stem: make(teaching.read_notebook(nb), nb.stem) for nb in sources}
         if args.facilitator:
             # FAULTS: the lead wires helpers.core.faults.FAULTS in here (one dict per fault: name, what, finds,
             # teaches); an empty list makes the guide say that no faults can be injected
             faults: list[dict[str, str]] = []
-            guide = teaching.facilitator_guide({name[:-len(".ipynb")]: nb for name, nb in copies.items()
-                                                if name[:-len(".ipynb")] in paths.STEP_NOTEBOOKS}, faults)
+            guide = teaching.facilitator_guide({s: copies[s] for s in paths.STEP_NOTEBOOKS if s in copies}, faults)
     target.mkdir(parents=True, exist_ok=True)
     for nb in sources:
         if copies is None:
             shutil.copyfile(nb, target / nb.name)
         else:
-            teaching.write_notebook(copies[nb.name], target / nb.name)
+            teaching.write_notebook(copies[nb.stem], target / nb.name)
     (target / "project.yaml").write_text(config.project_yaml_text(), encoding="utf-8")
     kind = "the learners' copies of the notebooks" if args.student else \
         "the notebooks with their solutions, FACILITATOR_GUIDE.md" if args.facilitator else "the notebooks"
@@ -312,11 +316,7 @@ def cmd_check(args) -> int:
     if (folder / "project.yaml").is_file():
         layers.append(config.load_project_file(folder / "project.yaml"))
     layers.append({"tracking": config.TRACKING_OFF})  # a grading run is not an experiment (-p tracking local logs it)
-    text_layer: dict[str, str] = {}
-    for name, value in args.param:
-        config.check_name(name)
-        text_layer[name] = value
-    values = config.merge(*layers, text_layer=text_layer)
+    values = config.merge(*layers, text_layer=_text_layer(args.param))
     out = paths.run_folder(args.out, f"check-{values.get('project_name') or 'run'}")
     command = "playbook " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     from helpers.run import runner
