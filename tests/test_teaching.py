@@ -7,11 +7,15 @@ Unit tests work on the source notebooks and small hand-built ones. The end-to-en
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import fast_args, run_cli
+from conftest import fast_args
 
 from helpers.core import exercises, paths
 from helpers.core.errors import PlaybookError
@@ -308,23 +312,45 @@ def test_a_cell_tagged_raises_exception_does_not_fail_the_notebook(tmp_path):
 SOURCE_EXERCISES = {s: [e.id for e in teaching.exercises_of(source(s), s)] for s in STEPS}
 
 
-@pytest.fixture(scope="module")
-def student_check(tmp_path_factory):
-    """`playbook check --json` of the untouched student copy."""
-    work = tmp_path_factory.mktemp("student")
-    assert run_cli("init", str(work / "class"), "--student").returncode == 0
-    result = run_cli("check", str(work / "class"), "--json", "--out", str(work / "run"), *fast_args())
-    return result, work / "run"
+@dataclass
+class Checked:
+    returncode: int
+    stdout: str
+    stderr: str
 
 
 @pytest.fixture(scope="module")
-def facilitator_check(tmp_path_factory):
-    """`playbook check` of the facilitator copy, with the exercise key on (the feedback carries the giveaways)."""
-    work = tmp_path_factory.mktemp("facilitator")
-    assert run_cli("init", str(work / "class"), "--facilitator").returncode == 0
-    result = run_cli("check", str(work / "class"), "--out", str(work / "run"), *fast_args(),
-                     env={exercises.KEY_ENV: "1"})
-    return result, work / "run"
+def checks(tmp_path_factory) -> dict[str, tuple[Checked, Path]]:
+    """ONE `playbook check --json` of the untouched student copy and ONE `playbook check` of the facilitator
+    copy with the exercise key on (its feedback carries the giveaways), run side by side: the suite has
+    2 cores, and a run keeps about one busy."""
+    work = tmp_path_factory.mktemp("checks")
+    started = {}
+    for kind, extra, env in (("student", ["--json"], {}), ("facilitator", [], {exercises.KEY_ENV: "1"})):
+        assert cli.main(["init", str(work / kind), f"--{kind}"]) == 0
+        out, err = open(work / f"{kind}.out", "w"), open(work / f"{kind}.err", "w")  # noqa: SIM115 - closed below
+        command = [sys.executable, "-m", "helpers.run.cli", "check", str(work / kind), *extra,
+                   "--out", str(work / f"{kind}-run"), *fast_args()]
+        started[kind] = (subprocess.Popen(command, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+                                          env={**os.environ, **env}), out, err)
+    done = {}
+    for kind, (proc, out, err) in started.items():
+        code = proc.wait(timeout=1800)
+        out.close()
+        err.close()
+        done[kind] = (Checked(code, (work / f"{kind}.out").read_text(), (work / f"{kind}.err").read_text()),
+                      work / f"{kind}-run")
+    return done
+
+
+@pytest.fixture(scope="module")
+def student_check(checks):
+    return checks["student"]
+
+
+@pytest.fixture(scope="module")
+def facilitator_check(checks):
+    return checks["facilitator"]
 
 
 @pytest.mark.slow
