@@ -1,4 +1,4 @@
-"""The ``playbook`` command: run, params, report, init, predict, serve, gate, track, runs, compare.
+"""The ``playbook`` command: run, params, report, init, check, predict, serve, gate, track, runs, compare.
 
 Exit codes: 0 success, 1 a step crashed, 2 bad input (one clear message, no
 traceback), 130 interrupted.
@@ -10,6 +10,7 @@ import argparse
 import shlex
 import shutil
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,6 +22,8 @@ EXAMPLES = """examples:
   playbook run -p dataset builtin:diabetes       # another built-in, its preset does the rest
   playbook run -f project.yaml --steps 1-3       # your data, steps 1 to 3
   playbook params 1                              # parameters of step 1
+  playbook init class --student                  # learners' copies (solutions replaced by a scaffold)
+  playbook check class                           # grade them: passed / not yet / not run, per exercise
 """
 
 
@@ -54,6 +57,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     init = sub.add_parser("init", help="copy the notebooks and a documented project.yaml into DIR")
     init.add_argument("dir")
+    copies = init.add_mutually_exclusive_group()
+    copies.add_argument("--student", action="store_true",
+                        help="learners' copies: each exercise's solution replaced by `# your code here`, no outputs")
+    copies.add_argument("--facilitator", action="store_true",
+                        help="copies with the solutions, and FACILITATOR_GUIDE.md (session plan, objectives, "
+                             "exercises, discussion questions, common mistakes, injected faults)")
+
+    check = sub.add_parser("check", help="grade a learner's notebooks: execute them into a new run folder and print "
+                                         "per exercise passed / not yet / not run (exit 0 all passed, 1 not all)")
+    check.add_argument("dir", help="folder with the learner's notebooks (made by `playbook init DIR --student`)")
+    check.add_argument("--json", action="store_true", help="print one JSON document (for a learning platform)")
+    check.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"), default=[],
+                       help="set one parameter (over DIR/project.yaml when there is one)")
+    check.add_argument("--out", help="run folder for the executed notebooks (default: runs/check-<project>-<timestamp>-"
+                                     "<suffix>); never overwritten")
+    check.add_argument("--timeout", type=float, help="per-cell timeout in seconds")
 
     predict = sub.add_parser("predict", help="predict new rows with a run's champion model")
     predict.add_argument("--run", required=True, help="run folder with a trained model (step 4)")
@@ -122,11 +141,7 @@ def cmd_run(args) -> int:
         layers.append(config.load_project_file(args.file))
     if args.yaml:
         layers.append(config.parse_yaml_mapping(args.yaml, where="-y"))
-    text_layer: dict[str, str] = {}
-    for name, value in args.param:
-        config.check_name(name)
-        text_layer[name] = value
-    values = config.merge(*layers, text_layer=text_layer)
+    values = config.merge(*layers, text_layer=_text_layer(args.param))
     command = "playbook " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     compute.check_reachable(values.get("compute"))  # an unreachable scheduler: exit 2 before any kernel starts
     if args.resume:
@@ -145,6 +160,15 @@ def cmd_run(args) -> int:
 
         return runner.run_playbook(values, steps=steps, out=out, command=command, html=not args.no_html,
                                    timeout=args.timeout, notebooks=args.notebooks, kernels=run_kernels)
+
+
+def _text_layer(params: Sequence[Sequence[str]]) -> dict[str, str]:
+    """``-p NAME VALUE`` pairs, each name checked (papermill writes names into code verbatim)."""
+    from helpers.core import config
+
+    for name, _ in params:
+        config.check_name(name)
+    return {name: value for name, value in params}
 
 
 def parse_steps(spec: str | None, available: Sequence[str] | None = None) -> list[str]:
@@ -240,13 +264,78 @@ def cmd_init(args) -> int:
     target = Path(args.dir)
     if target.exists() and any(target.iterdir()):
         raise PlaybookError(f"{args.dir!r} exists and is not empty.", "choose a new folder for `playbook init`.")
+    sources = sorted(paths.notebooks_dir().glob("*.ipynb"))
+    copies, guide = None, None
+    if args.student or args.facilitator:  # every copy made before anything is written: a bad marker leaves no folder
+        from helpers.run import teaching
+
+        make = teaching.student_copy if args.student else teaching.facilitator_copy
+        copies = {nb.stem: make(teaching.read_notebook(nb), nb.stem) for nb in sources}
+        if args.facilitator:
+            # FAULTS: the lead wires helpers.core.faults.FAULTS in here (one dict per fault: name, what, finds,
+            # teaches); an empty list makes the guide say that no faults can be injected
+            faults: list[dict[str, str]] = []
+            guide = teaching.facilitator_guide({s: copies[s] for s in paths.STEP_NOTEBOOKS if s in copies}, faults)
     target.mkdir(parents=True, exist_ok=True)
-    for nb in sorted(paths.notebooks_dir().glob("*.ipynb")):
-        shutil.copyfile(nb, target / nb.name)
+    for nb in sources:
+        if copies is None:
+            shutil.copyfile(nb, target / nb.name)
+        else:
+            teaching.write_notebook(copies[nb.stem], target / nb.name)
     (target / "project.yaml").write_text(config.project_yaml_text(), encoding="utf-8")
-    print(f"Copied the notebooks and project.yaml into {target}.\n"
+    kind = "the learners' copies of the notebooks" if args.student else \
+        "the notebooks with their solutions, FACILITATOR_GUIDE.md" if args.facilitator else "the notebooks"
+    if guide is not None:
+        (target / "FACILITATOR_GUIDE.md").write_text(guide, encoding="utf-8")
+    print(f"Copied {kind} and project.yaml into {target}.\n"
           f"Edit project.yaml, then: playbook run -f {target / 'project.yaml'} --notebooks {target}")
+    if args.student:
+        print(f"Grade the learners' work with: playbook check {target}")
     return 0
+
+
+def cmd_check(args) -> int:
+    import json
+
+    from helpers.core import config
+    from helpers.run import teaching
+
+    folder = Path(args.dir)
+    if not folder.is_dir():
+        raise PlaybookError(f"{args.dir!r} is not a folder.", "give the folder made by `playbook init DIR --student`.")
+    found = teaching.step_notebooks(folder)
+    if not found:
+        raise PlaybookError(f"{args.dir!r} holds no step notebook ({paths.STEP_NOTEBOOKS[0]}.ipynb, ...).",
+                            "give the folder made by `playbook init DIR --student`.")
+    learner = {step: teaching.read_notebook(path) for step, path in found.items()}
+    expected = {step: teaching.exercises_of(nb, step) for step, nb in learner.items()}
+    if not any(expected.values()):
+        raise PlaybookError(f"The notebooks in {args.dir!r} have no exercises (no cell tagged 'check').",
+                            "give a folder made by `playbook init DIR --student`.")
+    layers: list[dict] = []
+    if (folder / "project.yaml").is_file():
+        layers.append(config.load_project_file(folder / "project.yaml"))
+    layers.append({"tracking": config.TRACKING_OFF})  # a grading run is not an experiment (-p tracking local logs it)
+    values = config.merge(*layers, text_layer=_text_layer(args.param))
+    out = paths.run_folder(args.out, f"check-{values.get('project_name') or 'run'}")
+    command = "playbook " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    from helpers.run import runner
+
+    with tempfile.TemporaryDirectory(prefix="playbook-check-") as graded:
+        for step, nb in learner.items():  # a learner's exception is shown in its cell; the run goes on
+            teaching.write_notebook(teaching.for_grading(nb), Path(graded) / f"{step}.ipynb")
+        code = runner.run_playbook(values, steps=list(found), out=out, command=command, html=False,
+                                   timeout=args.timeout, notebooks=graded,
+                                   echo=lambda line: print(line, file=sys.stderr))  # stdout: the grades only
+    if code == runner.EXIT_INTERRUPTED:
+        return code
+    results = teaching.grade_folder(out, expected)
+    if args.json:
+        print(json.dumps({"run": str(Path(out).resolve()), "passed": all(r.passed for r in results),
+                          "exercises": [r.as_dict() for r in results]}, indent=2))
+    else:
+        print(teaching.results_text(results))
+    return 0 if all(r.passed for r in results) else 1
 
 
 def cmd_predict(args) -> int:
@@ -313,7 +402,7 @@ def cmd_compare(args) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "params": cmd_params, "report": cmd_report, "init": cmd_init,
+COMMANDS = {"run": cmd_run, "params": cmd_params, "report": cmd_report, "init": cmd_init, "check": cmd_check,
             "predict": cmd_predict, "serve": cmd_serve, "gate": cmd_gate, "track": cmd_track, "runs": cmd_runs,
             "compare": cmd_compare}
 

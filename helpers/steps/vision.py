@@ -21,8 +21,8 @@ from sklearn.dummy import DummyClassifier, DummyRegressor
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import make_pipeline
 
+from helpers.core import exercises, leakage, sections, tables
 from helpers.core import kpis as kpi_mod
-from helpers.core import leakage, sections, tables
 from helpers.core.baselines import (
     class_codes,
     class_predictions,
@@ -854,13 +854,32 @@ def check_exercise_1(answer: str | None, summary: Mapping[str, Any]) -> str:
     return say(msg)
 
 
-def check_exercise_2(answer: str | None, summary: Mapping[str, Any]) -> str:
-    """Exercise 2: what is the verdict code (heuristic_suffices, proceed or revisit)?"""
-    expected = summary["verdict"]["code"]
-    if answer is None:
-        msg = "Not answered yet: set `answer` to heuristic_suffices, proceed or revisit."
-    elif answer == expected:
-        msg = f"Right: the verdict is {expected!r}."
-    else:
-        msg = f"Not quite: compare the heuristic and the quick model with the KPI targets (you said {answer!r})."
-    return say(msg)
+def check_exercise_2(answer: Any, summary: Mapping[str, Any]) -> exercises.Feedback:
+    """Exercise 1.2: the quick model's score minus the heuristic's on the contract's first KPI."""
+    ex, tolerance = "1.2", 0.002  # the two scores as printed (3 decimals) are close enough
+    scores = {r["candidate"]: r for r in summary["baselines"]}
+    rule = "heuristic" if "heuristic" in scores else "trivial_split"
+    metrics = [k["metric"] for k in summary["contract"]["kpis"]]
+    gains = {m: float(scores["quick_model"][m]) - float(scores[rule][m]) for m in metrics}
+    expected = gains[metrics[0]]
+    if exercises.is_unanswered(answer):
+        return exercises.unanswered(ex, "Set `answer` to a number: the quick model's score minus the "
+                                        f"{rule}'s, on {metrics[0]}.", expected=expected)
+    if isinstance(answer, bool) or not isinstance(answer, (int, float, np.number)):
+        return exercises.wrong(ex, f"`answer` is a {type(answer).__name__}, not a number.",
+                               "subtract two values of the `baselines` table, e.g. with .loc[...].", expected=expected)
+    answer = float(answer)
+    if abs(answer - expected) <= tolerance:
+        side = "beats" if expected > 0 else "trails"
+        return exercises.correct(ex, f"The quick model {side} the {rule} by {abs(expected):.3f} on {metrics[0]}: "
+                                     "the verdict weighs such gains on every KPI, against their noise.", expected=expected)
+    if abs(answer + expected) <= tolerance:
+        return exercises.wrong(ex, "Right size, wrong sign: that is the rule's score minus the model's.",
+                               "subtract the other way round: quick model minus rule.", expected=expected)
+    other = next((m for m in metrics[1:] if abs(answer - gains[m]) <= tolerance), None)
+    if other is not None:
+        return exercises.wrong(ex, f"That is the gain on {other}, not on the first KPI.",
+                               f"take the {metrics[0]} column of `baselines`.", expected=expected)
+    return exercises.wrong(ex, f"That is not the difference of the two candidates' {metrics[0]} scores.",
+                           f"in `baselines`, take the rows `quick_model` and `{rule}` of the {metrics[0]} column.",
+                           expected=expected)
