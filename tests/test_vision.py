@@ -140,14 +140,6 @@ def test_explorer_update_rescoring_without_refit():
     assert fig is not None
 
 
-def test_exercise_checks():
-    summary = {"set_aside": {"leakage": ["retention_call_minutes"]}, "verdict": {"code": "proceed"}}
-    assert "Not answered" in vision.check_exercise_1(None, summary)
-    assert vision.check_exercise_1("retention_call_minutes", summary).startswith("Right")
-    assert vision.check_exercise_1("tenure", summary).startswith("Not quite")
-    assert vision.check_exercise_2("proceed", summary).startswith("Right")
-
-
 def messy_frame(n=600, seed=6):
     """Numbers with gaps, categories with gaps, many rare categories, one category only near the end."""
     rng = np.random.default_rng(seed)
