@@ -179,3 +179,9 @@ def test_exercise_2_3_selection_on_every_row_is_optimistic():
     assert said(data.check_exercise_3((100 * whole, 100 * inside), X, labels), "percentages")
     assert said(data.check_exercise_3(whole, X, labels), "pair of numbers")
     assert not data.check_exercise_3(..., X, labels).answered
+
+
+def test_exercise_2_2_on_a_table_without_copies():
+    raw = pd.DataFrame({"x": np.arange(50.0)})
+    ok = data.check_exercise_2(0, raw, pd.Series(np.arange(50) < 10, index=raw.index), {"test_size": 0.2, "seed": 1})
+    assert ok.passed and said(ok, "no row of this table has an exact copy")

@@ -819,6 +819,10 @@ def check_exercise_2(answer: Any, raw: pd.DataFrame, mask: pd.Series, params: Ma
                                giveaways=giveaways)
     hashes = pd.util.hash_pandas_object(raw, index=False)
     keyed = int(hashes[mask].isin(hashes[~mask]).sum())  # the playbook's split: 0 unless spelling hides a copy
+    if given == expected == 0:
+        return exercises.correct(ex, "No row of this table has an exact copy, so no split can test on a copy here; "
+                                     "with copies, a plain random split puts some on each side, the playbook's key "
+                                     "keeps them together.", giveaways=giveaways)
     if given == expected:
         return exercises.correct(ex, f"{expected} test rows of a plain random split are copies of training rows: the "
                                      f"model would be tested on rows it learned from. The playbook's split has {keyed}: "
