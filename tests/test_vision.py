@@ -140,31 +140,6 @@ def test_explorer_update_rescoring_without_refit():
     assert fig is not None
 
 
-def test_exercise_checks():
-    summary = {"set_aside": {"leakage": ["retention_call_minutes"]}, "verdict": {"code": "proceed"}}
-    assert "Not answered" in vision.check_exercise_1(None, summary)
-    assert vision.check_exercise_1("retention_call_minutes", summary).startswith("Right")
-    assert vision.check_exercise_1("tenure", summary).startswith("Not quite")
-
-
-def test_exercise_2_gives_targeted_feedback():
-    summary = {"contract": {"kpis": [{"metric": "recall"}, {"metric": "precision"}]},
-               "baselines": [{"candidate": "dummy", "recall": 0.0, "precision": 0.0},
-                             {"candidate": "heuristic", "recall": 0.688, "precision": 0.417},
-                             {"candidate": "quick_model", "recall": 0.463, "precision": 0.635}]}
-    right = vision.check_exercise_2(0.463 - 0.688, summary)
-    assert right.passed and "trails the heuristic by 0.225" in right.message
-    assert vision.check_exercise_2(-0.2251, summary).passed  # read from the printed table
-    unanswered = vision.check_exercise_2(..., summary)
-    assert not unanswered.passed and not unanswered.answered
-    assert "wrong sign" in vision.check_exercise_2(0.225, summary).message
-    assert "gain on precision" in vision.check_exercise_2(0.218, summary).message
-    assert "not a number" in vision.check_exercise_2("proceed", summary).message
-    other = vision.check_exercise_2(0.5, summary)
-    assert not other.passed and other.answered and "quick_model" in other.hint
-    assert "-0.225" in right.giveaways
-
-
 def messy_frame(n=600, seed=6):
     """Numbers with gaps, categories with gaps, many rare categories, one category only near the end."""
     rng = np.random.default_rng(seed)

@@ -19,6 +19,7 @@ from markupsafe import Markup
 from sklearn.base import clone
 from sklearn.dummy import DummyClassifier, DummyRegressor
 from sklearn.impute import SimpleImputer
+from sklearn.metrics import f1_score
 from sklearn.pipeline import make_pipeline
 
 from helpers.core import exercises, leakage, sections, tables
@@ -43,7 +44,6 @@ from helpers.core.features import (
     with_model,
 )
 from helpers.core.leakage import encode_frame, leakage_suspects
-from helpers.core.messages import say
 from helpers.core.paths import STEP_NOTEBOOKS
 from helpers.core.problem import identifier_columns
 from helpers.core.sampling import subsample
@@ -837,49 +837,243 @@ def record_contract(run, params: Mapping[str, Any], contract: kpi_mod.KpiContrac
 
 
 # --- exercises --------------------------------------------------------------------------------------
+# Three exercises (notebook section "Exercises"): score the heuristic with scikit-learn, write a
+# rule of your own on another column, set targets under which a rule suffices. Each checker
+# returns an ``exercises.Feedback``; the expected answer leaves it only as ``giveaways``.
+
+NUMBER_TOLERANCE = 5e-4  # an answer rounded to 3 decimals still passes
 
 
-def check_exercise_1(answer: str | None, summary: Mapping[str, Any]) -> str:
-    """Exercise 1: which column was set aside as a leakage suspect?"""
-    expected = [c for c in summary["set_aside"]["leakage"]]
-    if answer is None:
-        msg = "Not answered yet: set `answer` to a column name."
-    elif not expected:
-        msg = "No column was flagged as a leak in this run, so any answer is wrong: look at the leakage table again."
-    elif str(answer) in expected:
-        msg = (f"Right: {answer!r} predicts the target on its own better than an honest column plausibly can "
-               "(see its evidence), so it was probably recorded after the outcome.")
+def _number(answer: Any) -> float | None:
+    """The answer as a float, or None when it is not one number (a string, a list, a bool)."""
+    if isinstance(answer, bool) or isinstance(answer, (str, bytes)):
+        return None
+    try:
+        value = float(answer)
+    except (TypeError, ValueError):
+        return None
+    return value if np.isfinite(value) else None
+
+
+def heuristic_scores(framing: Framing) -> dict[str, float]:
+    """The one-rule heuristic's out-of-fold predictions scored in the ways a learner might (exercise 1).
+
+    Classification: ``f1`` (binary: of the positive label; multi-class: the contract's average),
+    and the scores typically given instead: recall, precision, accuracy, balanced accuracy, the F1
+    of the other class (binary) or other averages. Regression: ``mae`` first, then rmse and r2.
+    """
+    c = framing.contract
+    y, pred = framing.y.to_numpy(), framing.candidate("heuristic").pred
+    if c.problem_type == "regression":
+        return {m: kpi_mod.score(m, c, y, pred) for m in ("mae", "rmse", "r2")}
+    scores = {m: kpi_mod.score(m, c, y, pred) for m in ("f1", "recall", "precision", "accuracy", "balanced_accuracy")}
+    if c.is_binary:
+        other = next(label for label in c.classes if label != c.positive_label)
+        scores["f1_other"] = kpi_mod.score("f1", dataclasses.replace(c, positive_label=other), y, pred)
+        scores["f1_macro"] = float(f1_score(y, pred, average="macro"))
     else:
-        msg = f"Not quite: {answer!r} was not flagged. Look at the leakage table (finding 'suspect')."
-    return say(msg)
+        for average in ("macro", "weighted", "micro"):
+            if average != c.average:
+                scores[f"f1_{average}"] = kpi_mod.score("f1", dataclasses.replace(c, average=average), y, pred)
+    return scores
 
 
-def check_exercise_2(answer: Any, summary: Mapping[str, Any]) -> exercises.Feedback:
-    """Exercise 1.2: the quick model's score minus the heuristic's on the contract's first KPI."""
-    ex, tolerance = "1.2", 0.002  # the two scores as printed (3 decimals) are close enough
-    scores = {r["candidate"]: r for r in summary["baselines"]}
-    rule = "heuristic" if "heuristic" in scores else "trivial_split"
-    metrics = [k["metric"] for k in summary["contract"]["kpis"]]
-    gains = {m: float(scores["quick_model"][m]) - float(scores[rule][m]) for m in metrics}
-    expected = gains[metrics[0]]
+_EXERCISE_1_MISTAKES = {
+    "recall": ("That is the rule's recall, not its F1.",
+               "F1 is the harmonic mean of precision and recall: `sklearn.metrics.f1_score`."),
+    "precision": ("That is the rule's precision, not its F1.",
+                  "F1 is the harmonic mean of precision and recall: `sklearn.metrics.f1_score`."),
+    "accuracy": ("That is the rule's accuracy (share of rows right), not its F1.",
+                 "use `sklearn.metrics.f1_score`: it looks at the positive class only."),
+    "balanced_accuracy": ("That is the rule's balanced accuracy, not its F1.",
+                          "use `sklearn.metrics.f1_score`."),
+    "f1_other": ("That is the F1 of the other class: the positive label is swapped.",
+                 "pass `pos_label=contract.positive_label`: scikit-learn cannot guess which class matters."),
+    "f1_macro": ("That is the macro average of both classes' F1, not the F1 of the positive class.",
+                 "keep the default `average='binary'` and pass `pos_label=contract.positive_label`."),
+    "f1_weighted": ("That is the weighted average F1, not the contract's average.", "pass `average=contract.average`."),
+    "f1_micro": ("That is the micro average F1 (equal to accuracy), not the contract's average.",
+                 "pass `average=contract.average`."),
+    "rmse": ("That is the root mean squared error, not the mean absolute error.",
+             "use `sklearn.metrics.mean_absolute_error`."),
+    "r2": ("That is R², not the mean absolute error.", "use `sklearn.metrics.mean_absolute_error`."),
+}
+
+
+def check_exercise_1(answer: Any, framing: Framing) -> exercises.Feedback:
+    """Exercise 1.1: the one-rule heuristic's F1 (regression: MAE) from its out-of-fold predictions."""
+    ex = "1.1"
+    if framing.contract.problem_type == "clustering":
+        return exercises.correct(ex, "Nothing to score by hand for clustering: there are no labels to compare with.")
+    scores = heuristic_scores(framing)
+    main = "mae" if framing.contract.problem_type == "regression" else "f1"
+    expected = scores[main]
+    what = "its F1 score" if main == "f1" else "its mean absolute error"
+    how = ("`f1_score(framing.y, framing.candidate('heuristic').pred, pos_label=contract.positive_label)`"
+           if framing.contract.is_binary else
+           "`f1_score(framing.y, framing.candidate('heuristic').pred, average=contract.average)`" if main == "f1" else
+           "`mean_absolute_error(framing.y, framing.candidate('heuristic').pred)`")
     if exercises.is_unanswered(answer):
-        return exercises.unanswered(ex, "Set `answer` to a number: the quick model's score minus the "
-                                        f"{rule}'s, on {metrics[0]}.", expected=expected)
-    if isinstance(answer, bool) or not isinstance(answer, (int, float, np.number)):
-        return exercises.wrong(ex, f"`answer` is a {type(answer).__name__}, not a number.",
-                               "subtract two values of the `baselines` table, e.g. with .loc[...].", expected=expected)
-    answer = float(answer)
-    if abs(answer - expected) <= tolerance:
-        side = "beats" if expected > 0 else "trails"
-        return exercises.correct(ex, f"The quick model {side} the {rule} by {abs(expected):.3f} on {metrics[0]}: "
-                                     "the verdict weighs such gains on every KPI, against their noise.", expected=expected)
-    if abs(answer + expected) <= tolerance:
-        return exercises.wrong(ex, "Right size, wrong sign: that is the rule's score minus the model's.",
-                               "subtract the other way round: quick model minus rule.", expected=expected)
-    other = next((m for m in metrics[1:] if abs(answer - gains[m]) <= tolerance), None)
-    if other is not None:
-        return exercises.wrong(ex, f"That is the gain on {other}, not on the first KPI.",
-                               f"take the {metrics[0]} column of `baselines`.", expected=expected)
-    return exercises.wrong(ex, f"That is not the difference of the two candidates' {metrics[0]} scores.",
-                           f"in `baselines`, take the rows `quick_model` and `{rule}` of the {metrics[0]} column.",
-                           expected=expected)
+        return exercises.unanswered(ex, f"Set `answer` to the heuristic's score ({what}), a number.",
+                                    f"import it from sklearn.metrics; for instance {how}.", expected=expected)
+    value = _number(answer)
+    if value is None:
+        return exercises.wrong(ex, f"`answer` should be one number, not {type(answer).__name__}.",
+                               "the metric functions of sklearn.metrics return a float: assign it to `answer`.",
+                               expected=expected)
+    if abs(value - expected) <= NUMBER_TOLERANCE:
+        return exercises.correct(ex, f"{what[4:].capitalize()} of the rule '{framing.heuristic['rule']}' is "
+                                     f"{expected:.3f}, from predictions it never saw its labels for (out of fold).",
+                                 expected=expected)
+    if abs(value - candidate_scores(framing, main, framing.candidate("heuristic"))[0]) <= NUMBER_TOLERANCE:
+        return exercises.correct(ex, f"That is the mean of the per-fold scores; over all rows at once it is "
+                                     f"{expected:.3f}, a near-identical figure.", expected=expected)
+    if main == "f1" and 1 < value <= 100 and abs(value / 100 - expected) <= NUMBER_TOLERANCE:
+        return exercises.wrong(ex, "That looks like a percentage.", "give the score as a share between 0 and 1.",
+                               expected=expected)
+    for name, score in scores.items():
+        if name in _EXERCISE_1_MISTAKES and abs(value - score) <= NUMBER_TOLERANCE:
+            message, hint = _EXERCISE_1_MISTAKES[name]
+            return exercises.wrong(ex, message, hint, expected=expected)
+    return exercises.wrong(ex, f"{value:.4g} is not {what} over the out-of-fold predictions.",
+                           f"score `framing.candidate('heuristic').pred` against `framing.y`: {how}.", expected=expected)
+
+
+def rule_problem(predictions: Any, column: Any, rows: pd.DataFrame, framing: Framing,
+                 features: Sequence[str]) -> tuple[str, str] | None:
+    """What makes ``predictions`` not a one-column rule on ``column`` (message, hint), or None (exercise 2)."""
+    heuristic = framing.heuristic.get("column")
+    if not isinstance(column, str) or column not in rows.columns:
+        return (f"`column` should name a column of the training rows, not {column!r}.",
+                "set `column` to a feature's name, as a string.")
+    if column == heuristic:
+        return (f"{column!r} is the column of the playbook's own rule.", "build your rule on another feature.")
+    if column not in features:
+        why = ("the target itself" if column == framing.y.name else
+               "set aside before any comparison (an identifier, a sensitive column or a leakage suspect)")
+        return (f"{column!r} is not a feature: it is {why}.",
+                f"pick one of the features: {', '.join(map(str, features[:12]))}.")
+    pred = pd.Series(np.asarray(predictions, dtype=object).ravel() if not isinstance(predictions, pd.Series)
+                     else predictions.to_numpy(dtype=object))
+    if len(pred) != len(rows):
+        return (f"`answer` holds {len(pred):,} predictions, but `feasibility.train` has {len(rows):,} rows.",
+                "predict every row of `feasibility.train` (not the whole table, not a sample).")
+    if pred.isna().any():
+        return (f"{int(pred.isna().sum()):,} rows got no prediction (a missing value in {column!r}?).",
+                "every row needs a prediction: missing values must fall on one side of the rule.")
+    classification = framing.contract.problem_type == "classification"
+    if classification:
+        known = set(map(str, framing.contract.classes))
+        unknown = sorted({str(v) for v in pred.unique()} - known)
+        if unknown:
+            return (f"The predictions hold {', '.join(map(repr, unknown[:3]))}, which is no class of the target.",
+                    f"predict the target's labels ({', '.join(map(repr, sorted(known)))}), e.g. with "
+                    "np.where(condition, label_a, label_b).")
+    if pred.astype(str).nunique() < 2:
+        return (f"Your rule always predicts {pred.iloc[0]!r}: that is the dummy baseline, not a rule.",
+                "the two sides of the rule must predict different values.")
+    values = rows[column].astype(str).to_numpy()  # missing values form one group, like any value
+    per_value = pd.Series(pred.astype(str).to_numpy()).groupby(values).nunique()
+    if (per_value > 1).any():
+        return (f"Rows with the same {column!r} get different predictions: the rule reads something else too.",
+                f"a one-column rule depends on {column!r} alone (and keep the rows in their order).")
+    return None
+
+
+def check_exercise_2(answer: Any, column: Any, rows: pd.DataFrame, framing: Framing,
+                     features: Sequence[str]) -> exercises.Feedback:
+    """Exercise 1.2: a one-rule heuristic of your own, on another column (``rows``: ``feasibility.train``)."""
+    ex = "1.2"
+    c = framing.contract
+    if c.problem_type == "clustering":
+        return exercises.correct(ex, "Nothing to do for clustering: a rule needs a target to predict.")
+    if exercises.is_unanswered(answer) or exercises.is_unanswered(column):
+        return exercises.unanswered(ex, "Set `column` to a feature and `answer` to your rule's prediction for every "
+                                        "row of `feasibility.train`.",
+                                    "for instance np.where(feasibility.train[column] <= some_value, label_a, label_b).")
+    problem = rule_problem(answer, column, rows, framing, features)
+    if problem:
+        return exercises.wrong(ex, *problem)
+    pred = np.asarray(answer, dtype=object).ravel()
+    y = framing.y.to_numpy()
+    if c.problem_type == "classification":
+        pred = np.asarray([next(k for k in c.classes if str(k) == str(v)) for v in pred], dtype=object) \
+            if not set(pd.unique(pred)) <= set(c.classes) else pred
+        mine, metric, chance = kpi_mod.score("balanced_accuracy", c, y, pred), "balanced accuracy", 1 / len(c.classes)
+    else:
+        mine, metric, chance = kpi_mod.score("r2", c, y, pred.astype(float)), "R²", 0.0
+    best = candidate_scores(framing, "balanced_accuracy" if c.problem_type == "classification" else "r2",
+                            framing.candidate("heuristic"))[0]
+    if mine <= chance:
+        swap = ("the two outcomes look swapped: predict the other label on each side" if c.is_binary
+                else "each side should predict the value most typical of its rows")
+        return exercises.wrong(ex, f"Your rule on {column!r} scores {metric} {mine:.3f}, no better than chance "
+                                   f"({chance:.2f}).", f"{swap}.")
+    return exercises.correct(ex, f"Your rule on {column!r} scores {metric} {mine:.3f} on the rows it was made on; "
+                                 f"the playbook's rule ({framing.heuristic['rule']}) scores {best:.3f} cross-validated. "
+                                 "The playbook tries such a rule on every column and keeps the best: that is the bar "
+                                 "a model must clear.")
+
+
+def rule_row(framing: Framing, contract: kpi_mod.KpiContract | None = None) -> pd.Series:
+    """The score-table row of the non-ML rule (the heuristic; clustering: the trivial split)."""
+    name = "trivial_split" if framing.contract.problem_type == "clustering" else "heuristic"
+    return score_table(framing, contract).set_index("candidate").loc[name]
+
+
+def check_exercise_3(answer: Any, framing: Framing) -> exercises.Feedback:
+    """Exercise 1.3: KPI targets, as high as possible, under which the one-rule heuristic suffices.
+
+    Giveaways: the rule's scores printed as a dict of targets (3 and 4 decimals).
+    """
+    ex = "1.3"
+    c = framing.contract
+    metrics = list(c.kpis)
+    scores = rule_row(framing)
+    giveaways = tuple("{" + ", ".join(f"{m!r}: {scores[m]:.{d}f}" for m in metrics) + "}" for d in (3, 4))
+
+    def wrong(message: str, hint: str) -> exercises.Feedback:
+        return exercises.wrong(ex, message, hint, giveaways=giveaways)
+
+    if exercises.is_unanswered(answer):
+        return exercises.unanswered(ex, "Set `answer` to a dict of targets, one per KPI of the contract: "
+                                        f"{{{', '.join(f'{m!r}: ...' for m in metrics)}}}.",
+                                    "read the heuristic's row of the baselines table, and mind each KPI's direction.",
+                                    giveaways=giveaways)
+    if isinstance(answer, str):
+        return wrong("`answer` should be targets (a dict {metric: target}), not a verdict code.",
+                     "the verdict follows from the targets: choose targets, the playbook gives the verdict.")
+    if not isinstance(answer, Mapping) or set(answer) != set(metrics):
+        given = sorted(map(str, answer)) if isinstance(answer, Mapping) else type(answer).__name__
+        return wrong(f"`answer` should hold one target for each KPI of the contract ({', '.join(metrics)}); "
+                     f"got {given}.", "keep the contract's metrics and change only their targets.")
+    try:
+        targets = kpi_mod.validate_kpis(dict(answer), c.problem_type)
+    except PlaybookError as exc:
+        return wrong(f"These targets are not valid: {exc}", "each target is a number the metric can reach.")
+    contract = dataclasses.replace(c, kpis=targets)
+    table = score_table(framing, contract)
+    rule = rule_row(framing, contract)
+    code = verdict(table, contract, heuristic_leak=framing.heuristic_leak).code
+    failed = [m for m in metrics if not rule[f"{m}_passed"]]
+    if failed:
+        parts = []
+        for m in failed:
+            better = "at or below" if c.direction(m) == "lower" else "at or above"
+            parts.append(f"{m} (the rule scores {rule[m]:.4f}; a target is met {better} it)")
+        return wrong(f"The rule still misses {', '.join(parts)}: the verdict is {code!r}.",
+                     "a higher-is-better target must be at most the rule's score, a lower-is-better one at least its score.")
+    if code != "heuristic_suffices":
+        return wrong(f"The rule meets every target, but the verdict is {code!r}: its rule is built on "
+                     f"{framing.heuristic_leak!r}, a leakage suspect kept by keep_columns.",
+                     "remove it from keep_columns, or accept that a leaky rule never suffices.")
+    slack = {m: abs(rule[m] - targets[m]) / (1.0 if np.isfinite(kpi_mod.METRICS[m].high) else max(abs(rule[m]), 1e-9))
+             for m in metrics}
+    loose = [m for m in metrics if slack[m] > 0.05]
+    if loose:
+        return wrong(f"The verdict is 'heuristic_suffices', but the target of {', '.join(loose)} is far "
+                     "from what the rule scores: any rule would pass such a target.",
+                     "set each target as demanding as possible, at the rule's own score (or just under it).")
+    return exercises.correct(ex, "The verdict is 'heuristic_suffices': when a one-line rule meets every target, the "
+                                 "targets ask for no more than a rule can do. Either the rule is enough (no ML), or "
+                                 "the targets are too low for what the project needs.", giveaways=giveaways)

@@ -9,6 +9,7 @@ and record the schema, bias and scale findings. Checks live in ``helpers.steps.f
 from __future__ import annotations
 
 import copy
+import hashlib
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from helpers.core import faults, features, sections, split, tables
+from helpers.core import exercises, faults, features, sections, split, tables
 from helpers.core.artifacts import Run
 from helpers.core.cleaning import (
     apply_cleaning,
@@ -32,7 +33,6 @@ from helpers.core.errors import PlaybookError
 from helpers.core.features import _SCALERS
 from helpers.core.kpis import resolve_positive_label
 from helpers.core.leakage import LEAKAGE_COLUMNS, check_keep_columns, leakage_suspects
-from helpers.core.messages import say
 from helpers.core.paths import STEP_NOTEBOOKS
 from helpers.core.prepared import Prepared, save_prepared
 from helpers.core.problem import check_target, infer_problem_type
@@ -709,45 +709,218 @@ def report_section(run: Run) -> Section:
 
 
 # --- exercises -------------------------------------------------------------------------------------------------------------
+# Three exercises (notebook section "Exercises"): count a data fault with pandas, see what a plain
+# random split does to duplicates, and see the optimistic score of preprocessing fitted on every row.
+# Each checker returns an ``exercises.Feedback``; the expected answer leaves it only as ``giveaways``.
+
+BLANK = r"^\s*$"  # text that is empty or only spaces: missing, though pandas does not see it so
 
 
-def check_exercise_1(answer: str | None, issues: Sequence[Mapping[str, Any]]) -> str:
-    """Exercise 1: which column leaks the target?"""
-    leaks = [i["column"] for i in issues if i["check"] == "target leakage"]
-    if answer is None:
-        return say("Not answered yet: set `answer` to a column name (or 'none').")
-    if not leaks:
-        ok = str(answer).strip().lower() == "none"
-        return say("Right: no column leaks the target here." if ok else
-                   "Not quite: no column was flagged in this run; the answer is 'none'.")
-    if str(answer) in leaks:
-        return say(f"Right: {answer!r} alone predicts the target better than the other columns explain, "
-                   "so it is known only after the outcome.")
-    return say(f"Not quite: {answer!r} is not a leak. Look for the 'target leakage' issue in the issues table.")
-
-
-def check_exercise_2(answer: str | None) -> str:
-    """Exercise 2: which scaler is least affected by outliers?"""
-    if answer is None:
-        return say("Not answered yet: set `answer` to 'standard', 'robust' or 'minmax'.")
-    if str(answer).strip().lower() == "robust":
-        return say("Right: RobustScaler centres on the median and scales by the IQR, which outliers barely move.")
-    return say(f"Not quite: {answer!r} uses the mean/sd or min/max, which a few extreme values drag around. "
-               "Try the scaler picker on a column with outliers.")
-
-
-def check_exercise_3(answer: int | None, decisions: Sequence[Mapping[str, Any]]) -> str:
-    """Exercise 3: how many duplicate rows did step 2 remove?"""
-    expected = sum(d["rows_affected"] for d in decisions if d["action"] == "remove duplicate rows")
-    if answer is None:
-        return say("Not answered yet: set `answer` to a whole number.")
+def _count(answer: Any) -> int | None:
+    """The answer as a whole number, or None (a string, a float with decimals, a table)."""
+    if isinstance(answer, (bool, str, bytes)) or not np.isscalar(answer):
+        return None
     try:
-        given = int(answer)
+        value = float(answer)
     except (TypeError, ValueError):
-        return say(f"Not quite: {answer!r} is not a whole number.")
+        return None
+    return int(value) if np.isfinite(value) and value.is_integer() else None
+
+
+def _count_giveaways(n: int, *words: str) -> tuple[str, ...]:
+    """How a count would be printed if a cell above gave it away: "389 rows", "389 of", ..."""
+    return tuple(dict.fromkeys(f"{form} {word}" for form in (f"{n}", f"{n:,}") for word in words))
+
+
+def rows_with_missing(frame: pd.DataFrame) -> pd.Series:
+    """Per row: does it hold a missing value (NaN, None) or blank text (exercise 2.1)?"""
+    return frame.replace(BLANK, np.nan, regex=True).isna().any(axis=1)
+
+
+def check_exercise_1(answer: Any, train_raw: pd.DataFrame, raw: pd.DataFrame) -> exercises.Feedback:
+    """Exercise 2.1: how many training rows hold at least one missing value, blank text included?"""
+    ex = "2.1"
+    missing = rows_with_missing(train_raw)
+    expected = int(missing.sum())
+    giveaways = _count_giveaways(expected, "rows", "of")
+    if exercises.is_unanswered(answer):
+        return exercises.unanswered(ex, "Set `answer` to a number of rows.",
+                                    "`train_raw.replace(...)`, `.isna()` and `.any(axis=1)` go a long way.",
+                                    giveaways=giveaways)
+    given = _count(answer)
+    if given is None:
+        if isinstance(answer, pd.Series | pd.DataFrame):
+            return exercises.wrong(ex, "`answer` is a table (a count per column?); the question asks for one number.",
+                                   "rows with a missing value in any column: `.any(axis=1)`, then `.sum()`.",
+                                   giveaways=giveaways)
+        share = float(answer) if isinstance(answer, float) and 0 < answer < 1 else None
+        if share is not None:
+            return exercises.wrong(ex, f"{share:.4g} looks like a share of rows, not a count.",
+                                   "`.sum()` counts the rows where the condition holds; `.mean()` gives their share.",
+                                   giveaways=giveaways)
+        return exercises.wrong(ex, f"`answer` should be a whole number, not {answer!r}.", "count rows: `.sum()`.",
+                               giveaways=giveaways)
     if given == expected:
-        return say(f"Right: {expected} duplicate rows were removed (see the decision log).")
-    return say(f"Not quite: the decision log says otherwise (you said {given}). Look for 'remove duplicate rows'.")
+        blanks = expected - int(train_raw.isna().any(axis=1).sum())
+        return exercises.correct(ex, f"{expected:,} of {len(train_raw):,} training rows hold a gap, {blanks:,} of them "
+                                     "only as blank text: a model sees a row, not a column, so a few percent missing "
+                                     "per column can touch many rows (imputation keeps them).", giveaways=giveaways)
+    cells = train_raw.replace(BLANK, np.nan, regex=True).isna()
+    mistakes = {
+        int(train_raw.isna().any(axis=1).sum()): ("You counted NaN and None only: blank text is not missing to pandas.",
+                                                  f"turn blank text into NaN first: `train_raw.replace(r\"{BLANK}\", "
+                                                  "np.nan, regex=True)`."),
+        int(cells.to_numpy().sum()): ("That counts missing cells, not rows: a row with two gaps counts twice.",
+                                      "`.any(axis=1)` marks each row once."),
+        int(train_raw.isna().to_numpy().sum()): ("That counts missing cells (NaN only), not rows.",
+                                                 "blank text counts too, and `.any(axis=1)` marks each row once."),
+        int(rows_with_missing(raw).sum()): ("That counts the whole table, test side included.",
+                                            "look at the training side only: `train_raw`."),
+    }
+    if given in mistakes:
+        return exercises.wrong(ex, *mistakes[given], giveaways=giveaways)
+    return exercises.wrong(ex, f"{given:,} is not the number of training rows with a gap.",
+                           "mark each cell that is NaN or blank text, then each row that has one, then count the rows.",
+                           giveaways=giveaways)
+
+
+def plain_split_copies(raw: pd.DataFrame, test_size: float, seed: int) -> dict[str, int]:
+    """Exercise 2.2: exact copies across a plain random split, and in the other counts a learner might give.
+
+    ``straddling``: rows of ``train_test_split``'s test side that are exact copies of a row on its
+    training side. The playbook's keyed split keeps every copy on one side (``split.row_keys``).
+    """
+    from sklearn.model_selection import train_test_split  # only the exercise uses it
+
+    hashes = pd.util.hash_pandas_object(raw, index=False)
+    train, test = train_test_split(raw, test_size=test_size, random_state=seed)
+    return {"straddling": int(hashes[test.index].isin(hashes[train.index]).sum()),
+            "test_side_copies": int(test.duplicated().sum()), "all_copies": int(raw.duplicated().sum()),
+            "test_rows": len(test)}
+
+
+def check_exercise_2(answer: Any, raw: pd.DataFrame, mask: pd.Series, params: Mapping[str, Any]) -> exercises.Feedback:
+    """Exercise 2.2: with a plain random split, how many test rows are exact copies of a training row?"""
+    ex = "2.2"
+    counts = plain_split_copies(raw, params["test_size"], params["seed"])
+    expected = counts["straddling"]
+    giveaways = _count_giveaways(expected, "rows", "copies", "test rows")
+    if exercises.is_unanswered(answer):
+        return exercises.unanswered(ex, "Set `answer` to a number of test rows.",
+                                    "split with `train_test_split(raw, test_size=params.test_size, "
+                                    "random_state=params.seed)`, then look for each test row among the training rows.",
+                                    giveaways=giveaways)
+    given = _count(answer)
+    if given is None:
+        if isinstance(answer, float) and 0 < answer < 1:
+            return exercises.wrong(ex, f"{answer:.4g} looks like a share, not a count of rows.", "count with `.sum()`.",
+                                   giveaways=giveaways)
+        return exercises.wrong(ex, f"`answer` should be a whole number, not {answer!r}.", "count rows with `.sum()`.",
+                               giveaways=giveaways)
+    hashes = pd.util.hash_pandas_object(raw, index=False)
+    keyed = int(hashes[mask].isin(hashes[~mask]).sum())  # the playbook's split: 0 unless spelling hides a copy
+    if given == expected == 0:
+        return exercises.correct(ex, "No row of this table has an exact copy, so no split can test on a copy here; "
+                                     "with copies, a plain random split puts some on each side, the playbook's key "
+                                     "keeps them together.", giveaways=giveaways)
+    if given == expected:
+        return exercises.correct(ex, f"{expected} test rows of a plain random split are copies of training rows: the "
+                                     f"model would be tested on rows it learned from. The playbook's split has {keyed}: "
+                                     "each row's key (the id, else a hash of the normalised row) puts copies on one "
+                                     "side.", giveaways=giveaways)
+    if given == keyed and keyed != expected:
+        return exercises.wrong(ex, "That is the count for the playbook's split (`mask`), which keeps copies together.",
+                               "the question is about a plain `train_test_split` of `raw`.", giveaways=giveaways)
+    if given == counts["test_side_copies"]:
+        return exercises.wrong(ex, "That counts copies within the test side, not test rows copied from training rows.",
+                               "look for each test row's hash among the training side's hashes (`.isin`).",
+                               giveaways=giveaways)
+    if given == counts["all_copies"]:
+        return exercises.wrong(ex, "That counts every copy in the table, whichever side it falls on.",
+                               "only a copy with its original on the other side leaks: split first, then compare.",
+                               giveaways=giveaways)
+    return exercises.wrong(ex, f"{given:,} is not the count for that split.",
+                           "use `random_state=params.seed` and `test_size=params.test_size`, and compare whole rows "
+                           "(`pd.util.hash_pandas_object(raw, index=False)`).", giveaways=giveaways)
+
+
+def noise_table(prepared: Prepared, seed: int, rows: int = 300, columns: int = 500) -> tuple[np.ndarray, np.ndarray]:
+    """Exercise 2.3's table: ``columns`` columns of pure noise beside the labels of ``rows`` training rows.
+
+    The labels: the target's classes (classification), above or below the median (regression),
+    coin flips (clustering: no target). No column can predict them, so any score above chance
+    is optimism.
+    """
+    rng = np.random.default_rng(seed)
+    n = min(rows, len(prepared.train))
+    picked = np.sort(rng.choice(len(prepared.train), size=n, replace=False))
+    y = prepared.y("train")
+    if y is None:
+        labels = rng.choice(np.array(["heads", "tails"], dtype=object), size=n)
+    elif prepared.problem_type == "regression":
+        values = pd.to_numeric(y.iloc[picked], errors="coerce")
+        labels = np.where(values > values.median(), "high", "low").astype(object)
+    else:
+        labels = y.iloc[picked].astype(str).to_numpy(dtype=object)
+    return rng.normal(size=(n, columns)), labels
+
+
+def selection_scores(X: np.ndarray, y: np.ndarray, k: int = 20) -> tuple[float, float]:
+    """Exercise 2.3's recipe: balanced accuracy (5-fold) with the k best columns chosen on every row, and in a Pipeline."""
+    from sklearn.feature_selection import SelectKBest, f_classif  # only the exercise uses them
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import cross_val_score
+    from sklearn.pipeline import make_pipeline
+
+    model = LogisticRegression(class_weight="balanced")
+    chosen = SelectKBest(f_classif, k=k).fit_transform(X, y)
+    whole = cross_val_score(model, chosen, y, cv=5, scoring="balanced_accuracy").mean()
+    inside = cross_val_score(make_pipeline(SelectKBest(f_classif, k=k), model), X, y, cv=5,
+                             scoring="balanced_accuracy").mean()
+    return float(whole), float(inside)
+
+
+_SELECTION_SCORES: dict[str, tuple[float, float]] = {}  # per table: a re-run check cell does not refit
+
+
+def check_exercise_3(answer: Any, X: np.ndarray, y: np.ndarray) -> exercises.Feedback:
+    """Exercise 2.3: (score with the selection fitted on every row, score with it inside a Pipeline)."""
+    ex = "2.3"
+    key = hashlib.sha1(np.ascontiguousarray(X).tobytes() + "\x1f".join(map(str, y)).encode()).hexdigest()
+    reference = _SELECTION_SCORES.get(key) or _SELECTION_SCORES.setdefault(key, selection_scores(X, y))
+    giveaways = tuple(f for value in reference for f in exercises.number_forms(value))
+    chance = 1 / len(pd.unique(y))
+    if exercises.is_unanswered(answer):
+        return exercises.unanswered(ex, "Set `answer` to two scores: (selection fitted on every row, selection "
+                                        "inside a Pipeline).",
+                                    "`cross_val_score` on the selected columns, then on `make_pipeline(SelectKBest(...), "
+                                    "LogisticRegression(...))` with the whole noise table.", giveaways=giveaways)
+    pair = list(answer) if isinstance(answer, (tuple, list)) else None
+    values = [v if isinstance(v, (int, float, np.number)) and not isinstance(v, bool) else None for v in pair or []]
+    if len(values) != 2 or None in values:
+        return exercises.wrong(ex, "`answer` should be a pair of numbers: (whole table, pipeline).",
+                               "e.g. answer = (whole_table_score, pipeline_score).", giveaways=giveaways)
+    whole, inside = (float(v) for v in values)
+    if not (0 <= whole <= 1 and 0 <= inside <= 1):
+        return exercises.wrong(ex, "Balanced accuracy lies between 0 and 1; these look like percentages or errors.",
+                               "give `cross_val_score(...).mean()` as it is.", giveaways=giveaways)
+    if inside - whole > 0.05:
+        return exercises.wrong(ex, "Your pipeline score is the higher one: the two scores look swapped.",
+                               "answer = (selection fitted on every row, selection inside the Pipeline).",
+                               giveaways=giveaways)
+    if inside > chance + 0.12:
+        return exercises.wrong(ex, f"Your pipeline scores {inside:.3f} on pure noise, well above chance ({chance:.2f}): "
+                                   "the selection still saw the validation rows.",
+                               "put SelectKBest inside `make_pipeline` and give `cross_val_score` the whole noise table.",
+                               giveaways=giveaways)
+    if whole - inside < 0.08:
+        return exercises.wrong(ex, "The two scores are about the same: both look honest.",
+                               "for the first, fit SelectKBest on every row (`fit_transform(X_noise, y_noise)`), then "
+                               "cross-validate the model alone on the chosen columns.", giveaways=giveaways)
+    return exercises.correct(ex, f"On columns of pure noise, choosing them on every row scores {whole:.3f}, inside the "
+                                 f"Pipeline {inside:.3f} (chance: {chance:.2f}). The selection saw the validation "
+                                 "folds' labels: that is why step 2 only defines the preprocessing and step 4 fits it "
+                                 "inside cross-validation.", giveaways=giveaways)
 
 
 # --- the whole step without display (benchmarks, tests) --------------------------------------------------------------------
