@@ -11,11 +11,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import nbformat
 import numpy as np
 import pandas as pd
 import pytest
 
 from helpers.core import modelio
+from helpers.core.exercises import MIME_TYPE
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "playbook"
@@ -101,8 +103,11 @@ def test_demo_tables_and_figures(churn_run):
         assert (folder / f"{name}.png").stat().st_size > 5000, name
     groups = pd.read_csv(folder / "group_metrics.csv")
     assert set(groups["column"]) == {"gender", "senior_citizen"}
-    executed = (churn_run / f"{STEP4}.ipynb").read_text()
-    assert "playbook-readout" in executed and "Not answered yet" in executed
+    executed = nbformat.read(churn_run / f"{STEP4}.ipynb", as_version=4)
+    assert "playbook-readout" in json.dumps([c.get("outputs", []) for c in executed.cells])
+    feedback = [o["data"][MIME_TYPE] for c in executed.cells if c.metadata.get("exercise") for o in c.outputs
+                if MIME_TYPE in o.get("data", {})]
+    assert [f["exercise"] for f in feedback if f["passed"]] == ["4.1", "4.2", "4.3"]  # the solutions are kept
 
 
 def test_regression_configuration(tmp_path):
