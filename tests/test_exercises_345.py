@@ -15,7 +15,7 @@ from sklearn.metrics import precision_recall_curve
 from sklearn.model_selection import cross_val_score
 from sklearn.pipeline import make_pipeline
 
-from helpers.core import artifacts
+from helpers.core import artifacts, exercises
 from helpers.core.exercises import Feedback
 from helpers.steps import modeling, stack
 from helpers.steps.operations import deployment
@@ -31,6 +31,16 @@ def passed(feedback: Feedback) -> bool:
 
 def unanswered(feedback: Feedback) -> bool:
     return not feedback.passed and not feedback.answered and bool(feedback.message)
+
+
+def test_number_answer_reads_numbers_and_says_what_is_missing():
+    assert exercises.number_answer("9.1", np.float64(2.5), "a number") == 2.5
+    assert exercises.number_answer("9.1", "3", "a number") == 3.0
+    missing = exercises.number_answer("9.1", ..., "a factor, e.g. 12", "a hint")
+    assert unanswered(missing) and missing.message == "Set `answer` to a factor, e.g. 12." and missing.hint == "a hint"
+    for bad in ("lots", True, [1, 2]):
+        feedback = exercises.number_answer("9.1", bad, "a factor")
+        assert isinstance(feedback, Feedback) and feedback.answered and "is not a number" in feedback.message
 
 
 # --- step 3 -----------------------------------------------------------------------------------------------------

@@ -1305,7 +1305,9 @@ def check_exercise_2(answer: Any, choice: ThresholdChoice | None, contract: kpi_
     if recall >= target and precision >= best["precision"] - 1e-9:
         return exercises.correct("4.2", f"{at}: recall meets {target:g} with the best precision available. "
                                  f"Step 4 keeps {choice.threshold:.3f} for the contract's target; a higher recall "
-                                 "target lowers the threshold and costs precision.", expected=best_threshold)
+                                 "target lowers the threshold and costs precision. The model file keeps its threshold "
+                                 "as scikit-learn's FixedThresholdClassifier(pipeline, threshold=...) (see Save).",
+                                 expected=best_threshold)
     if "precision" in contract.kpis:
         p_threshold = select_threshold(choice.curve, {"precision": contract.kpis["precision"]})[0]
         if math.isclose(value, p_threshold, abs_tol=1e-6) and recall < target:
