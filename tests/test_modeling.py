@@ -313,19 +313,6 @@ def test_too_many_folds_is_a_clear_error():
         modeling.check_enough_rows(inputs.prepared, 20)
 
 
-def test_exercises_never_raise(clf, clf_board, capsys):
-    assert modeling.check_exercise_1(None, clf_board).startswith("Not answered yet")
-    assert modeling.check_exercise_1("dummy", clf_board).startswith("Not quite")
-    right = clf_board[clf_board["kind"] == "family"].sort_values("gap").iloc[-1]["model"]
-    assert modeling.check_exercise_1(right, clf_board).startswith("Right")
-    choice = modeling.choose_threshold(clf, modeling.family_pipeline(clf, modeling.fam.get_family("classification", "logistic_regression")))
-    assert modeling.check_exercise_2(None, choice, clf.contract).startswith("Not answered yet")
-    assert modeling.check_exercise_2("abc", choice, clf.contract).startswith("Wrong type")
-    assert modeling.check_exercise_2(0.99, choice, clf.contract).startswith("Not yet")
-    assert modeling.check_exercise_2(0.01, choice, clf.contract).startswith("Right")
-    assert "Right" in capsys.readouterr().out
-
-
 def test_explorers_read_the_cached_grid(clf, clf_board):
     top = modeling.leaders(clf_board, 1)
     grid = modeling.explorer_grid(clf, top, rows=120)

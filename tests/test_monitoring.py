@@ -276,21 +276,6 @@ def test_drift_simulator_reads_precomputed_scenarios_and_updates_its_readout(tmp
     assert "Shift on charges x2" in explorer.readout.value
 
 
-def test_exercise_checks_never_raise_and_say_right_or_wrong(capsys):
-    decisions = [{"batch": 1, "retrain": False, "reason": "no trigger"},
-                 {"batch": 2, "retrain": True, "reason": "KPI breached 2 batches in a row (k = 2)"}]
-    assert mon.check_exercise_2(None, decisions).startswith("Not answered yet")
-    assert mon.check_exercise_2(2, decisions).startswith("Right: batch 2. Why: KPI breached")
-    assert mon.check_exercise_2(1, decisions).startswith("Not quite")
-    assert mon.check_exercise_3("Moderate").startswith("Right")
-    assert mon.check_exercise_3("stable").startswith("Not quite")
-    from helpers.steps.operations import deployment
-
-    assert deployment.check_exercise_1(1).startswith("Right")
-    assert deployment.check_exercise_1(2).startswith("Not quite: 2 means")
-    assert "Not answered yet" in capsys.readouterr().out
-
-
 # --- alerts that are not noise: batch-sized PSI bands, run-level control, KPI verdicts --------------------------------
 
 

@@ -11,11 +11,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import nbformat
 import numpy as np
 import pandas as pd
 import pytest
 
 from helpers.core import modelio
+from helpers.core.exercises import MIME_TYPE
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "playbook"
@@ -54,6 +56,12 @@ def run_step4_only(folder: Path, name: str, kpi: dict, heuristic: str | None) ->
     done = papermill(STEP4, folder, run_dir, *FAST4)
     assert done.returncode == 0, done.stderr[-3000:]
     return run_dir
+
+
+def passed_exercises(executed) -> list[str]:
+    """The exercises whose check passed in an executed step 4 notebook (read back from the feedback outputs)."""
+    return [o["data"][MIME_TYPE]["exercise"] for c in executed.cells if c.metadata.get("exercise")
+            for o in c.outputs if MIME_TYPE in o.get("data", {}) and o["data"][MIME_TYPE]["passed"]]
 
 
 def summary(run_dir: Path) -> dict:
@@ -101,8 +109,9 @@ def test_demo_tables_and_figures(churn_run):
         assert (folder / f"{name}.png").stat().st_size > 5000, name
     groups = pd.read_csv(folder / "group_metrics.csv")
     assert set(groups["column"]) == {"gender", "senior_citizen"}
-    executed = (churn_run / f"{STEP4}.ipynb").read_text()
-    assert "playbook-readout" in executed and "Not answered yet" in executed
+    executed = nbformat.read(churn_run / f"{STEP4}.ipynb", as_version=4)
+    assert "playbook-readout" in json.dumps([c.get("outputs", []) for c in executed.cells])
+    assert passed_exercises(executed) == ["4.1", "4.2", "4.3"]  # the solutions are kept
 
 
 def test_regression_configuration(tmp_path):
@@ -118,6 +127,8 @@ def test_regression_configuration(tmp_path):
     assert meta["classes"] is None and meta["threshold"] is None and meta["target"] == "progression"
     assert modelio.load_model(run_dir / "models" / "v1" / "model.skops").predict(
         pd.read_parquet(run_dir / "artifacts" / "02_data_foundation" / "test.parquet")[meta["features"]]).shape[0] > 0
+    # the solutions run on a regression too; 4.2 (a binary threshold) has nothing to do and says so
+    assert passed_exercises(nbformat.read(tmp_path / f"{STEP4}.ipynb", as_version=4)) == ["4.1", "4.2", "4.3"]
 
 
 def test_clustering_configuration(tmp_path):
@@ -128,6 +139,7 @@ def test_clustering_configuration(tmp_path):
     sweep = pd.read_csv(run_dir / "artifacts" / STEP4 / "cluster_sweep.csv")
     assert {"k_means", "agglomerative", "dbscan", "heuristic"} == set(sweep["family"])
     assert 2 <= s["champion"]["params"]["n_clusters"] <= 8
+    assert passed_exercises(nbformat.read(tmp_path / f"{STEP4}.ipynb", as_version=4)) == ["4.1", "4.2", "4.3"]
 
 
 def test_opened_alone_names_the_step_to_run(tmp_path):

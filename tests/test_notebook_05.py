@@ -8,10 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import nbformat
 import pandas as pd
 import pytest
 import yaml
 
+from helpers.core.exercises import MIME_TYPE
 from helpers.steps.operations import deployment
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,6 +61,10 @@ def test_demo_run_packages_gates_monitors_and_scores_readiness(demo_run):
     assert list(workflow["jobs"]) == ["test", "playbook", "deploy"]
     card = (folder / "model_card.md").read_text()
     assert "## Quantitative analyses" in card and "| gender |" in card
+    executed = nbformat.read(demo_run.path / f"{STEP}.ipynb", as_version=4)
+    feedback = [o["data"][MIME_TYPE] for c in executed.cells if c.metadata.get("exercise") for o in c.outputs
+                if MIME_TYPE in o.get("data", {})]
+    assert [f["exercise"] for f in feedback if f["passed"]] == ["5.1", "5.2", "5.3", "5.4"]  # the solutions are kept
 
 
 def test_every_sampled_decision_is_stated_and_the_demo_fits_under_the_row_caps(demo_run):

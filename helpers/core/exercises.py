@@ -101,6 +101,31 @@ def is_unanswered(answer: Any) -> bool:
     return answer is None or answer is Ellipsis
 
 
+def as_number(answer: Any) -> float | None:
+    """A learner's numeric answer as a float (numbers, numpy scalars, numeric text), None when it is not one."""
+    if isinstance(answer, bool):
+        return None
+    try:
+        return float(answer)
+    except (TypeError, ValueError):
+        return None
+
+
+def number_answer(exercise: str, answer: Any, what: str, hint: str = "", *, expected: Any = None,
+                  giveaways: Sequence[str] = ()) -> float | Feedback:
+    """A numeric answer as a float, or the Feedback saying it is missing or not a number.
+
+    ``what`` completes "Set `answer` to ...", e.g. "a factor, e.g. 12". A checker returns the Feedback as it is.
+    """
+    if is_unanswered(answer):
+        return unanswered(exercise, f"Set `answer` to {what}.", hint, expected=expected, giveaways=giveaways)
+    value = as_number(answer)
+    if value is None:
+        return wrong(exercise, f"{answer!r} is not a number.", f"set `answer` to {what}.", expected=expected,
+                     giveaways=giveaways)
+    return value
+
+
 def number_forms(value: float) -> tuple[str, ...]:
     """How a number would be printed if a cell above gave it away: 3 or 4 decimals, or whole.
 

@@ -10,6 +10,7 @@ in ``final_evaluation``.
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -27,23 +28,24 @@ from sklearn.model_selection import (
     ParameterSampler,
     PredefinedSplit,
     cross_val_predict,
+    cross_val_score,
     cross_validate,
     learning_curve,
 )
 from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
-from helpers.core import artifacts, modelio, sampling, sections, tables
+from helpers.core import artifacts, exercises, modelio, sampling, sections, tables
 from helpers.core import compute as compute_mod
 from helpers.core import families as fam
 from helpers.core import kpis as kpi_mod
 from helpers.core.artifacts import Run, to_jsonable
 from helpers.core.baselines import heuristic_pipeline, make_folds, trivial_split
 from helpers.core.errors import PlaybookError
+from helpers.core.exercises import Feedback
 from helpers.core.features import with_model, with_threshold
 from helpers.core.hashing import frame_sha256
 from helpers.core.inspection import KpiScorer, MetricScorer, permutation_importance_table
-from helpers.core.messages import say
 from helpers.core.paths import STEP_NOTEBOOKS
 from helpers.core.plan import DEFAULT_SELECTION_ROWS, IMPORTANCE_ROWS, Plan, rungs
 from helpers.core.prepared import Prepared, load_prepared
@@ -1189,40 +1191,165 @@ def report_section(run: Run) -> Section:
 
 
 # --- exercises --------------------------------------------------------------------------------------------------------------
+# Each checker returns a ``Feedback`` (helpers.core.exercises); the notebook's check cell displays it.
+
+EXERCISE_ROWS = 1500  # exercise 4.1 cross-validates on a seeded sample of this many training rows
+EXERCISE_FOLDS = 5
+RAISED_RECALL = 0.1  # exercise 4.2: the recall target goes up by this much
 
 
-def check_exercise_1(answer: Any, board: pd.DataFrame) -> str:
-    """Exercise 1: which family overfits most (largest train-validation gap)?"""
-    if "gap" not in board.columns:
-        return say("Clustering has no train/validation gap: this exercise is for classification and regression.")
-    families_only = board[board["kind"] == "family"]
-    right = str(families_only.sort_values("gap", ascending=False).iloc[0]["model"])
-    return _verdict(answer, right, "the family with the largest gap between train and validation score")
+def exercise_rows(inputs: Inputs, rows: int = EXERCISE_ROWS) -> tuple[pd.DataFrame, pd.Series | None]:
+    """Model input and target of a seeded sample of at most ``rows`` training rows (stratified for classification)."""
+    small = subsample(inputs, rows)
+    return small.X, small.y
 
 
-def check_exercise_2(answer: Any, choice: ThresholdChoice | None, contract: kpi_mod.KpiContract) -> str:
-    """Exercise 2: a threshold whose cross-validated recall meets the recall KPI."""
-    if answer is None:
-        return say("Not answered yet: set answer to a threshold between 0 and 1.")
-    if choice is None or "recall" not in contract.kpis:
-        return say("This problem has no recall KPI on a binary target: nothing to check here.")
-    try:
-        value = float(answer)
-    except (TypeError, ValueError):
-        return say(f"Wrong type: {answer!r} is not a number between 0 and 1.")
-    recall = kpi_mod.score("recall", contract, choice.y, labels_at(choice.proba, value, contract))
-    target = contract.kpis["recall"]
-    if recall >= target:
-        return say(f"Right: at {value:.2f} the cross-validated recall is {recall:.3f} >= {target:g}.")
-    return say(f"Not yet: at {value:.2f} recall is {recall:.3f} < {target:g}. Lower the threshold to flag more rows.")
+def exercise_model(inputs: Inputs):
+    """The registry's first family for the problem type (a linear model, or k-means), unfitted, one thread."""
+    return fam.families_for(inputs.problem_type)[0].build(inputs.seed, 1)
 
 
-def _verdict(answer: Any, right: str, what: str) -> str:
-    if answer is None:
-        return say(f"Not answered yet: set answer to {what}.")
-    if str(answer).strip() == right:
-        return say(f"Right: {right} is {what}.")
-    return say(f"Not quite: {answer!r} is not {what}. Look at the gap column of the overfitting table.")
+def exercise_scoring(inputs: Inputs) -> str | None:
+    """A continuous score for exercise 4.1: log loss tells two nearly equal models apart, accuracy often does not."""
+    return {"classification": "neg_log_loss", "regression": "r2"}.get(inputs.problem_type)
+
+
+def leakage_scores(prepared: Prepared, X: pd.DataFrame, y: pd.Series | None, model, scoring: str | None,
+                   folds: int = EXERCISE_FOLDS) -> tuple[float, float]:
+    """Exercise 4.1's two scores: the preprocessing fitted inside each fold (a Pipeline), then on every row first."""
+    with _quiet():
+        inside = cross_val_score(with_model(prepared.make_preprocessor(), clone(model)), X, y, cv=folds,
+                                 scoring=scoring).mean()
+        outside = cross_val_score(clone(model), prepared.make_preprocessor().fit_transform(X), y, cv=folds,
+                                  scoring=scoring).mean()
+    return float(inside), float(outside)
+
+
+def _same(a: float, b: float) -> bool:
+    return math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-9)
+
+
+def check_exercise_1(answer: Any, inputs: Inputs, X: pd.DataFrame, y: pd.Series | None, model,
+                     scoring: str | None) -> Feedback:
+    """Exercise 4.1: (score with the preprocessing inside the Pipeline, score with it fitted on every row first)."""
+    return leakage_feedback(answer, *leakage_scores(inputs.prepared, X, y, model, scoring))
+
+
+def leakage_feedback(answer: Any, inside: float, outside: float) -> Feedback:
+    """Exercise 4.1's verdict on ``answer`` given the two right scores (``leakage_scores``)."""
+    giveaways = tuple(f"{v:.4f}" for v in (inside, outside))
+    hint = (f"inside: cross_val_score(make_pipeline(inputs.prepared.make_preprocessor(), model), X, y, "
+            f"cv={EXERCISE_FOLDS}, scoring=scoring).mean(); outside: fit_transform the preprocessor on X first, "
+            "then cross-validate the model alone on the result.")
+    if exercises.is_unanswered(answer):
+        return exercises.unanswered("4.1", "Set `answer` to the pair (inside, outside) of mean cross-validated scores.",
+                                    hint, giveaways=giveaways)
+    pair = list(answer) if isinstance(answer, (tuple, list, np.ndarray)) else []
+    values = [exercises.as_number(v) for v in pair]
+    if len(values) != 2 or None in values:
+        return exercises.wrong("4.1", f"{answer!r} is not a pair of numbers.",
+                               "give two scores: answer = (inside, outside).", giveaways=giveaways)
+    a, b = values
+    if _same(a, inside) and _same(b, outside):
+        gap = outside - inside
+        size = ("small here (medians, means and category lists change little with a fifth more rows)"
+                if abs(gap) < 0.005 else "what the leak is worth on these rows")
+        return exercises.correct("4.1", f"inside the folds {inside:.4f}, fitted on every row first {outside:.4f} "
+                                 f"(difference {gap:+.4f}). Fitted outside, the imputer, scaler and encoder have seen "
+                                 f"each validation fold, so its score no longer measures unseen rows; the difference "
+                                 f"is {size}. Steps that learn from the target (feature "
+                                 "selection, target encoding) leak far more; inside a Pipeline nothing leaks.",
+                                 giveaways=giveaways)
+    if _same(a, outside) and _same(b, inside):
+        return exercises.wrong("4.1", "the two scores are swapped.", "answer = (inside, outside).",
+                               giveaways=giveaways)
+    if _same(a, outside):
+        return exercises.wrong("4.1", "your first score fits the preprocessing outside the folds (the scaler saw every "
+                               "row).", "put the preprocessor inside the Pipeline, so each fold fits it on its training "
+                               "part only. " + hint, giveaways=giveaways)
+    if _same(b, inside):
+        return exercises.wrong("4.1", "your second score is the Pipeline's again.",
+                               "for the second, fit_transform the preprocessor on all of X first, then cross-validate "
+                               "the model alone on the result. " + hint, giveaways=giveaways)
+    if _same(a, inside):
+        return exercises.wrong("4.1", "the first score is right; the second is not the one with the preprocessing "
+                               "fitted on every row.", hint, giveaways=giveaways)
+    return exercises.wrong("4.1", "neither score matches: use X, y, model and scoring as given, "
+                           f"cv={EXERCISE_FOLDS} (no shuffling) and the mean over folds.", hint, giveaways=giveaways)
+
+
+def exercise_recall_target(contract: kpi_mod.KpiContract) -> float | None:
+    """Exercise 4.2's target: the contract's recall raised by ``RAISED_RECALL`` (capped at 0.99); None if not binary."""
+    if not contract.is_binary:
+        return None
+    return round(min(0.99, contract.kpis.get("recall", 0.7) + RAISED_RECALL), 2)
+
+
+def check_exercise_2(answer: Any, choice: ThresholdChoice | None, contract: kpi_mod.KpiContract,
+                     target: float | None) -> Feedback:
+    """Exercise 4.2: the threshold with the best precision whose cross-validated recall meets the raised target."""
+    if choice is None or target is None:
+        return exercises.correct("4.2", "this problem has no binary target, so no decision threshold: nothing to do.")
+    best_threshold, *_ = select_threshold(choice.curve, {"recall": target})
+    best = choice.curve.loc[choice.curve["threshold"] == best_threshold].iloc[0]
+    hint = ("precision, recall, thresholds = precision_recall_curve(choice.y == positive, choice.proba); among the "
+            "thresholds whose recall (recall[:-1]) is at least the target, take the one with the highest precision.")
+    value = exercises.number_answer("4.2", answer, "a threshold between 0 and 1", hint, expected=best_threshold)
+    if isinstance(value, Feedback):
+        return value
+    if not 0.0 <= value <= 1.0:
+        return exercises.wrong("4.2", f"{answer!r} is not a threshold between 0 and 1.", hint, expected=best_threshold)
+    labels = labels_at(choice.proba, value, contract)
+    recall, precision = (kpi_mod.score(m, contract, choice.y, labels) for m in ("recall", "precision"))
+    at = f"at {value:.3f} the cross-validated recall is {recall:.3f} and precision {precision:.3f}"
+    if recall >= target and precision >= best["precision"] - 1e-9:
+        return exercises.correct("4.2", f"{at}: recall meets {target:g} with the best precision available. "
+                                 f"Step 4 keeps {choice.threshold:.3f} for the contract's target; a higher recall "
+                                 "target lowers the threshold and costs precision. The model file keeps its threshold "
+                                 "as scikit-learn's FixedThresholdClassifier(pipeline, threshold=...) (see Save).",
+                                 expected=best_threshold)
+    if "precision" in contract.kpis:
+        p_threshold = select_threshold(choice.curve, {"precision": contract.kpis["precision"]})[0]
+        if math.isclose(value, p_threshold, abs_tol=1e-6) and recall < target:
+            return exercises.wrong("4.2", f"that threshold meets the precision target ({contract.kpis['precision']:g}), "
+                                   f"not the recall target: {at}.", "the constraint is recall >= the raised target; "
+                                   "precision is what you maximise under it.", expected=best_threshold)
+    if math.isclose(value, choice.threshold, abs_tol=1e-6) and recall < target:
+        return exercises.wrong("4.2", f"that is step 4's threshold for the contract's recall target, not for {target:g}: "
+                               f"{at}.", "a higher recall target needs a lower threshold. " + hint,
+                               expected=best_threshold)
+    if recall < target:
+        return exercises.wrong("4.2", f"{at}, below the target {target:g}.",
+                               "lower the threshold to flag more rows. " + hint, expected=best_threshold)
+    return exercises.wrong("4.2", f"{at}: recall is met, but a higher threshold also meets it with better precision.",
+                           "among the thresholds that meet the recall target, take the most precise one. " + hint,
+                           expected=best_threshold)
+
+
+TEST_REUSE_ANSWERS = ("optimistic", "pessimistic", "unbiased")
+
+
+def check_exercise_3(answer: Any) -> Feedback:
+    """Exercise 4.3: the test score of the best of several models compared on the test side is optimistic."""
+    giveaways = ("the test score becomes optimistic",)
+    options = ", ".join(f'"{a}"' for a in TEST_REUSE_ANSWERS)
+    if exercises.is_unanswered(answer):
+        return exercises.unanswered("4.3", f"Set `answer` to one of {options}.", giveaways=giveaways)
+    word = str(answer).strip().strip('"\'').lower()
+    if word == "optimistic":
+        return exercises.correct("4.3", "choosing by test score picks the model whose test rows happened to suit it: "
+                                 "part of its margin is luck, which new data will not repeat. The test side then "
+                                 "acts as a validation set, and only fresh data gives an unbiased estimate.",
+                                 giveaways=giveaways)
+    if word == "unbiased":
+        return exercises.wrong("4.3", "each model's test score alone is unbiased, but the maximum of several noisy "
+                               "scores is not.", "which way does picking the best of several noisy numbers push the "
+                               "one you keep?", giveaways=giveaways)
+    if word == "pessimistic":
+        return exercises.wrong("4.3", "the selection favours the model that was lucky on these test rows, not unlucky.",
+                               "picking the maximum of noisy scores tends to pick a lucky one.", giveaways=giveaways)
+    return exercises.wrong("4.3", f"{answer!r} is none of {options}.", "choose one of the three words.",
+                           giveaways=giveaways)
 
 
 # --- figures -----------------------------------------------------------------------------------------------------------------

@@ -31,12 +31,12 @@ import yaml
 from scipy import optimize
 
 from helpers.core import compute as compute_mod
-from helpers.core import documents, sections, tables
+from helpers.core import documents, exercises, sections, tables
 from helpers.core.artifacts import Run
 from helpers.core.config import REGISTRY
 from helpers.core.errors import PlaybookError
+from helpers.core.exercises import Feedback
 from helpers.core.families import Family, get_family
-from helpers.core.messages import say
 from helpers.core.paths import STEP_NOTEBOOKS, data_dir
 from helpers.core.plan import PARALLEL_EFFICIENCY, Plan, make_plan, memory_laws
 from helpers.core.prepared import Prepared
@@ -1844,61 +1844,141 @@ def report_section(run: Run) -> Section:
 
 
 # --- exercises ----------------------------------------------------------------------------------
+# Each checker returns a ``Feedback`` (helpers.core.exercises); the notebook's check cell displays it.
+
+EXERCISE_GROWTH = 10.0  # exercise 3.1: the rows grow tenfold
+# exercise 3.3: family A takes 2 s today and grows like n^1, family B 0.2 s and grows like n^1.5 (no fixed parts)
+CROSSING = {"a_s": 2.0, "a_b": 1.0, "b_s": 0.2, "b_b": 1.5}
 
 
-NOT_ANSWERED = "Not answered yet: set `answer` and run the cell again."
+def exercise_family(study: ScalingStudy) -> str:
+    """The family exercises 3.1 and 3.2 work on: the most measured sizes, then the slowest fit today."""
+
+    def key(name: str) -> tuple[int, float]:
+        return len({p["n_rows"] for p in study.curves[name].points}), study.fit_s(name, study.n_rows)
+
+    return max(study.curves, key=key)
 
 
-def memory_exercise_family(study: ScalingStudy) -> str:
-    """The family whose memory runs out first on this machine (the subject of exercise 1)."""
-    return min(study.curves, key=lambda f: study.limit_rows(f)["memory_rows"])
+def _near(value: float, target: float, rel: float) -> bool:
+    return math.isfinite(value) and math.isclose(value, target, rel_tol=rel, abs_tol=1e-12)
 
 
-def check_exercise_1(answer: Any, study: ScalingStudy) -> str:
-    """Exercise 1: rows at which the hungriest family stops fitting in memory (within a factor 2)."""
-    if answer is None:
-        return say(NOT_ANSWERED)
-    family = memory_exercise_family(study)
-    expected = study.limit_rows(family)["memory_rows"]
-    try:
-        value = float(answer)
-    except (TypeError, ValueError):
-        return say(f"Not a number: {answer!r}. Give a row count, e.g. 2e6.")
-    if math.isinf(expected):
-        ok = math.isinf(value)
-    else:
-        ok = value > 0 and abs(math.log(value / expected)) <= math.log(2)
-    if ok:
-        return say(f"Right: {family} needs half of the available memory at about {format_rows(expected)} rows.")
-    return say(f"Not quite: solve bytes_per_row * n + memory_law(n) = {MEMORY_HEADROOM:.0%} of available memory "
-               f"for {family} (study.limit_rows({family!r})); you answered {format_rows(value)}.")
-
-
-def check_exercise_2(answer: Any, study: ScalingStudy) -> str:
-    """Exercise 2: the family whose fit time grows fastest with rows (largest exponent b)."""
-    if answer is None:
-        return say(NOT_ANSWERED)
-    expected = max(study.curves, key=lambda f: study.curves[f].time.b)
-    ok = str(answer).strip() == expected
-    return say(f"Right: {expected} has the largest exponent (b = {study.curves[expected].time.b:.2f})." if ok else
-               f"Not quite: compare the column 'time exponent b' of the curves table; {answer!r} is not the largest.")
-
-
-def check_exercise_3(answer: Any, study: ScalingStudy) -> str:
-    """Exercise 3: how many times longer the slowest family's fit takes when rows grow 10x (its law, ±20%)."""
-    if answer is None:
-        return say(NOT_ANSWERED)
-    family = slowest_family(study)
-    expected = study.fit_s(family, 10 * study.n_rows) / study.fit_s(family, study.n_rows)
-    try:
-        ok = abs(float(answer) - expected) <= 0.2 * expected
-    except (TypeError, ValueError):
-        return say(f"Not a number: {answer!r}.")
+def check_exercise_1(answer: Any, study: ScalingStudy, family: str) -> Feedback:
+    """Exercise 3.1: how many times longer one fit of ``family`` takes at 10x the rows, from its cost law."""
     law = study.curves[family].time
-    return say(f"Right: (c + a * (10n)^b) / (c + a * n^b) ≈ {expected:.1f} times longer (b = {law.b:.2f}; the fixed "
-               f"part c = {format_seconds(law.c)} does not grow)." if ok else
-               f"Not quite: with time = c + a * n^b, compare the law at ten times the rows with now "
-               f"(study.fit_s({family!r}, n)); only the part a * n^b grows, by 10**b.")
+    now, later = study.fit_s(family, study.n_rows), study.fit_s(family, EXERCISE_GROWTH * study.n_rows)
+    expected = later / now
+    giveaways = (f"{expected:.4f}",)  # four decimals: a factor of 10 or 12 alone is printed everywhere
+    hint = ("evaluate the law at both sizes and divide: law = study.curves[family].time; "
+            "(law.c + law.a * (10 * n) ** law.b) / (law.c + law.a * n ** law.b) with n = study.n_rows.")
+    value = exercises.number_answer("3.1", answer, "a factor (how many times longer), e.g. 12", hint,
+                                    giveaways=giveaways)
+    if isinstance(value, Feedback):
+        return value
+    if _near(value, expected, 0.02):
+        return exercises.correct("3.1", f"the cost law of {family} says {expected:.2f} times longer "
+                                 f"(b = {law.b:.2f}; the fixed part c = {format_seconds(law.c)} does not grow, "
+                                 f"so the factor is at most 10^b = {EXERCISE_GROWTH ** law.b:.2f}).", giveaways=giveaways)
+    if _near(value, EXERCISE_GROWTH, 0.02):
+        return exercises.wrong("3.1", "10 times the rows is not 10 times the time: that would be b = 1 and no fixed "
+                               "part.", f"fit time grows like c + a * n^b with this family's b = {law.b:.2f}. " + hint,
+                               giveaways=giveaways)
+    if _near(value, EXERCISE_GROWTH ** law.b, 0.02):
+        return exercises.wrong("3.1", "10^b is the factor of the growing part alone: you left out the fixed part c, "
+                               "which is paid at any size.", hint, giveaways=giveaways)
+    if _near(value, later, 0.02):
+        return exercises.wrong("3.1", "that is the projected time of one fit at 10x the rows in seconds, not a factor.",
+                               "divide it by the time at today's rows. " + hint, giveaways=giveaways)
+    return exercises.wrong("3.1", f"{value:g} is not what the law gives.", hint, giveaways=giveaways)
+
+
+# exercise 3.2 when no family was measured at three sizes or more (a small scaling_budget_s): fit times of a
+# family with a fixed cost of 0.3 s and a growing part 2e-5 * n^1.2, measured at five sizes
+EXAMPLE_POINTS = {"n_rows": [250, 1000, 4000, 16000, 64000],
+                  "fit_s": [0.3 + 2e-5 * n**1.2 for n in (250, 1000, 4000, 16000, 64000)]}
+
+
+def exercise_points(study: ScalingStudy) -> pd.DataFrame:
+    """Exercise 3.2's points (``n_rows``, ``fit_s``): the measured family with the most sizes if it has three or
+    more, else ``EXAMPLE_POINTS``; ``attrs["family"]`` says which."""
+    family = exercise_family(study)
+    points = pd.DataFrame(study.curves[family].points)[["n_rows", "fit_s"]]
+    if points["n_rows"].nunique() < 3:
+        points, family = pd.DataFrame(EXAMPLE_POINTS), "an example family (too few sizes were measured here)"
+    points.attrs["family"] = family
+    return points
+
+
+def check_exercise_2(answer: Any, points: pd.DataFrame) -> Feedback:
+    """Exercise 3.2: the exponent b of a pure power law ``a * n^b`` fitted to ``points`` (``exercise_points``)."""
+    pure = fit_power_law(points["n_rows"], points["fit_s"], min_exponent=-math.inf)
+    cost_b = fit_cost_law(points["n_rows"], points["fit_s"]).b
+    giveaways = (f"{pure.b:.4f}",)
+    hint = ("take the logarithms of both columns and fit a straight line: "
+            "np.polyfit(np.log(points['n_rows']), np.log(points['fit_s']), 1) returns [slope, intercept]; "
+            "the slope is b.")
+    value = exercises.number_answer("3.2", answer, "the fitted exponent b (a number)", hint, giveaways=giveaways)
+    if isinstance(value, Feedback):
+        return value
+    if abs(value - pure.b) <= 0.01:
+        verdict = ("smaller than" if pure.b < cost_b - 0.05 else "larger than" if pure.b > cost_b + 0.05
+                   else "close to")
+        return exercises.correct("3.2", f"the pure power law has b = {pure.b:.2f}, {verdict} the cost law's "
+                                 f"b = {cost_b:.2f} on the same points: without a fixed part, the fixed costs of "
+                                 "small fits pass for slow growth, and projections to 10x come out too low.",
+                                 giveaways=giveaways)
+    if abs(value - cost_b) <= 0.01:
+        return exercises.wrong("3.2", "that is the cost law's exponent (c + a * n^b, with a fixed part).",
+                               "fit the pure law a * n^b: a straight line on the logarithms. " + hint,
+                               giveaways=giveaways)
+    if pure.b != 0 and abs(value - 1 / pure.b) <= 0.01:
+        return exercises.wrong("3.2", "that is 1/b: you regressed log(rows) on log(seconds).",
+                               "put log(rows) on the x axis: np.polyfit(x, y, 1) fits y = slope * x + intercept.",
+                               giveaways=giveaways)
+    if abs(value - math.log(pure.a)) <= 0.01:
+        return exercises.wrong("3.2", "that is the intercept, log(a), not the exponent.",
+                               "np.polyfit returns the slope first: np.polyfit(x, y, 1)[0].", giveaways=giveaways)
+    raw_slope = float(np.polyfit(points["n_rows"].astype(float), points["fit_s"].astype(float), 1)[0])
+    if _near(value, raw_slope, 0.01):
+        return exercises.wrong("3.2", "a slope this small is seconds per row: the line was fitted to the raw numbers.",
+                               hint, giveaways=giveaways)
+    return exercises.wrong("3.2", f"{value:g} is not the slope of log(seconds) against log(rows).", hint,
+                           giveaways=giveaways)
+
+
+def crossing_growth() -> float:
+    """Exercise 3.3's answer: the growth g at which B (fast today, steep) is as slow as A: b_s g^b_b = a_s g^a_b."""
+    x = CROSSING
+    return (x["a_s"] / x["b_s"]) ** (1.0 / (x["b_b"] - x["a_b"]))
+
+
+def check_exercise_3(answer: Any) -> Feedback:
+    """Exercise 3.3: from what growth of the rows the steeper, faster family B is slower than A."""
+    x, expected = CROSSING, crossing_growth()
+    ratio = x["a_s"] / x["b_s"]
+    giveaways = (f"B is slower than A from {expected:g}x", f"g = {expected:g}")
+    hint = (f"both grow: B takes {x['b_s']:g} * g^{x['b_b']:g} s, A {x['a_s']:g} * g^{x['a_b']:g} s; "
+            "set them equal and solve for g.")
+    value = exercises.number_answer("3.3", answer, "a growth factor (a number of times the rows today)", hint,
+                                    giveaways=giveaways)
+    if isinstance(value, Feedback):
+        return value
+    if _near(value, expected, 0.02):
+        return exercises.correct("3.3", f"g^{x['b_b'] - x['a_b']:g} = {ratio:g}, so g = {expected:g}: a family "
+                                 f"{ratio:g} times faster today is slower from {expected:g} times the rows, because "
+                                 "its exponent is larger.", giveaways=giveaways)
+    if _near(value, ratio, 0.02):
+        return exercises.wrong("3.3", f"{ratio:g} is the ratio of today's times; it is where the gap must be closed, "
+                               "not the growth that closes it.", hint, giveaways=giveaways)
+    if _near(value, ratio ** (1.0 / x["b_b"]), 0.02):
+        return exercises.wrong("3.3", "you let only B grow: A's time grows with the rows too.", hint,
+                               giveaways=giveaways)
+    if _near(value, ratio ** (x["b_b"] - x["a_b"]), 0.02):
+        return exercises.wrong("3.3", f"g^{x['b_b'] - x['a_b']:g} = {ratio:g} means g = {ratio:g}^(1/"
+                               f"{x['b_b'] - x['a_b']:g}), not {ratio:g}^{x['b_b'] - x['a_b']:g}.", hint,
+                               giveaways=giveaways)
+    return exercises.wrong("3.3", f"at {value:g} times the rows the two times are not equal.", hint, giveaways=giveaways)
 
 
 # --- formatting ---------------------------------------------------------------------------------

@@ -24,15 +24,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from helpers.core import artifacts, modelio
+from helpers.core import artifacts, exercises, modelio
 from helpers.core.artifacts import Run
 from helpers.core.cleaning import apply_cleaning
 from helpers.core.documents import render
 from helpers.core.errors import PlaybookError
+from helpers.core.exercises import Feedback
 from helpers.core.features import as_model_input, decision_threshold
 from helpers.core.hashing import file_sha256
 from helpers.core.kpis import GROUP_COLUMNS, class_index, group_kpis, row_verdict
-from helpers.core.messages import say
 from helpers.core.paths import STEP_NOTEBOOKS
 from helpers.core.prepared import load_prepared
 from helpers.core.sampling import subsample
@@ -895,12 +895,44 @@ def model_card_context(run: Run, package: Package, prepared, groups: pd.DataFram
             "groups": groups.to_dict(orient="records"), "caveats": caveats}
 
 
-def check_exercise_1(answer: int | None) -> str:
-    """Exercise 1: which exit code of `playbook gate` stops a deployment when one KPI is missed?"""
-    if answer is None:
-        return say("Not answered yet: set `answer` to an exit code (0, 1 or 2).")
-    if answer == 1:
-        return say("Right: 1 means a KPI was measured and missed; CI stops before the deploy job.")
-    if answer == 2:
-        return say("Not quite: 2 means the run has no measured KPIs at all (step 4 did not run).")
-    return say(f"Not quite: {answer} is not it. 0 means no KPI failed; look at gate_message above.")
+# --- exercises ------------------------------------------------------------------------------------------------------
+# Each checker returns a ``Feedback`` (helpers.core.exercises); the notebook's check cell displays it.
+
+# exercise 5.1's scoreboard: recall misses its target inside its interval (watch), the others pass
+GATE_EXERCISE = (
+    {"metric": "recall", "direction": "higher", "target": 0.70, "achieved": 0.66, "ci_low": 0.58, "ci_high": 0.74},
+    {"metric": "precision", "direction": "higher", "target": 0.50, "achieved": 0.55, "ci_low": 0.49, "ci_high": 0.61},
+    {"metric": "roc_auc", "direction": "higher", "target": 0.80, "achieved": 0.83, "ci_low": 0.80, "ci_high": 0.86},
+)
+
+
+GATE_EXERCISE_CODES = (0, 1)  # what `gate` and `gate(strict=True)` return on that scoreboard (a test checks it)
+
+
+def check_exercise_1(answer: Any) -> Feedback:
+    """Exercise 5.1: (exit code of `playbook gate`, of `playbook gate --strict`) on the scoreboard ``GATE_EXERCISE``."""
+    expected = GATE_EXERCISE_CODES
+    giveaways = (f"({expected[0]}, {expected[1]})",)
+    hint = ("a KPI fails when its whole interval is on the wrong side of the target, is on watch when only the point "
+            "misses; the gate exits 1 on a fail, --strict also on a watch.")
+    if exercises.is_unanswered(answer):
+        return exercises.unanswered("5.1", "Set `answer` to a pair of exit codes: (gate, gate --strict).", hint,
+                                    giveaways=giveaways)
+    pair = list(answer) if isinstance(answer, (tuple, list)) else []
+    if len(pair) != 2 or any(isinstance(c, bool) or not isinstance(c, (int, np.integer)) for c in pair):
+        return exercises.wrong("5.1", f"{answer!r} is not a pair of exit codes.", "e.g. answer = (1, 1).",
+                               giveaways=giveaways)
+    codes = (int(pair[0]), int(pair[1]))
+    if codes == expected:
+        return exercises.correct("5.1", f"{codes}: recall's interval [0.58, 0.74] contains the target 0.7, so the miss "
+                                 "could be chance: a watch, which passes the gate with a warning and fails it only "
+                                 "with --strict.", giveaways=giveaways)
+    if 2 in codes:
+        return exercises.wrong("5.1", "2 means the run has no measured KPIs at all; this one has three.", hint,
+                               giveaways=giveaways)
+    if codes[0] == 1:
+        return exercises.wrong("5.1", "recall's point misses 0.7, but its interval [0.58, 0.74] contains it: not a "
+                               "fail.", hint, giveaways=giveaways)
+    if codes[1] == 0:
+        return exercises.wrong("5.1", "--strict treats a KPI on watch as a failure.", hint, giveaways=giveaways)
+    return exercises.wrong("5.1", f"{codes} is not it.", hint, giveaways=giveaways)

@@ -13,6 +13,7 @@ test side with a documented drift schedule (``simulate_batches``).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -22,10 +23,11 @@ import numpy as np
 import pandas as pd
 from scipy import special, stats
 
-from helpers.core import artifacts, modelio, sections, tables
+from helpers.core import artifacts, exercises, modelio, sections, tables
 from helpers.core.cleaning import is_number
 from helpers.core.datasets import load_source
 from helpers.core.errors import PlaybookError
+from helpers.core.exercises import Feedback
 from helpers.core.inspection import permutation_importance_table
 from helpers.core.kpis import (
     BATCH_COLUMNS,
@@ -40,7 +42,6 @@ from helpers.core.kpis import (
     simultaneous_level,
 )
 from helpers.core.kpis import percentile_interval as _percentiles
-from helpers.core.messages import say
 from helpers.core.paths import STEP_NOTEBOOKS
 from helpers.core.sampling import subsample
 from helpers.core.sections import Fact, Section
@@ -1028,26 +1029,131 @@ def scenario_controls(features: Sequence[str], magnitudes: Sequence[float]) -> d
                                            description="magnitude")}
 
 
-def check_exercise_2(answer: int | None, decisions: Sequence[dict[str, Any]]) -> str:
-    """Exercise 2: which batch first triggers retraining, and why?"""
-    fired = [d for d in decisions if d["retrain"]]
-    if answer is None:
-        return say("Not answered yet: set `answer` to a batch number (or 0 if retraining never fires).")
-    expected = fired[0]["batch"] if fired else 0
-    if answer == expected:
-        why = fired[0]["reason"] if fired else "no trigger in any batch"
-        return say(f"Right: batch {expected}. Why: {why}.")
-    return say(f"Not quite: batch {answer} is not the first trigger. Look at the decisions table: "
-               "which is the first row with retrain = True?")
+# --- exercises ---------------------------------------------------------------------------------------------
+# Each checker returns a ``Feedback`` (helpers.core.exercises); the notebook's check cell displays it.
+
+PSI_FLOOR = _EPS  # exercise 5.2: empty bins are floored at this share, as the playbook does
+BAND_EXERCISE = {"psi": 0.18, "psi_chance": 0.21, "rows": 200}  # exercise 5.3's batch
 
 
-def check_exercise_3(answer: str | None) -> str:
-    """Exercise 3: in which PSI band is a PSI of 0.18?"""
-    if answer is None:
-        return say("Not answered yet: set `answer` to 'stable', 'moderate' or 'significant'.")
-    if str(answer).strip().lower() == psi_band(0.18):
-        return say("Right: 0.18 is between 0.1 and 0.25, a moderate shift: investigate, no alarm yet.")
-    return say(f"Not quite: {answer!r}. The bands are < 0.1 stable, 0.1-0.25 moderate, >= 0.25 significant.")
+def _psi_variants(reference: pd.Series, values: pd.Series) -> dict[str, float]:
+    """PSIs computed the wrong ways learners compute them (exercise 5.2's targeted feedback)."""
+    ref = _finite_values(reference)
+    out: dict[str, float] = {"log10": psi_numeric(reference, values) / math.log(10)}
+    if ref.size and _finite_values(values).size:
+        for name, edges in (("batch bins", quantile_edges(values)),
+                            ("equal width", np.histogram_bin_edges(ref, bins=10)[1:-1])):
+            out[name] = psi_from_shares(numeric_shares(reference, edges), numeric_shares(values, edges))
+    return out
+
+
+PSI_MISTAKES = {
+    "batch bins": ("your bins come from the new batch's quantiles: the bins must be the reference's, fixed once, "
+                   "or each batch is measured with its own ruler."),
+    "equal width": ("your bins are of equal width (np.histogram(..., bins=10)): PSI uses the reference's deciles, "
+                    "so each bin holds a tenth of the reference rows."),
+    "log10": "you used log10: PSI uses the natural logarithm (np.log).",
+}
+
+
+def check_exercise_2(answer: Any, reference: pd.DataFrame, batch: pd.DataFrame, feature: str) -> Feedback:
+    """Exercise 5.2: the PSI of numeric ``feature`` in ``batch`` against ``reference``, by hand (``psi_numeric``,
+    the drift detector's computation)."""
+    hint = ("edges = np.quantile(reference values, [0.1, ..., 0.9]); count both sides in the bins those edges make "
+            "(np.histogram with -inf and inf added at the ends) plus a bin for missing values, divide by the rows, "
+            "floor the shares at 1e-4, then PSI = sum((new - ref) * ln(new / ref)).")
+    if not pd.api.types.is_numeric_dtype(reference[feature]):
+        return exercises.correct("5.2", f"{feature!r} is not a numeric feature, so there are no quantile bins: "
+                                 "nothing to check.")
+    expected = psi_numeric(reference[feature], batch[feature])
+    value = exercises.number_answer("5.2", answer, "the PSI you computed (a number)", hint, expected=expected)
+    if isinstance(value, Feedback):
+        return value
+    if not np.isfinite(value):
+        return exercises.wrong("5.2", "your PSI is not finite: a bin is empty on one side, and ln(0) is -inf.",
+                               "floor the shares at 1e-4 (np.clip(shares, 1e-4, None)) before the logarithm.",
+                               expected=expected)
+    if math.isclose(value, expected, rel_tol=0.01, abs_tol=1e-3):
+        return exercises.correct("5.2", f"PSI {expected:.3f} ({psi_band(expected)} on the fixed bands), the value "
+                                 "the playbook's drift detector computes: the reference's deciles as bins, shares "
+                                 "per bin, floored, summed log ratios.", expected=expected)
+    distance = {name: abs(value - v) / max(abs(v), 1e-3)
+                for name, v in _psi_variants(reference[feature], batch[feature]).items()}
+    closest = min(distance, key=distance.get, default=None)
+    if closest is not None and distance[closest] <= 0.02:
+        return exercises.wrong("5.2", PSI_MISTAKES[closest], hint, expected=expected)
+    if value > 10 * max(expected, 0.01) and value > 1:
+        return exercises.wrong("5.2", "a PSI this large usually means counts instead of shares.",
+                               "divide each side's counts by its number of rows first.", expected=expected)
+    return exercises.wrong("5.2", f"{value:.4g} is not the PSI of {feature} in this batch.", hint, expected=expected)
+
+
+def check_exercise_3(answer: Any) -> Feedback:
+    """Exercise 5.3: the band of a PSI of 0.18 on a batch whose chance PSI is 0.21."""
+    x = BAND_EXERCISE
+    expected = psi_band(x["psi"], x["psi_chance"])
+    giveaways = (f"{x['psi']:g} is {expected}",)
+    hint = (f"the bands are < {PSI_BANDS[0]:g} stable, < {PSI_BANDS[1]:g} moderate, else significant, but each edge "
+            "is raised to psi_chance: a small batch reaches a large PSI by chance alone.")
+    options = '"stable", "moderate" or "significant"'
+    if exercises.is_unanswered(answer):
+        return exercises.unanswered("5.3", f"Set `answer` to {options}.", hint, giveaways=giveaways)
+    word = str(answer).strip().strip('"\'').lower()
+    if word == expected:
+        return exercises.correct("5.3", f"both edges are raised to psi_chance = {x['psi_chance']:g}, and "
+                                 f"{x['psi']:g} is below it: 1% of drift-free batches of {x['rows']} rows reach "
+                                 "more, so this one is no evidence of a shift.", giveaways=giveaways)
+    if word == psi_band(x["psi"]):
+        return exercises.wrong("5.3", f"{x['psi']:g} would be {word} on a large batch, but this one has "
+                               f"{x['rows']} rows and psi_chance {x['psi_chance']:g}.", hint, giveaways=giveaways)
+    if word in ("stable", "moderate", "significant"):
+        return exercises.wrong("5.3", f"not {word}.", hint, giveaways=giveaways)
+    return exercises.wrong("5.3", f"{answer!r} is not a band.", f"answer {options}.", giveaways=giveaways)
+
+
+def unlabelled_decisions(results: Sequence[dict[str, Any]], policy: RetrainingPolicy) -> list[dict[str, Any]]:
+    """``policy``'s decisions had no batch been labelled: no KPI is judged, only drift can trigger retraining."""
+    _, drift = policy_inputs(results)
+    return policy.decide([None] * len(results), drift)
+
+
+def first_retrain(decisions: Sequence[Mapping[str, Any]]) -> int:
+    """The batch of the first retraining decision, 0 when none fires."""
+    return next((int(d["batch"]) for d in decisions if d["retrain"]), 0)
+
+
+def check_exercise_4(answer: Any, results: Sequence[dict[str, Any]], policy: RetrainingPolicy) -> Feedback:
+    """Exercise 5.4: without labels, which batch first triggers retraining (0: none)?"""
+    expected = first_retrain(unlabelled_decisions(results, policy))
+    hint = ("without labels only drift can fire: the first batch where a feature of `important` has a drift alert "
+            "(alert True after the run-level control) with PSI above drift_threshold.")
+    value = exercises.number_answer("5.4", answer, "a batch number, or 0 if retraining never fires", hint,
+                                    expected=expected)
+    if isinstance(value, Feedback):
+        return value
+    if not value.is_integer():
+        return exercises.wrong("5.4", f"{answer!r} is not a batch number.", hint, expected=expected)
+    value = int(value)
+    if value == expected:
+        why = "no batch has an alerted drift on an important feature above the threshold" if expected == 0 else \
+            next(d["reason"] for d in unlabelled_decisions(results, policy) if d["retrain"])
+        return exercises.correct("5.4", f"{'never' if expected == 0 else f'batch {expected}'}: {why}. Concept drift "
+                                 "(the rule itself changes) would stay invisible: only KPIs on labelled batches see "
+                                 "it.", expected=expected)
+    if value == first_retrain(policy.decide(*policy_inputs(results))) and value != 0:
+        return exercises.wrong("5.4", "that is the first trigger with labels: it may come from failing KPIs, which "
+                               "an unlabelled batch cannot show.", hint, expected=expected)
+    drift = pd.concat([r["drift"].assign(batch=b) for b, r in enumerate(results, start=1)], ignore_index=True)
+    alerted = drift[drift["alert"]]
+    if len(alerted) and value == int(alerted["batch"].min()):
+        return exercises.wrong("5.4", "that is the first drift alert on any feature, at any PSI.",
+                               "only features in `important` with PSI above drift_threshold count.",
+                               expected=expected)
+    above = drift[drift["feature"].isin(policy.important_features) & (drift["psi"] > policy.drift_threshold)]
+    if len(above) and value == int(above["batch"].min()):
+        return exercises.wrong("5.4", "that batch has a PSI above the threshold, but its drift test did not alert: "
+                               "a shift chance could explain is no evidence.", hint, expected=expected)
+    return exercises.wrong("5.4", f"batch {value} is not the first trigger without labels.", hint, expected=expected)
 
 
 # --- readiness facts, save, report -----------------------------------------------------------------------
