@@ -11,7 +11,12 @@ one keep-alive `http.client` connection (bounded in count and time), on held-out
 - 2 clients, 1,000-row requests (>= 20,000 rows/s);
 - 8 clients while the model is reloaded 5 times (0 failed requests).
 
-Medians of ``--repeats`` runs (the long 8-client run once). Stage times (parse, queue: waiting for the
+Medians of ``--repeats`` runs (the long 8-client run once).
+
+``--against OTHER_CHECKOUT [--against-python PYTHON]`` is an A/B on a shared machine: the service of another
+checkout (e.g. main's commit, with its own environment's Python) runs beside this one, and the two are driven
+in turn, ``--repeats`` rounds of the three short scenarios (the order flipped each round), so that both see the
+same load from other work; it prints the medians of each side and their ratio. Stage times (parse, queue: waiting for the
 batcher, validate, convert, predict, respond) are the service's own ``Server-Timing`` figures; requests
 answered together in one batch each report the batch's stage times. The clients run on the same
 cores as the service: on 2 cores they take a share of the CPU the service would have.
@@ -20,6 +25,7 @@ cores as the service: on 2 cores they take a share of the CPU the service would 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import statistics
@@ -121,12 +127,49 @@ def reload_during(port: int, targets: list[str], times: int = 5, pause: float = 
     return run, failed
 
 
+SHORT = {"1 client, 1 row": (1, 150), "8 clients, 1 row": (8, 600), "2 clients, 1,000 rows": (2, 16)}
+
+
+def compare(package: Path, single: list[bytes], thousand: list[bytes], against: Path, python: str, *,
+            repeats: int, seconds: float) -> None:
+    """The A/B of ``--against``: this checkout's service and the other's, driven in turn on the same rows."""
+    sides = {"this": (serve_command(package, free_port()), ROOT),
+             "other": ([python, *serve_command(package, free_port())[1:]], against)}
+    runs: dict[tuple[str, str], list[dict[str, float]]] = {}
+    with contextlib.ExitStack() as stack:
+        ports = {}
+        for side, (command, cwd) in sides.items():
+            port = int(command[command.index("--port") + 1])
+            stack.enter_context(running_service(command, port, cwd=cwd))
+            drive(port, single, clients=1, requests=50, seconds=10)  # warm up
+            ports[side] = port
+        for k in range(repeats):
+            for side in (("this", "other") if k % 2 == 0 else ("other", "this")):
+                for name, (clients, requests) in SHORT.items():
+                    bodies = thousand if "1,000" in name else single
+                    runs.setdefault((side, name), []).append(
+                        drive(ports[side], bodies, clients=clients, requests=requests, seconds=seconds))
+    print(f"A/B, medians of {repeats} alternating rounds: this = {ROOT}, other = {against} ({python})")
+    print(f"{'scenario':<24} {'side':<6} {'req/s':>8} {'rows/s':>8} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} {'errors':>6}")
+    for name in SHORT:
+        for side in ("other", "this"):
+            r = median_of(runs[(side, name)])
+            rows = r["req_s"] * (1000 if "1,000" in name else 1)
+            print(f"{name:<24} {side:<6} {r['req_s']:>8.1f} {rows:>8.0f} {r['p50']:>7.1f} {r['p95']:>7.1f} "
+                  f"{r['p99']:>7.1f} {r['errors']:>6.0f}")
+        this, other = median_of(runs[("this", name)]), median_of(runs[("other", name)])
+        print(f"{'':<24} {'ratio':<6} {this['req_s'] / other['req_s']:>8.2f} {'':>8} {this['p50'] / other['p50']:>7.2f} "
+              f"{this['p95'] / other['p95']:>7.2f} {this['p99'] / other['p99']:>7.2f}   (this / other)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir")
     parser.add_argument("--requests", type=int, default=10_000, help="requests of the long 8-client run")
     parser.add_argument("--seconds", type=float, default=120, help="time cap of each run")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--against", type=Path, help="A/B: another checkout of the playbook to compare with")
+    parser.add_argument("--against-python", default=sys.executable, help="the Python of --against's environment")
     args = parser.parse_args(argv)
     run = Run(args.run_dir)
     package = deployment.champion_dir(run)
@@ -135,6 +178,10 @@ def main(argv: list[str] | None = None) -> int:
     single = [test.iloc[[i]].to_json(orient="records").encode() for i in range(min(len(test), 500))]
     big = pd.concat([test] * (3000 // len(test) + 1), ignore_index=True)
     thousand = [big.iloc[i * 1000:(i + 1) * 1000].to_json(orient="records").encode() for i in range(3)]
+    if args.against:
+        compare(package, single, thousand, args.against.resolve(), args.against_python, repeats=args.repeats,
+                seconds=args.seconds)
+        return 0
     port = free_port()
     started = time.perf_counter()
     with running_service(serve_command(package, port), port):

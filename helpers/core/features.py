@@ -83,20 +83,24 @@ def as_model_input(frame: pd.DataFrame, numeric: Sequence[str], categorical: Seq
     unknown = [c for c in columns if c not in kinds]
     if unknown:
         raise ValueError(f"as_model_input: column(s) {unknown} are neither numeric nor categorical")
+    # numeric columns as arrays, not Series the frame would align again (text: a Series keeps dtype object,
+    # which the frame would otherwise infer as str): less per served request
     converted = {c: (_as_float if kinds[c] == "numeric" else _as_text)(frame[c]) for c in columns}
     return pd.DataFrame(converted, index=frame.index, columns=columns)
 
 
-def _as_float(s: pd.Series) -> pd.Series:
+def _as_float(s: pd.Series) -> np.ndarray:
     if not (pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s)):
         s = pd.to_numeric(s, errors="coerce")  # numbers stored as text; anything else is missing
     values = s.to_numpy(dtype=float, na_value=np.nan)
-    return pd.Series(np.where(np.isinf(values), np.nan, values), index=s.index, name=s.name, dtype=float)
+    return np.where(np.isinf(values), np.nan, values)
 
 
 def _as_text(s: pd.Series) -> pd.Series:
     missing = s.isna().to_numpy()
-    if s.dtype != object or pd.api.types.infer_dtype(s, skipna=True) not in ("string", "empty"):
+    if isinstance(s.dtype, pd.StringDtype):
+        pass  # real str values already (astype(str) would copy them to the same): missing ones replaced below
+    elif s.dtype != object or pd.api.types.infer_dtype(s, skipna=True) not in ("string", "empty"):
         s = s.astype(str)  # numbers, booleans, mixed values, extension dtypes: their text
     values = s.to_numpy(dtype=object, copy=True)
     values[missing] = np.nan  # after astype(str): whatever text it gave a missing value is replaced

@@ -36,9 +36,15 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import sklearn
 import uvicorn
 from fastapi import FastAPI, Request, Response
 from starlette.concurrency import run_in_threadpool
+
+try:  # the [serve] extra installs it; without it the standard library parses the bodies alone
+    import orjson
+except ImportError:  # pragma: no cover - a bare install
+    orjson = None
 
 from helpers.core.artifacts import MANIFEST, Run
 from helpers.core.errors import PlaybookError
@@ -255,9 +261,20 @@ def _check_rows(rows: int, max_rows: int) -> None:
                            "split the rows over several requests, or start the service with a larger --max-rows")
 
 
+def _loads(body: bytes) -> Any:
+    """``json.loads(body)``: orjson's parse where it accepts the body (2-3x faster, the same values for what
+    it accepts), else ``json``'s own, which decides, with its own message (it accepts NaN, big integers)."""
+    if orjson is not None:
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(body)
+
+
 def _parse_json(body: bytes, max_rows: int) -> pd.DataFrame:
     try:
-        records = json.loads(body)
+        records = _loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise RequestError(400, f"the body is not valid JSON ({exc})",
                            'send a JSON list of records, e.g. [{"column": value, ...}]') from None
@@ -268,8 +285,10 @@ def _parse_json(body: bytes, max_rows: int) -> pd.DataFrame:
                            'send [{"column": value, ...}, ...]: one object per row')
     _check_rows(len(records), max_rows)  # before a table is built of them
     frame = pd.DataFrame.from_records(records) if records else pd.DataFrame()
-    for name in [c for c, dtype in frame.dtypes.items() if dtype.kind == "O"]:  # only mixed columns hold lists
-        nested = frame[name].map(lambda value: not isinstance(value, _SCALARS)).to_numpy(dtype=bool)
+    # only columns of dtype object (mixed values) can hold lists or objects, not those pandas read as str;
+    # a loop over the array, not Series.map (~1 ms less per 1,000 rows and column)
+    for name in [c for c, dtype in frame.dtypes.items() if isinstance(dtype, np.dtype) and dtype.kind == "O"]:
+        nested = np.fromiter((not isinstance(value, _SCALARS) for value in frame[name].to_numpy()), bool, len(frame))
         if nested.any():
             i = int(nested.argmax())
             raise RequestError(422, f"column {name} of record {i} holds a {type(frame[name].iloc[i]).__name__}, "
@@ -301,6 +320,14 @@ class Answer:
     times: dict[str, float]
 
 
+def _predict_config():
+    """scikit-learn's settings for the service's predictions: the per-call checks the pipeline would repeat on
+    every request skipped (``assume_finite``: the input is ``features.as_model_input``'s, where inf is NaN and the
+    pipeline's imputers fill every NaN; ``skip_parameter_validation``: the fitted model's parameters were checked
+    at fit). The same predictions; ~1.5-2 ms less CPU per single-row request (of ~9 ms for predict_proba)."""
+    return sklearn.config_context(assume_finite=True, skip_parameter_validation=True)
+
+
 def answer(package: deployment.Package, frame: pd.DataFrame) -> Answer:
     """Validate (errors: a 422 naming the columns), convert and predict ``frame``, each stage timed."""
     times, start = {}, time.perf_counter()
@@ -313,7 +340,8 @@ def answer(package: deployment.Package, frame: pd.DataFrame) -> Answer:
     times["validate"], start = time.perf_counter() - start, time.perf_counter()
     X = deployment.model_input(fixed, package)
     times["convert"], start = time.perf_counter() - start, time.perf_counter()
-    out = deployment.predict_frame(package, fixed, X)
+    with _predict_config():
+        out = deployment.predict_frame(package, fixed, X)
     times["predict"] = time.perf_counter() - start
     return Answer(fixed, v, X, out, times)
 
@@ -384,7 +412,8 @@ class Batcher:
         validated = time.perf_counter()
         X = deployment.model_input(fixed, package)
         converted = time.perf_counter()
-        out = deployment.predict_frame(package, fixed, X)
+        with _predict_config():
+            out = deployment.predict_frame(package, fixed, X)
         done = time.perf_counter()
         times = {"validate": validated - started, "convert": converted - validated, "predict": done - converted}
         parts, at = [], 0
