@@ -261,6 +261,10 @@ def test_init_student_and_facilitator_write_their_copies(tmp_path, capsys):
         assert (tmp_path / "plain" / f"{step}.ipynb").read_bytes() == SOURCES[step].read_bytes()
     guide = (tmp_path / "f" / "FACILITATOR_GUIDE.md").read_text()
     assert guide.startswith("# Facilitator guide") and "## Session plan" in guide
+    from helpers.core.faults import FAULTS
+
+    assert len(FAULTS) == 9 and all(f"| `{name}` |" in guide and FAULTS[name].teaches.split()[0] in guide
+                                    for name in FAULTS)  # every injectable fault and what it teaches
     assert not (tmp_path / "s" / "FACILITATOR_GUIDE.md").exists()
     assert (tmp_path / "s" / "project.yaml").is_file()
     assert "playbook check" in capsys.readouterr().out

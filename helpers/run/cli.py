@@ -272,9 +272,9 @@ def cmd_init(args) -> int:
         make = teaching.student_copy if args.student else teaching.facilitator_copy
         copies = {nb.stem: make(teaching.read_notebook(nb), nb.stem) for nb in sources}
         if args.facilitator:
-            # FAULTS: the lead wires helpers.core.faults.FAULTS in here (one dict per fault: name, what, finds,
-            # teaches); an empty list makes the guide say that no faults can be injected
-            faults: list[dict[str, str]] = []
+            from helpers.core.faults import FAULTS
+
+            faults = [{"name": f.name, "what": f.what, "finds": f.finds, "teaches": f.teaches} for f in FAULTS.values()]
             guide = teaching.facilitator_guide({s: copies[s] for s in paths.STEP_NOTEBOOKS if s in copies}, faults)
     target.mkdir(parents=True, exist_ok=True)
     for nb in sources:
