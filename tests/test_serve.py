@@ -501,3 +501,40 @@ def test_the_container_recipe_serves_from_a_fresh_environment(demo_run, tmp_path
         assert "jupyterlab" not in listed and "papermill" not in listed
         assert process.poll() is None
     print(f"the container recipe's service answered /health {seconds:.1f} s after its start")
+
+
+
+PREDICT_IN_A_THREAD = """
+import json, sys, threading
+import pandas as pd
+from threadpoolctl import threadpool_info
+from helpers.run import serve
+served = serve.load_served(sys.argv[1])
+frame = pd.read_json(sys.stdin)
+seen = {}
+def predict_here():
+    seen["before"] = sorted({lib["num_threads"] for lib in threadpool_info()})
+    serve.answer(served.package, frame)
+    seen["after"] = sorted({lib["num_threads"] for lib in threadpool_info()})
+worker = threading.Thread(target=predict_here)
+worker.start()
+worker.join()
+print(json.dumps(seen))
+"""
+
+
+def test_a_prediction_thread_runs_one_native_thread(small):
+    """Requests are answered on several threads: each predicts with one OpenMP/BLAS thread (no oversubscription).
+
+    In a process without the tests' OMP_NUM_THREADS=1, on a machine with more than one core."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
+    frame = make_frame(5, seed=3).drop(columns=["churn"])
+    done = subprocess.run([sys.executable, "-c", PREDICT_IN_A_THREAD, str(small[0])], input=frame.to_json(orient="records"),
+                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    if os.cpu_count() > 1:
+        assert max(seen["before"]) > 1, seen  # the default: a thread per core
+    assert seen["after"] == [1], seen

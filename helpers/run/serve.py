@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import sklearn
+import threadpoolctl
 import uvicorn
 from fastapi import FastAPI, Request, Response
 from starlette.concurrency import run_in_threadpool
@@ -320,11 +321,28 @@ class Answer:
     times: dict[str, float]
 
 
+_prediction_thread = threading.local()
+
+
+def _one_thread_per_request() -> None:
+    """Native thread pools (OpenMP, BLAS) of the calling thread limited to one thread, once per thread.
+
+    Requests are already answered on several threads of one process; an OpenMP team per request on top
+    oversubscribes the cores, and its spinning threads took ~6 ms of each single-row request on 2 cores
+    (p50 22 -> 16 ms, 8 clients 118 -> 150 requests/s; 1,000-row throughput unchanged: benchmarks/bench_serve.py).
+    OpenMP's thread count is a per-thread setting, hence once in every thread that predicts.
+    """
+    if not getattr(_prediction_thread, "limited", False):
+        threadpoolctl.threadpool_limits(1)
+        _prediction_thread.limited = True
+
+
 def _predict_config():
     """scikit-learn's settings for the service's predictions: the per-call checks the pipeline would repeat on
     every request skipped (``assume_finite``: the input is ``features.as_model_input``'s, where inf is NaN and the
     pipeline's imputers fill every NaN; ``skip_parameter_validation``: the fitted model's parameters were checked
     at fit). The same predictions; ~1.5-2 ms less CPU per single-row request (of ~9 ms for predict_proba)."""
+    _one_thread_per_request()
     return sklearn.config_context(assume_finite=True, skip_parameter_validation=True)
 
 
