@@ -373,6 +373,8 @@ def test_check_passes_every_exercise_of_the_facilitator_copy(facilitator_check):
         assert f"Exercise {r.id} ({r.notebook}): passed." in result.stdout
     assert f"{len(results)} of {len(results)} exercise(s) passed." in result.stdout
     assert "Run folder" not in result.stdout  # the run's progress goes to stderr
+    manifest = json.loads((run / "manifest.json").read_text())  # the learner's folder, not the deleted copies
+    assert manifest["graded"] is True and Path(manifest["notebooks"]) == (run.parent / "facilitator").resolve()
 
 
 @pytest.mark.slow
