@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -116,6 +118,32 @@ def test_preprocessing_is_fitted_inside_each_fold(monkeypatch):
     assert len(RowCounter.fitted_on) == inputs.folds
     assert all(rows < n_train for rows in RowCounter.fitted_on), "fitted on all training rows: validation folds leak"
     assert sum(RowCounter.fitted_on) == (inputs.folds - 1) * n_train
+
+
+def test_one_pool_of_fold_fits_scores_each_pipeline_as_its_own_cross_validation():
+    """evaluate_all (every (pipeline, fold) fit in one pool of 2 jobs) equals cross_validate per pipeline."""
+    from sklearn.model_selection import cross_validate
+
+    inputs = replace(make_inputs("classification", n=300), n_jobs=2)
+    names = ["logistic_regression", "random_forest", "hist_gradient_boosting"]
+    pipes = [modeling.family_pipeline(inputs, modeling.fam.get_family("classification", n)) for n in names]
+    cv = modeling.cv_folds(inputs)
+    rows = modeling.evaluate_all(inputs, pipes, cv)
+    scoring = modeling.KpiScorer(inputs.contract, inputs.metrics)
+    for pipe, row in zip(pipes, rows, strict=True):
+        alone = cross_validate(pipe, inputs.X, inputs.y, cv=cv, scoring=scoring, return_train_score=True)
+        for m in inputs.metrics:
+            assert row[f"{m}_mean"] == pytest.approx(float(np.nanmean(alone[f"test_{m}"])), abs=1e-12)
+            assert row[f"{m}_std"] == pytest.approx(float(np.nanstd(alone[f"test_{m}"])), abs=1e-12)
+            assert row[f"{m}_train"] == pytest.approx(float(np.nanmean(alone[f"train_{m}"])), abs=1e-12)
+    assert len({round(r["roc_auc_mean"], 9) for r in rows}) == len(names)  # each row is its own pipeline's
+
+
+def test_tuning_in_groups_of_parallel_fits_equals_tuning_one_by_one():
+    one = modeling.tune(make_inputs("classification", n=300), ["random_forest"], "random", 5, 60)
+    two = modeling.tune(replace(make_inputs("classification", n=300), n_jobs=2), ["random_forest"], "random", 5, 60)
+    assert len(one.results) == len(two.results) >= 3
+    pd.testing.assert_frame_equal(one.results.drop(columns="fit_time_s"), two.results.drop(columns="fit_time_s"))
 
 
 def test_regression_leaderboard_and_tuning_are_deterministic():

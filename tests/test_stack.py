@@ -846,7 +846,7 @@ def test_workload_mirrors_step_4s_schedule():
     assert workload.IMPORTANCE_REPEATS == inspect.signature(modeling.importance_table).parameters["n_repeats"].default
     assert "min(inputs.folds, 3)" in inspect.getsource(modeling.subsample)
     assert "factor=2" in inspect.getsource(modeling._halving)
-    assert "return_train_score=train" in inspect.getsource(modeling.evaluate)
+    assert "return_train_score=train" in inspect.getsource(modeling.evaluate_all)
 
 
 def test_modeling_forecast_costs_each_family_as_the_tuned_one():
