@@ -327,10 +327,10 @@ def cmd_check(args) -> int:
         code = runner.run_playbook(values, steps=list(found), out=out, command=command, html=False,
                                    timeout=args.timeout, notebooks=graded,
                                    echo=lambda line: print(line, file=sys.stderr))  # stdout: the grades only
-    if Path(out, "manifest.json").is_file():  # it names the graded copies' temporary folder: name the learner's
-        from helpers.core.artifacts import Run
+    from helpers.core.artifacts import Run
 
-        Run(out).update_manifest(notebooks=str(folder.resolve()), graded=True)
+    if (run := Run(out)).has_manifest():  # it names the graded copies' temporary folder: name the learner's
+        run.update_manifest(notebooks=str(folder.resolve()), graded=True)
     if code == runner.EXIT_INTERRUPTED:
         return code
     results = teaching.grade_folder(out, expected)

@@ -329,7 +329,7 @@ def _one_thread_per_request() -> None:
 
     Requests are already answered on several threads of one process; an OpenMP team per request on top
     oversubscribes the cores, and its spinning threads took ~6 ms of each single-row request on 2 cores
-    (p50 22 -> 16 ms, 8 clients 118 -> 150 requests/s; 1,000-row throughput unchanged: benchmarks/bench_serve.py).
+    (p50 22 -> 15 ms, 8 clients 118 -> 136 requests/s; 1,000-row throughput not lower: benchmarks/bench_serve.py).
     OpenMP's thread count is a per-thread setting, hence once in every thread that predicts.
     """
     if not getattr(_prediction_thread, "limited", False):

@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from joblib import effective_n_jobs
 from sklearn.base import clone
 from sklearn.dummy import DummyClassifier, DummyRegressor
 from sklearn.exceptions import ConvergenceWarning
@@ -271,12 +270,6 @@ def evaluate_all(inputs: Inputs, pipelines: Sequence[Any], cv=None, train: bool 
         row["fit_time_s"] = float(np.mean(res["fit_time"]))
         rows.append(row)
     return rows
-
-
-def parallel_fits(inputs: Inputs) -> int:
-    """How many fits run at once with ``inputs.n_jobs`` where the fits run (a cluster: its worker threads)."""
-    with compute_mod.fits_on(inputs.compute):
-        return max(1, effective_n_jobs(inputs.n_jobs))
 
 
 def is_bounded(metric: str) -> bool:
@@ -580,7 +573,7 @@ def tune(inputs: Inputs, families: Sequence[str], strategy: str = "random", iter
     rows: list[dict[str, Any]] = []
     stopped, notes = False, []
     cv = cv_folds(inputs)
-    width = parallel_fits(inputs)
+    width = compute_mod.engine(inputs.compute, inputs.n_jobs).threads  # fits that run side by side
     for name in families:
         family = fam.get_family(inputs.problem_type, name)
         cands = candidates(family, strategy, iterations, inputs.seed)
